@@ -1,0 +1,47 @@
+"""What every command shares: one-line user errors with a non-zero exit, and logging setup."""
+
+import functools
+import logging
+import os
+import sys
+
+from fairseq_lite.errors import FairseqLiteError
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    # fairseq's format, so logs look the same to people and to their log parsers.
+    logging.basicConfig(
+        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        level=os.environ.get("LOGLEVEL", logging.getLevelName(level)).upper(),
+        stream=sys.stdout,
+    )
+
+
+def user_errors_exit(prog: str):
+    """Decorate a command's entry point: a FairseqLiteError becomes `prog: error: ...` and exit 1.
+
+    Set HYDRA_FULL_ERROR=1 (or FAIRSEQ_LITE_FULL_ERROR=1) to see the traceback instead.
+    """
+
+    def decorator(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except FairseqLiteError as e:
+                if os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("FAIRSEQ_LITE_FULL_ERROR") == "1":
+                    raise
+                print(f"{prog}: error: {one_line(str(e))}", file=sys.stderr)
+                sys.exit(1)
+            except KeyboardInterrupt:
+                print(f"{prog}: interrupted", file=sys.stderr)
+                sys.exit(130)
+
+        return wrapper
+
+    return decorator
+
+
+def one_line(message: str) -> str:
+    return " ".join(message.split())
