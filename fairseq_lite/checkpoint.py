@@ -1,0 +1,214 @@
+"""Checkpoint files: fairseq's names, atomic writes, exact resume, and loading for inference.
+
+A checkpoint holds only tensors and plain Python containers (the config included, resolved), so
+`torch.load(path, weights_only=True)` reads it and loading one never runs code.
+"""
+
+import logging
+import os
+import re
+import shutil
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from omegaconf import DictConfig
+
+import fairseq_lite
+from fairseq_lite.dataclass.compose import config_from_dict, to_plain_dict
+from fairseq_lite.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """Write to a temp file in the same directory, fsync, then rename over `path`: a kill at any
+    moment leaves either the old file or the new one, never a half-written one."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_copy(src: str, dst: str) -> None:
+    tmp = os.path.join(os.path.dirname(os.path.abspath(dst)), f".{os.path.basename(dst)}.tmp{os.getpid()}")
+    try:
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_checkpoint_to_cpu(path: str) -> Dict[str, Any]:
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a truncated or foreign file
+        raise CheckpointError(f"cannot read checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    if not isinstance(state, dict) or "model" not in state or "cfg" not in state:
+        raise CheckpointError(f"{path} is not a fairseq-lite checkpoint (no 'model'/'cfg' entries)")
+    return state
+
+
+class CheckpointManager:
+    """Decides which files to write after a validation, and restores a run from checkpoint_last."""
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.ckpt = cfg.checkpoint
+        self.best: Optional[float] = None
+        self.num_bad_validations = 0  # for --patience
+
+    # --- best metric and early stopping ---------------------------------------------------------
+    def is_better(self, a: float, b: float) -> bool:
+        return a > b if self.ckpt.maximize_best_checkpoint_metric else a < b
+
+    def update_best(self, metric: Optional[float]) -> bool:
+        """Record a validation result; True when it is the best so far."""
+        if metric is None:
+            return False
+        if self.best is None or self.is_better(metric, self.best):
+            self.best = metric
+            self.num_bad_validations = 0
+            return True
+        self.num_bad_validations += 1
+        return False
+
+    def should_stop_early(self) -> bool:
+        if self.ckpt.patience > 0 and self.num_bad_validations >= self.ckpt.patience:
+            logger.info(f"early stop since valid performance hasn't improved for last {self.ckpt.patience} runs")
+            return True
+        return False
+
+    # --- saving ---------------------------------------------------------------------------------
+    def save(self, trainer, epoch_itr, val_metric: Optional[float], is_best: bool, extra: Dict[str, Any]) -> None:
+        if self.ckpt.no_save:
+            return
+        os.makedirs(self.ckpt.save_dir, exist_ok=True)
+        epoch = epoch_itr.epoch
+        end_of_epoch = epoch_itr.end_of_epoch()
+        updates = trainer.get_num_updates()
+        suffix = self.ckpt.checkpoint_suffix
+        names = []
+        if end_of_epoch and not self.ckpt.no_epoch_checkpoints and epoch % self.ckpt.save_interval == 0:
+            names.append(f"checkpoint{epoch}{suffix}.pt")
+        if not end_of_epoch and self.ckpt.save_interval_updates > 0 and updates % self.ckpt.save_interval_updates == 0:
+            names.append(f"checkpoint_{epoch}_{updates}{suffix}.pt")
+        if is_best:
+            names.append(f"checkpoint_best{suffix}.pt")
+            if self.ckpt.keep_best_checkpoints > 0 and val_metric is not None:
+                names.append(f"checkpoint.best_{self.ckpt.best_checkpoint_metric}_{val_metric:.4f}{suffix}.pt")
+        if not self.ckpt.no_last_checkpoints:
+            names.append(f"checkpoint_last{suffix}.pt")
+        if not names:
+            return
+
+        state = trainer.state_dict()
+        state["cfg"] = to_plain_dict(self.cfg)
+        state["version"] = fairseq_lite.__version__
+        state["extra_state"] = {
+            **extra,
+            "epoch": epoch,
+            "train_iterator": epoch_itr.state_dict(),
+            "val_loss": val_metric,
+            "best": self.best,
+            "num_bad_validations": self.num_bad_validations,
+            "torch_rng_state": torch.get_rng_state(),
+        }
+        paths = [os.path.join(self.ckpt.save_dir, n) for n in names]
+        atomic_torch_save(state, paths[0])
+        for path in paths[1:]:
+            atomic_copy(paths[0], path)
+        logger.info(f"saved checkpoint {paths[0]} (epoch {epoch} @ {updates} updates, score {val_metric}) "
+                    + (f"and copied it to {', '.join(os.path.basename(p) for p in paths[1:])}" if paths[1:] else ""))
+        self._remove_old()
+
+    def _remove_old(self) -> None:
+        suffix = re.escape(self.ckpt.checkpoint_suffix)
+        keep = [
+            (self.ckpt.keep_interval_updates, rf"checkpoint_\d+_(\d+){suffix}\.pt", False),
+            (self.ckpt.keep_last_epochs, rf"checkpoint(\d+){suffix}\.pt", False),
+            (self.ckpt.keep_best_checkpoints, rf"checkpoint\.best_{re.escape(self.ckpt.best_checkpoint_metric)}"
+                                              rf"_(-?[\d.]+){suffix}\.pt", True),
+        ]
+        for limit, pattern, is_score in keep:
+            if limit is None or limit < 0:
+                continue
+            found = []
+            for name in os.listdir(self.ckpt.save_dir):
+                m = re.fullmatch(pattern, name)
+                if m:
+                    found.append((float(m.group(1)), name))
+            # Newest (or best) first; everything past `limit` goes.
+            reverse = not is_score or self.ckpt.maximize_best_checkpoint_metric
+            found.sort(reverse=reverse)
+            for _, name in found[limit:]:
+                os.remove(os.path.join(self.ckpt.save_dir, name))
+
+    # --- loading --------------------------------------------------------------------------------
+    def restore_path(self) -> Tuple[str, bool]:
+        """The file to resume from, and whether the user named it explicitly."""
+        restore_file = self.ckpt.restore_file
+        if restore_file == "checkpoint_last.pt":
+            return os.path.join(self.ckpt.save_dir, f"checkpoint_last{self.ckpt.checkpoint_suffix}.pt"), False
+        return restore_file, True
+
+    def load(self, trainer) -> Optional[Dict[str, Any]]:
+        """Restore trainer state from the checkpoint to resume from; None when starting fresh."""
+        path, explicit = self.restore_path()
+        if not os.path.isfile(path):
+            if explicit:
+                raise CheckpointError(f"checkpoint.restore_file: {path} does not exist")
+            if self.ckpt.finetune_from_model:
+                self._load_pretrained(trainer, self.ckpt.finetune_from_model)
+            return None
+        state = load_checkpoint_to_cpu(path)
+        try:
+            trainer.load_state_dict(state, reset_optimizer=self.ckpt.reset_optimizer,
+                                    reset_lr_scheduler=self.ckpt.reset_lr_scheduler)
+        except RuntimeError as e:
+            raise CheckpointError(f"{path} does not fit this model ({str(e).splitlines()[0]}); use another "
+                                  f"checkpoint.save_dir to start a new run") from e
+        extra = state.get("extra_state") or {}
+        if not self.ckpt.reset_meters:
+            self.best = extra.get("best")
+            self.num_bad_validations = extra.get("num_bad_validations", 0)
+        logger.info(f"loaded checkpoint {path} (epoch {extra.get('epoch')} @ {trainer.get_num_updates()} updates)")
+        return extra
+
+    def _load_pretrained(self, trainer, path: str) -> None:
+        state = load_checkpoint_to_cpu(path)
+        try:
+            trainer.model.load_state_dict(state["model"], strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(f"checkpoint.finetune_from_model: {path} does not fit this model "
+                                  f"({str(e).splitlines()[0]})") from e
+        logger.info(f"loaded pretrained weights from {path} (optimizer, schedule and meters reset)")
+
+
+def load_model_for_inference(path: str, task_overrides: Optional[Dict[str, Any]] = None):
+    """Rebuild (cfg, task, model) from a checkpoint, for eval-lm and generation."""
+    from fairseq_lite.registry import TASK_REGISTRY
+
+    state = load_checkpoint_to_cpu(path)
+    cfg = config_from_dict(state["cfg"])
+    for key, value in (task_overrides or {}).items():
+        cfg.task[key] = value
+    task = TASK_REGISTRY.build(cfg.task)
+    model = task.build_model(cfg.model)
+    try:
+        model.load_state_dict(state["model"], strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the model its config describes "
+                              f"({str(e).splitlines()[0]})") from e
+    return cfg, task, model

@@ -1,0 +1,82 @@
+"""Token-level cross entropy (`--criterion cross_entropy`)."""
+
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, Tuple
+
+import torch.nn as nn
+import torch.nn.functional as F
+from omegaconf import II
+from torch import Tensor
+
+from fairseq_lite.criterions.fairseq_criterion import FairseqCriterion
+from fairseq_lite.dataclass.base import FairseqDataclass
+from fairseq_lite.registry import register_criterion
+
+
+@dataclass
+class CrossEntropyCriterionConfig(FairseqDataclass):
+    sentence_avg: bool = II("optimization.sentence_avg")
+
+
+def _to_number(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+@register_criterion("cross_entropy", dataclass=CrossEntropyCriterionConfig)
+class CrossEntropyCriterion(FairseqCriterion):
+    def __init__(self, cfg: Any, task: Any):
+        super().__init__(cfg, task)
+        self.sentence_avg = bool(cfg.sentence_avg)
+
+    def forward(self, model: nn.Module, sample: Dict[str, Any], reduce: bool = True
+                ) -> Tuple[Tensor, int, Dict[str, Any]]:
+        """Loss summed in nats over the non-pad targets (per token when reduce=False)."""
+        net_output = model(**sample["net_input"])
+        loss = self.compute_loss(model, net_output, sample, reduce=reduce)
+        target = sample["target"]
+        nsentences = target.size(0)
+        ntokens = sample.get("ntokens")
+        if ntokens is None:
+            ntokens = int(target.ne(self.padding_idx).sum())
+        ntokens = int(_to_number(ntokens))
+        sample_size = nsentences if self.sentence_avg else ntokens
+        logging_output = {
+            "loss": float(loss.detach().sum()),
+            "ntokens": ntokens,
+            "nsentences": nsentences,
+            "sample_size": sample_size,
+        }
+        return loss, sample_size, logging_output
+
+    def compute_loss(self, model: nn.Module, net_output: Any, sample: Dict[str, Any], reduce: bool = True) -> Tensor:
+        logits = net_output[0]
+        target = model.get_targets(sample, net_output)
+        # Cross entropy in fp32 even under bf16 autocast: the log-sum-exp over the vocabulary
+        # is where low precision hurts.
+        return F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(),
+            target.reshape(-1),
+            ignore_index=self.padding_idx,
+            reduction="sum" if reduce else "none",
+        )
+
+    @classmethod
+    def reduce_metrics(cls, agg: Dict[str, Any]) -> Dict[str, float]:
+        """From logging outputs summed over batches/workers to what fairseq logs: base-2 losses
+        ("loss" per sample_size, "nll_loss" per target token) and perplexity 2**nll_loss.
+        (fairseq rounds loss to 3 and ppl to 2 decimals when printing; no rounding here.)"""
+        loss_sum = float(_to_number(agg.get("loss", 0.0)))
+        ntokens = float(_to_number(agg.get("ntokens", 0)))
+        sample_size = float(_to_number(agg.get("sample_size", 0)))
+        loss = loss_sum / sample_size / math.log(2) if sample_size > 0 else 0.0
+        nll_loss = loss_sum / ntokens / math.log(2) if ntokens > 0 else 0.0
+        try:
+            ppl = 2 ** nll_loss
+        except OverflowError:
+            ppl = float("inf")
+        return {"loss": loss, "nll_loss": nll_loss, "ppl": ppl}
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

@@ -1,0 +1,33 @@
+"""Base class of the training criteria (losses)."""
+
+from typing import Any, Dict, Tuple
+
+import torch.nn as nn
+from torch import Tensor
+
+
+class FairseqCriterion(nn.Module):
+    """Built as `Criterion(cfg, task)`; `forward(model, sample)` -> (loss, sample_size, logging_output).
+
+    The trainer divides gradients by the summed `sample_size`, and passes logging outputs summed
+    over batches and workers to `reduce_metrics` (when `logging_outputs_can_be_summed()`).
+    """
+
+    def __init__(self, cfg: Any, task: Any):
+        super().__init__()
+        self.cfg = cfg
+        self.task = task
+        dictionary = getattr(task, "target_dictionary", None)
+        self.padding_idx = dictionary.pad() if dictionary is not None else -100
+
+    def forward(self, model: nn.Module, sample: Dict[str, Any], reduce: bool = True
+                ) -> Tuple[Tensor, int, Dict[str, Any]]:
+        raise NotImplementedError
+
+    @classmethod
+    def reduce_metrics(cls, agg: Dict[str, Any]) -> Dict[str, float]:
+        raise NotImplementedError
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return False

@@ -1,0 +1,75 @@
+"""Make every registered component known to Hydra.
+
+Each component's dataclass goes into Hydra's ConfigStore under its group and registered name, so
+`model=transformer_lm` composes the typed, validated `TransformerLanguageModelConfig`, and the
+bundled YAML (config/model/transformer_lm/<arch>.yaml) layers an architecture's values on top.
+"""
+
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from fairseq_lite.dataclass.configs import FairseqConfig
+from fairseq_lite.errors import ConfigError
+from fairseq_lite.registry import COMPONENT_REGISTRIES
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_NAME = "fairseq_lite_schema"
+_COMPONENT_PACKAGES = (
+    "fairseq_lite.tasks",
+    "fairseq_lite.models",
+    "fairseq_lite.criterions",
+    "fairseq_lite.optim",
+    "fairseq_lite.optim.lr_scheduler",
+)
+
+
+def import_components(user_dir: Optional[str] = None) -> None:
+    """Import the built-in components (which registers them) and, optionally, a user's plugin dir."""
+    for package in _COMPONENT_PACKAGES:
+        importlib.import_module(package)
+    if user_dir:
+        import_user_module(user_dir)
+
+
+def import_user_module(user_dir: str) -> None:
+    path = Path(os.path.expanduser(user_dir)).resolve()
+    if not path.exists():
+        raise ConfigError(f"common.user_dir: '{user_dir}' does not exist")
+    name = path.name
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) and \
+            Path(sys.modules[name].__file__).resolve().parent == path:
+        return  # already imported: importing twice would re-run its registrations
+    if name in sys.modules:
+        raise ConfigError(f"common.user_dir: cannot import '{path}' as module '{name}', a different module "
+                          f"of that name is already imported; rename the directory")
+    sys.path.insert(0, str(path.parent))
+    try:
+        importlib.import_module(name)
+    finally:
+        sys.path.remove(str(path.parent))
+
+
+def component_node(kind: str, name: str):
+    entry = COMPONENT_REGISTRIES[kind].get(name)
+    node = OmegaConf.structured(entry.dataclass) if entry.dataclass is not None else OmegaConf.create({})
+    with_name = OmegaConf.merge(node, {"_name": name}) if entry.dataclass is None else node
+    if entry.dataclass is not None:
+        with_name._name = name
+    return with_name
+
+
+def hydra_init() -> None:
+    """Store the schema and every registered component in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name=SCHEMA_NAME, node=FairseqConfig, provider="fairseq_lite")
+    for kind, registry in COMPONENT_REGISTRIES.items():
+        for name in registry.choices():
+            cs.store(group=kind, name=name, node=component_node(kind, name), provider="fairseq_lite")

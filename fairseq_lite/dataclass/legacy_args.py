@@ -1,0 +1,180 @@
+"""fairseq-train's flat argparse flags, generated from the same dataclasses as the Hydra config.
+
+Flags the user gives are turned into Hydra overrides (`--decoder-layers 2` -> `model.decoder_layers=2`)
+and composed exactly like `fairseq-hydra-train` would, so both commands always agree.
+"""
+
+import argparse
+import dataclasses
+import typing
+from enum import Enum
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from fairseq_lite.dataclass.base import FairseqDataclass, eval_str_list
+from fairseq_lite.dataclass.configs import SETTINGS_GROUPS
+from fairseq_lite.errors import ConfigError
+from fairseq_lite.registry import COMPONENT_REGISTRIES, get_architecture
+
+# Component-choosing flags, fairseq's names -> config group.
+COMPONENT_FLAGS = {"task": "task", "criterion": "criterion", "optimizer": "optimizer",
+                   "lr_scheduler": "lr_scheduler"}
+
+
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def _is_interpolation(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("${")
+
+
+def _unwrap_optional(tp):
+    if typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _argparse_kwargs(f: dataclasses.Field, default: Any) -> Dict[str, Any]:
+    tp = _unwrap_optional(f.type)
+    kwargs: Dict[str, Any] = {"help": f.metadata.get("help", ""), "default": argparse.SUPPRESS}
+    if tp is bool:
+        kwargs["action"] = "store_false" if default is True else "store_true"
+        return kwargs
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        kwargs["choices"] = [m.value for m in tp]
+        kwargs["type"] = str
+    elif typing.get_origin(tp) in (list, List):
+        (inner,) = typing.get_args(tp) or (str,)
+        kwargs["type"] = lambda s, inner=inner: _parse_list(s, inner)
+        kwargs["metavar"] = "LIST"
+    elif tp in (int, float, str):
+        kwargs["type"] = tp
+    else:
+        kwargs["type"] = str
+    shown = default.value if isinstance(default, Enum) else default
+    if shown is not None and not _is_interpolation(shown) and shown is not dataclasses.MISSING:
+        kwargs["help"] += f" (default: {shown})"
+    return kwargs
+
+
+def _parse_list(text: str, inner: type) -> List[Any]:
+    try:
+        return eval_str_list(text, inner)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+
+
+class LegacyParser:
+    """Builds the parser for the components the command line selects, and maps flags back to
+    `group.field` keys."""
+
+    def __init__(self, prog: str, description: str, groups: Sequence[str], components: Sequence[str],
+                 positional_data: bool = True, defaults: Optional[Dict[str, str]] = None):
+        self.prog = prog
+        self.description = description
+        self.groups = list(groups)
+        self.components = list(components)
+        self.positional_data = positional_data
+        self.defaults = dict(defaults or {})
+
+    def _selector_parser(self, add_help: bool) -> argparse.ArgumentParser:
+        parser = argparse.ArgumentParser(prog=self.prog, description=self.description, add_help=add_help,
+                                         allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        for flag in self.components:
+            choices = COMPONENT_REGISTRIES[flag].choices()
+            parser.add_argument(flag_name(flag), default=self.defaults.get(flag), metavar=flag.upper(),
+                                help=f"{flag} to use; one of: {', '.join(choices)}")
+        if "model" in self.components:
+            parser.add_argument("--arch", "-a", metavar="ARCH", default=self.defaults.get("arch"),
+                                help="model architecture (e.g. transformer_lm_gpt)")
+        parser.add_argument("--user-dir", default=None, help="path to a python module with custom components")
+        return parser
+
+    def parse(self, argv: Sequence[str]) -> Tuple[argparse.Namespace, Dict[str, Any], Dict[str, List[str]]]:
+        """Returns (selected components, {flag dest: value} for flags the user gave, dest -> keys)."""
+        from fairseq_lite.dataclass.initialize import import_components
+
+        selectors, _ = self._selector_parser(add_help=False).parse_known_args(argv)
+        import_components(selectors.user_dir)
+        parser = self._selector_parser(add_help=True)
+        targets: Dict[str, List[str]] = {}
+        if self.positional_data:
+            parser.add_argument("data", nargs="?", default=argparse.SUPPRESS,
+                                help="path to the data directory (task.data)")
+            targets["data"] = ["task.data"]
+        for group in self.groups:
+            self._add_fields(parser.add_argument_group(group), group, SETTINGS_GROUPS[group], targets)
+        for kind in self.components:
+            name = self._selected_name(kind, selectors)
+            if name is None:
+                continue
+            entry = COMPONENT_REGISTRIES[kind].get(name)
+            if entry.dataclass is not None:
+                self._add_fields(parser.add_argument_group(f"{kind} ({name})"), kind, entry.dataclass, targets)
+        args = parser.parse_args(argv)
+        given = {dest: value for dest, value in vars(args).items() if dest in targets}
+        return selectors, given, targets
+
+    def _selected_name(self, kind: str, selectors: argparse.Namespace) -> Optional[str]:
+        if kind == "model":
+            return get_architecture(selectors.arch).model if selectors.arch else None
+        return getattr(selectors, kind)
+
+    def _add_fields(self, group_parser, group: str, dc: type, targets: Dict[str, List[str]]) -> None:
+        for f in dataclasses.fields(dc):
+            if f.name.startswith("_") or (group.startswith("task") and f.name == "data" and self.positional_data):
+                continue
+            default = dc.field_default(f.name) if issubclass(dc, FairseqDataclass) else f.default
+            if _is_interpolation(default):
+                continue  # follows another group's value, which has its own flag
+            dest = f.name
+            if dest in targets:
+                targets[dest].append(f"{group}.{f.name}")  # fairseq's namespace is flat: one flag sets both
+                continue
+            targets[dest] = [f"{group}.{f.name}"]
+            group_parser.add_argument(flag_name(f.name), dest=dest, **_argparse_kwargs(f, default))
+
+    def to_overrides(self, argv: Sequence[str]) -> List[str]:
+        selectors, given, targets = self.parse(argv)
+        overrides: List[str] = []
+        if selectors.user_dir:
+            overrides.append(f"common.user_dir={format_override_value(selectors.user_dir)}")
+        for kind in self.components:
+            if kind == "model":
+                continue
+            name = getattr(selectors, kind)
+            if name is not None:
+                COMPONENT_REGISTRIES[kind].get(name)
+                overrides.append(f"{kind}={name}")
+        if "model" in self.components:
+            if not selectors.arch:
+                raise ConfigError("--arch is required (e.g. --arch transformer_lm_gpt)")
+            arch = get_architecture(selectors.arch)
+            overrides.append(f"model={arch.model}")
+            user_model_values = {t.split(".", 1)[1]: v for dest, v in given.items() for t in targets[dest]
+                                 if t.startswith("model.")}
+            for key, value in sorted(arch.values(user_model_values).items()):
+                if key not in user_model_values:
+                    overrides.append(f"model.{key}={format_override_value(value)}")
+        for dest, value in given.items():
+            for key in targets[dest]:
+                overrides.append(f"{key}={format_override_value(value)}")
+        return overrides
+
+
+def format_override_value(value: Any) -> str:
+    """A Python value as Hydra override grammar (strings quoted so ':', ',' or spaces survive)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(format_override_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"

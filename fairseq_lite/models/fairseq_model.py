@@ -1,0 +1,122 @@
+"""Base classes for models, in fairseq's terms.
+
+A model is built from its config and the task (`Model.build_model(cfg, task)`), returns raw
+outputs as `(logits, extra)` and knows how to turn them into (log-)probabilities. Decoders are
+shared: the same `FairseqIncrementalDecoder` serves a language model (no encoder) and an
+encoder-decoder model, which passes `encoder_out` through to it.
+
+`encoder_out`, when present, is a dict (batch-first, unlike fairseq's time-first tensors):
+  {"encoder_out": B x S x C tensor, "encoder_padding_mask": B x S bool tensor (True at pads) or None}
+"""
+
+from typing import Any, Dict, Optional, Tuple
+
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from fairseq_lite.modules.multihead_attention import IncrementalState
+
+EncoderOut = Dict[str, Optional[Tensor]]
+DecoderOut = Tuple[Tensor, Dict[str, Any]]
+
+
+class BaseFairseqModel(nn.Module):
+    @classmethod
+    def build_model(cls, cfg: Any, task: Any) -> "BaseFairseqModel":
+        raise NotImplementedError(f"{cls.__name__} must implement build_model(cfg, task)")
+
+    def get_targets(self, sample: Dict[str, Any], net_output: DecoderOut) -> Tensor:
+        return sample["target"]
+
+    def get_normalized_probs(self, net_output: DecoderOut, log_probs: bool,
+                             sample: Optional[Dict[str, Any]] = None) -> Tensor:
+        # Normalize in fp32: softmax over a large vocabulary in bf16/fp16 loses too much.
+        logits = net_output[0].float()
+        return F.log_softmax(logits, dim=-1) if log_probs else F.softmax(logits, dim=-1)
+
+    def max_positions(self) -> Optional[Any]:
+        return None
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Unique parameters (a tied embedding counts once)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+class FairseqDecoder(nn.Module):
+    def __init__(self, dictionary: Any):
+        super().__init__()
+        self.dictionary = dictionary
+
+    def forward(self, prev_output_tokens: Tensor, encoder_out: Optional[EncoderOut] = None,
+                **kwargs) -> DecoderOut:
+        x, extra = self.extract_features(prev_output_tokens, encoder_out=encoder_out, **kwargs)
+        return self.output_layer(x), extra
+
+    def extract_features(self, prev_output_tokens: Tensor, encoder_out: Optional[EncoderOut] = None,
+                         **kwargs) -> DecoderOut:
+        raise NotImplementedError
+
+    def output_layer(self, features: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def get_normalized_probs(self, net_output: DecoderOut, log_probs: bool,
+                             sample: Optional[Dict[str, Any]] = None) -> Tensor:
+        logits = net_output[0].float()
+        return F.log_softmax(logits, dim=-1) if log_probs else F.softmax(logits, dim=-1)
+
+    def max_positions(self) -> int:
+        return int(1e6)
+
+
+class FairseqIncrementalDecoder(FairseqDecoder):
+    """A decoder that can generate one step at a time, caching keys/values between steps.
+
+    Call it with the whole prefix generated so far and a dict `incremental_state` (start with
+    `{}`, keep passing the same dict); only the newest position is computed and returned
+    (B x 1 x V). `reorder_incremental_state` keeps the cache in step with beam search.
+    """
+
+    def forward(self, prev_output_tokens: Tensor, encoder_out: Optional[EncoderOut] = None,
+                incremental_state: Optional[IncrementalState] = None, **kwargs) -> DecoderOut:
+        raise NotImplementedError
+
+    def reorder_incremental_state(self, incremental_state: IncrementalState, new_order: Tensor) -> None:
+        for module in self.modules():
+            if module is not self and not isinstance(module, FairseqIncrementalDecoder) and \
+                    hasattr(module, "reorder_incremental_state"):
+                module.reorder_incremental_state(incremental_state, new_order)
+
+
+class FairseqLanguageModel(BaseFairseqModel):
+    """A decoder-only model: `model(src_tokens)` -> (logits B x T x V, extra)."""
+
+    def __init__(self, decoder: FairseqDecoder):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, **kwargs) -> DecoderOut:
+        return self.decoder(src_tokens, **kwargs)
+
+    def forward_decoder(self, prev_output_tokens: Tensor, **kwargs) -> DecoderOut:
+        return self.decoder(prev_output_tokens, **kwargs)
+
+    def extract_features(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, **kwargs) -> DecoderOut:
+        return self.decoder.extract_features(src_tokens, **kwargs)
+
+    def output_layer(self, features: Tensor) -> Tensor:
+        return self.decoder.output_layer(features)
+
+    def get_normalized_probs(self, net_output: DecoderOut, log_probs: bool,
+                             sample: Optional[Dict[str, Any]] = None) -> Tensor:
+        return self.decoder.get_normalized_probs(net_output, log_probs, sample)
+
+    def max_positions(self) -> int:
+        return self.decoder.max_positions()
+
+    def max_decoder_positions(self) -> int:
+        return self.decoder.max_positions()
+
+    @property
+    def supported_targets(self) -> set:
+        return {"future"}

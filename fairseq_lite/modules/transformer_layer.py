@@ -1,0 +1,157 @@
+"""Transformer encoder and decoder layers (batch-first), with fairseq's names and options.
+
+Post-norm (the paper, fairseq's default): sublayer -> dropout -> add residual -> LayerNorm.
+Pre-norm (`normalize_before`, tensor2tensor): LayerNorm -> sublayer -> dropout -> add residual;
+the stack then needs a final LayerNorm, which the encoder/decoder owns.
+"""
+
+import math
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from fairseq_lite.modules.multihead_attention import IncrementalState, MultiheadAttention
+
+ACTIVATION_FNS = ["relu", "gelu", "gelu_fast", "gelu_accurate", "tanh", "linear"]
+
+
+def gelu_accurate(x: Tensor) -> Tensor:
+    # The tanh approximation of GELU (fairseq's `gelu_accurate`, originally from BERT/GPT).
+    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * torch.pow(x, 3))))
+
+
+def get_activation_fn(name: str) -> Callable[[Tensor], Tensor]:
+    name = str(name)
+    if name == "relu":
+        return F.relu
+    if name == "gelu":
+        return F.gelu  # the exact (erf) form, as fairseq's `gelu`
+    if name in ("gelu_fast", "gelu_accurate"):  # fairseq renamed gelu_fast to gelu_accurate
+        return gelu_accurate
+    if name == "tanh":
+        return torch.tanh
+    if name == "linear":
+        return lambda x: x
+    raise ValueError(f"activation_fn '{name}' not supported; choose from: {', '.join(ACTIVATION_FNS)}")
+
+
+class _LayerBase(nn.Module):
+    """The residual wiring shared by both layer kinds; subclasses set the submodules."""
+
+    def _sublayer(self, x: Tensor, norm: nn.LayerNorm, fn: Callable[[Tensor], Tensor]) -> Tensor:
+        residual = x
+        if self.normalize_before:
+            x = norm(x)
+        x = F.dropout(fn(x), p=self.dropout, training=self.training)
+        x = residual + x
+        if not self.normalize_before:
+            x = norm(x)
+        return x
+
+    def _mlp(self, x: Tensor) -> Tensor:
+        x = self.activation_fn(self.fc1(x))
+        x = F.dropout(x, p=self.activation_dropout, training=self.training)
+        return self.fc2(x)
+
+    def _ffn(self, x: Tensor) -> Tensor:
+        return self._sublayer(x, self.final_layer_norm, self._mlp)
+
+
+def _activation_dropout(activation_dropout: float, relu_dropout: float) -> float:
+    # fairseq's legacy fallback: --relu-dropout is used when --activation-dropout is 0.
+    return float(activation_dropout or relu_dropout or 0.0)
+
+
+class TransformerEncoderLayer(_LayerBase):
+    def __init__(
+        self,
+        embed_dim: int,
+        ffn_embed_dim: int,
+        attention_heads: int,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        activation_dropout: float = 0.0,
+        relu_dropout: float = 0.0,
+        activation_fn: str = "relu",
+        normalize_before: bool = False,
+    ):
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.dropout = dropout
+        self.activation_dropout = _activation_dropout(activation_dropout, relu_dropout)
+        self.activation_fn = get_activation_fn(activation_fn)
+        self.normalize_before = normalize_before
+        self.self_attn = MultiheadAttention(embed_dim, attention_heads, dropout=attention_dropout,
+                                            self_attention=True)
+        self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
+        self.fc1 = nn.Linear(embed_dim, ffn_embed_dim)
+        self.fc2 = nn.Linear(ffn_embed_dim, embed_dim)
+        self.final_layer_norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x: Tensor, encoder_padding_mask: Optional[Tensor] = None) -> Tensor:
+        """x: B x S x C; encoder_padding_mask: B x S, True at pads."""
+        x = self._sublayer(x, self.self_attn_layer_norm,
+                           lambda h: self.self_attn(h, key_padding_mask=encoder_padding_mask))
+        return self._ffn(x)
+
+
+class TransformerDecoderLayer(_LayerBase):
+    def __init__(
+        self,
+        embed_dim: int,
+        ffn_embed_dim: int,
+        attention_heads: int,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        activation_dropout: float = 0.0,
+        relu_dropout: float = 0.0,
+        activation_fn: str = "relu",
+        normalize_before: bool = False,
+        no_encoder_attn: bool = False,
+        encoder_embed_dim: Optional[int] = None,
+    ):
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.dropout = dropout
+        self.activation_dropout = _activation_dropout(activation_dropout, relu_dropout)
+        self.activation_fn = get_activation_fn(activation_fn)
+        self.normalize_before = normalize_before
+        self.self_attn = MultiheadAttention(embed_dim, attention_heads, dropout=attention_dropout,
+                                            self_attention=True)
+        self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
+        if no_encoder_attn:
+            self.encoder_attn = None
+            self.encoder_attn_layer_norm = None
+        else:
+            encoder_embed_dim = encoder_embed_dim or embed_dim
+            self.encoder_attn = MultiheadAttention(embed_dim, attention_heads, kdim=encoder_embed_dim,
+                                                   vdim=encoder_embed_dim, dropout=attention_dropout,
+                                                   encoder_decoder_attention=True)
+            self.encoder_attn_layer_norm = nn.LayerNorm(embed_dim)
+        self.fc1 = nn.Linear(embed_dim, ffn_embed_dim)
+        self.fc2 = nn.Linear(ffn_embed_dim, embed_dim)
+        self.final_layer_norm = nn.LayerNorm(embed_dim)
+
+    def forward(
+        self,
+        x: Tensor,
+        encoder_out: Optional[Tensor] = None,
+        encoder_padding_mask: Optional[Tensor] = None,
+        incremental_state: Optional[IncrementalState] = None,
+        self_attn_padding_mask: Optional[Tensor] = None,
+        causal: bool = True,
+    ) -> Tensor:
+        """
+        x: B x T x C (T = 1 new step when decoding incrementally).
+        encoder_out: B x S x encoder_embed_dim; encoder_padding_mask: B x S, True at pads.
+        self_attn_padding_mask: B x T, True at pads (None when the batch has no padding).
+        """
+        x = self._sublayer(x, self.self_attn_layer_norm, lambda h: self.self_attn(
+            h, key_padding_mask=self_attn_padding_mask, incremental_state=incremental_state, causal=causal))
+        if self.encoder_attn is not None:
+            x = self._sublayer(x, self.encoder_attn_layer_norm, lambda h: self.encoder_attn(
+                h, key=encoder_out, key_padding_mask=encoder_padding_mask, incremental_state=incremental_state))
+        return self._ffn(x)

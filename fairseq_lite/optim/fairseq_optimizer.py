@@ -1,0 +1,102 @@
+"""Base class wrapping a torch optimizer with fairseq's optimizer interface."""
+
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from fairseq_lite.errors import ConfigError
+
+
+def first_lr(lr: Any, component: str) -> float:
+    """fairseq's `lr` is a list (one value per epoch for `fixed`); most components use the first."""
+    if isinstance(lr, (int, float)):
+        return float(lr)
+    values = list(lr)
+    if not values:
+        raise ConfigError(f"{component}: optimization.lr is empty")
+    return float(values[0])
+
+
+class FairseqOptimizer:
+    """Built as `Optimizer(cfg, params)`; subclasses set `self._optimizer` to a torch optimizer."""
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+        self._optimizer: Optional[torch.optim.Optimizer] = None
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        if self._optimizer is None:
+            raise NotImplementedError(f"{type(self).__name__} did not create its torch optimizer")
+        return self._optimizer
+
+    @property
+    def optimizer_config(self) -> Dict[str, Any]:
+        """The hyper-parameters that override those stored in a checkpoint when resuming."""
+        raise NotImplementedError
+
+    @property
+    def params(self) -> Iterable[Tensor]:
+        for group in self.param_groups:
+            yield from group["params"]
+
+    @property
+    def param_groups(self) -> List[Dict[str, Any]]:
+        return self.optimizer.param_groups
+
+    def get_lr(self) -> float:
+        return self.param_groups[0]["lr"]
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.param_groups:
+            group["lr"] = lr
+
+    def state_dict(self) -> Dict[str, Any]:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: Dict[str, Any], optimizer_overrides: Optional[Dict[str, Any]] = None) -> None:
+        """Load optimizer state, then let the current hyper-parameters (e.g. a new lr) win."""
+        self.optimizer.load_state_dict(state_dict)
+        if optimizer_overrides:
+            for group in self.param_groups:
+                group.update(optimizer_overrides)
+
+    def backward(self, loss: Tensor) -> None:
+        loss.backward()
+
+    def multiply_grads(self, c: Union[float, Tensor]) -> None:
+        for p in self.params:
+            if p.grad is not None:
+                p.grad.mul_(c.to(p.grad.device) if torch.is_tensor(c) else c)
+
+    def clip_grad_norm(self, max_norm: float) -> Tensor:
+        """Total L2 norm of the gradients; rescale them to max_norm if above (0 = only measure)."""
+        params = [p for p in self.params if p.grad is not None]
+        if not params:
+            return torch.tensor(0.0)
+        total_norm = torch.nn.utils.get_total_norm([p.grad for p in params]).float()
+        if max_norm > 0:
+            # Scales by max_norm / (norm + 1e-6), never up: the same rule as fairseq.
+            torch.nn.utils.clip_grads_with_norm_(params, max_norm, total_norm)
+        return total_norm
+
+    def step(self, closure: Any = None, scale: float = 1.0) -> None:
+        if scale != 1.0:
+            self.multiply_grads(1.0 / scale)
+        self.optimizer.step(closure)
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def fused_or_foreach(params: Sequence[Tensor]) -> Dict[str, bool]:
+    """Ask torch for its fused kernel when every parameter is on a device/dtype that has one."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+        devices = set(_get_fused_kernels_supported_devices())
+    except ImportError:
+        devices = {"cuda"}
+    if params and all(p.is_floating_point() and p.device.type in devices for p in params):
+        return {"fused": True}
+    return {"foreach": True}

@@ -1,0 +1,37 @@
+"""Plain SGD with optional momentum (`--optimizer sgd`), torch's implementation."""
+
+from dataclasses import dataclass
+from typing import Any, Iterable, List
+
+import torch
+from omegaconf import II
+
+from fairseq_lite.dataclass.base import FairseqDataclass, cfg_field
+from fairseq_lite.errors import ConfigError
+from fairseq_lite.optim.fairseq_optimizer import FairseqOptimizer, first_lr
+from fairseq_lite.registry import register_optimizer
+
+
+@dataclass
+class SGDConfig(FairseqDataclass):
+    momentum: float = cfg_field(0.0, help="momentum factor")
+    weight_decay: float = cfg_field(0.0, help="weight decay")
+    lr: List[float] = II("optimization.lr")
+
+
+@register_optimizer("sgd", dataclass=SGDConfig)
+class SGD(FairseqOptimizer):
+    def __init__(self, cfg: Any, params: Iterable[Any]):
+        super().__init__(cfg)
+        config = self.optimizer_config
+        if config["momentum"] < 0 or config["weight_decay"] < 0:
+            raise ConfigError("optimizer.momentum and optimizer.weight_decay must be >= 0")
+        self._optimizer = torch.optim.SGD(params, **config, foreach=True)
+
+    @property
+    def optimizer_config(self) -> dict:
+        return {
+            "lr": first_lr(self.cfg.lr, "sgd"),
+            "momentum": float(self.cfg.momentum),
+            "weight_decay": float(self.cfg.weight_decay),
+        }

@@ -1,0 +1,4 @@
+"""Tasks register themselves on import."""
+
+from fairseq_lite.tasks.fairseq_task import FairseqTask  # noqa: F401
+from fairseq_lite.tasks import language_modeling  # noqa: F401

@@ -1,0 +1,173 @@
+"""The trainer: one optimizer update from `update_freq` micro-batches, and what a checkpoint holds.
+
+The epoch loop that calls it lives in fairseq_lite/training.py; saving and loading files lives in
+fairseq_lite/checkpoint.py.
+"""
+
+import logging
+import math
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from fairseq_lite.data.iterators import EpochBatchIterator
+from fairseq_lite.optim.precision import Precision
+from fairseq_lite.registry import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY
+
+logger = logging.getLogger(__name__)
+
+
+def select_device(cfg) -> torch.device:
+    if torch.cuda.is_available() and not cfg.common.cpu:
+        return torch.device("cuda", cfg.distributed_training.device_id)
+    return torch.device("cpu")
+
+
+def move_to_device(sample: Any, device: torch.device) -> Any:
+    if torch.is_tensor(sample):
+        return sample.to(device, non_blocking=True)
+    if isinstance(sample, dict):
+        return {k: move_to_device(v, device) for k, v in sample.items()}
+    if isinstance(sample, (list, tuple)):
+        return type(sample)(move_to_device(v, device) for v in sample)
+    return sample
+
+
+class Trainer:
+    def __init__(self, cfg, task, model, criterion):
+        self.cfg = cfg
+        self.task = task
+        self.device = select_device(cfg)
+        self.model = model.to(self.device)
+        self.criterion = criterion.to(self.device)
+        self.precision = Precision(cfg.common, self.device)
+        self.num_updates = 0
+        self._optimizer = None
+        self._lr_scheduler = None
+
+    # --- optimizer and schedule, built on first use so that a checkpoint can be loaded first ---
+    @property
+    def optimizer(self):
+        if self._optimizer is None:
+            self._build_optimizer()
+        return self._optimizer
+
+    @property
+    def lr_scheduler(self):
+        if self._lr_scheduler is None:
+            self._build_optimizer()
+        return self._lr_scheduler
+
+    def _build_optimizer(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        params += [p for p in self.criterion.parameters() if p.requires_grad]
+        self._optimizer = OPTIMIZER_REGISTRY.build(self.cfg.optimizer, params)
+        self._lr_scheduler = LR_SCHEDULER_REGISTRY.build(self.cfg.lr_scheduler, self._optimizer)
+        self._lr_scheduler.step_update(0)
+
+    def get_lr(self) -> float:
+        return self.optimizer.get_lr()
+
+    def get_num_updates(self) -> int:
+        return self.num_updates
+
+    # --- data -----------------------------------------------------------------------------------
+    def get_train_iterator(self, epoch: int, load_dataset: bool = True) -> EpochBatchIterator:
+        ds = self.cfg.dataset
+        if load_dataset:
+            self.task.load_dataset(ds.train_subset, epoch=epoch)
+        return self.task.get_batch_iterator(
+            dataset=self.task.dataset(ds.train_subset), max_tokens=ds.max_tokens, max_sentences=ds.batch_size,
+            max_positions=self._max_positions(), ignore_invalid_inputs=True,
+            required_batch_size_multiple=ds.required_batch_size_multiple, seed=self.cfg.common.seed,
+            num_workers=ds.num_workers, epoch=epoch,
+            skip_remainder_batch=self.cfg.optimization.skip_remainder_batch)
+
+    def get_valid_iterator(self, subset: str) -> EpochBatchIterator:
+        ds = self.cfg.dataset
+        return self.task.get_batch_iterator(
+            dataset=self.task.dataset(subset), max_tokens=ds.max_tokens_valid, max_sentences=ds.batch_size_valid,
+            max_positions=self._max_positions(), ignore_invalid_inputs=ds.skip_invalid_size_inputs_valid_test,
+            required_batch_size_multiple=ds.required_batch_size_multiple, seed=self.cfg.common.seed,
+            num_workers=ds.num_workers, epoch=1, disable_iterator_cache=True)
+
+    def _max_positions(self) -> Optional[int]:
+        limits = [m for m in (self.task.max_positions(), self.model.max_positions()) if m is not None]
+        return min(limits) if limits else None
+
+    # --- steps ----------------------------------------------------------------------------------
+    def train_step(self, samples: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+        """Forward/backward every micro-batch, then one optimizer update. Returns the summed
+        logging outputs plus gnorm, or None when there was nothing to train on."""
+        # Dropout draws depend only on (seed, update): an interrupted run resumed from a checkpoint
+        # therefore makes exactly the same draws as an uninterrupted one.
+        torch.manual_seed(self.cfg.common.seed + self.num_updates)
+        self.optimizer.zero_grad()
+        totals: Dict[str, float] = {}
+        sample_size = 0.0
+        for sample in samples:
+            if not sample:  # an empty (dummy) batch, e.g. the padding of a short shard
+                continue
+            sample = move_to_device(sample, self.device)
+            _, size, logging_output = self.task.train_step(sample, self.model, self.criterion, self.precision,
+                                                           self.num_updates)
+            sample_size += float(size)
+            for key, value in logging_output.items():
+                totals[key] = totals.get(key, 0.0) + float(value)
+        if sample_size == 0:
+            return None
+        self.precision.unscale_grads(self.optimizer)
+        # Losses are sums over tokens: dividing the summed gradient by the number of tokens in the
+        # whole update makes update_freq=k on batches of b equal one batch of k*b.
+        self.optimizer.multiply_grads(1.0 / sample_size)
+        clip_norm = self.cfg.optimization.clip_norm
+        gnorm = float(self.optimizer.clip_grad_norm(clip_norm))
+        if math.isfinite(gnorm) or self.precision.scaler is not None:
+            self.precision.step(self.optimizer)
+        else:
+            logger.warning(f"gradient norm is {gnorm} at update {self.num_updates + 1}: skipping this update")
+            self.optimizer.zero_grad()
+        self.num_updates += 1
+        self.lr_scheduler.step_update(self.num_updates)
+        totals["gnorm"] = gnorm
+        totals["clipped"] = float(clip_norm > 0 and gnorm > clip_norm)
+        return totals
+
+    def valid_step(self, sample: Dict[str, Any]) -> Dict[str, float]:
+        if not sample:
+            return {}
+        sample = move_to_device(sample, self.device)
+        with self.precision.autocast():
+            _, _, logging_output = self.task.valid_step(sample, self.model, self.criterion)
+        return {k: float(v) for k, v in logging_output.items()}
+
+    def lr_step(self, epoch: int, val_loss: Optional[float] = None) -> float:
+        self.lr_scheduler.step(epoch, val_loss)
+        return self.lr_scheduler.step_update(self.num_updates)
+
+    def lr_step_begin_epoch(self, epoch: int) -> float:
+        self.lr_scheduler.step_begin_epoch(epoch)
+        return self.lr_scheduler.step_update(self.num_updates)
+
+    # --- checkpoint state -----------------------------------------------------------------------
+    def state_dict(self) -> Dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "last_optimizer_state": None if self.cfg.checkpoint.no_save_optimizer_state
+            else self.optimizer.state_dict(),
+            "lr_scheduler_state": self.lr_scheduler.state_dict(),
+            "precision_state": self.precision.state_dict(),
+            "num_updates": self.num_updates,
+        }
+
+    def load_state_dict(self, state: Dict[str, Any], reset_optimizer: bool = False,
+                        reset_lr_scheduler: bool = False) -> None:
+        self.model.load_state_dict(state["model"], strict=True)
+        self.num_updates = int(state.get("num_updates", 0))
+        self._build_optimizer()
+        if not reset_optimizer and state.get("last_optimizer_state") is not None:
+            self.optimizer.load_state_dict(state["last_optimizer_state"])
+            self.precision.load_state_dict(state.get("precision_state", {}))
+        if not reset_lr_scheduler and state.get("lr_scheduler_state") is not None:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler_state"])
+        self.lr_scheduler.step_update(self.num_updates)

@@ -1,0 +1,61 @@
+"""Install fairseq-lite.
+
+    pip install torch==2.13.0            # first: pip must never pick a torch for us
+    pip install --no-build-isolation -e .
+"""
+
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).parent
+
+
+def config_files():
+    # The Hydra config tree ships inside the package as fairseq_lite/config, so regular (non-editable)
+    # installs find it too; in a source checkout it is read from ./config directly.
+    return [str(p.relative_to(ROOT / "config")) for p in (ROOT / "config").rglob("*.yaml")]
+
+
+setup(
+    name="fairseq-lite",
+    version="0.1.0",
+    description="fairseq's workflow (preprocess, train, generate, eval-lm) on a modern PyTorch and Hydra stack",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=[
+        "fairseq_lite",
+        "fairseq_lite.config",
+        "fairseq_lite.criterions",
+        "fairseq_lite.data",
+        "fairseq_lite.dataclass",
+        "fairseq_lite.logging",
+        "fairseq_lite.models",
+        "fairseq_lite.modules",
+        "fairseq_lite.optim",
+        "fairseq_lite.optim.lr_scheduler",
+        "fairseq_lite.tasks",
+        "fairseq_cli",
+    ],
+    package_dir={"fairseq_lite.config": "config"},
+    package_data={"fairseq_lite.config": config_files()},
+    install_requires=[
+        "torch>=2.2,<2.14",  # a range that the local torch==2.13.0 satisfies: never fetch another
+        "hydra-core>=1.3,<1.4",
+        "omegaconf>=2.3,<2.4",
+        "numpy>=1.24",
+        "sentencepiece>=0.1.99",
+        "tensorboard>=2.12",
+        "tqdm>=4.60",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={
+        "console_scripts": [
+            "fairseq-preprocess = fairseq_cli.preprocess:cli_main",
+            "fairseq-train = fairseq_cli.train:cli_main",
+            "fairseq-hydra-train = fairseq_cli.hydra_train:cli_main",
+            "fairseq-eval-lm = fairseq_cli.eval_lm:cli_main",
+        ]
+    },
+)
