@@ -79,7 +79,7 @@ class LegacyParser:
         self.positional_data = positional_data
         self.defaults = dict(defaults or {})
 
-    def _selector_parser(self, add_help: bool) -> argparse.ArgumentParser:
+    def _selector_parser(self, add_help: bool, user_dir: bool = True) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(prog=self.prog, description=self.description, add_help=add_help,
                                          allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         for flag in self.components:
@@ -89,7 +89,8 @@ class LegacyParser:
         if "model" in self.components:
             parser.add_argument("--arch", "-a", metavar="ARCH", default=self.defaults.get("arch"),
                                 help="model architecture (e.g. transformer_lm_gpt)")
-        parser.add_argument("--user-dir", default=None, help="path to a python module with custom components")
+        if user_dir:  # needed before parsing the rest: plugins add components and their flags
+            parser.add_argument("--user-dir", default=None, help="path to a python module with custom components")
         return parser
 
     def parse(self, argv: Sequence[str]) -> Tuple[argparse.Namespace, Dict[str, Any], Dict[str, List[str]]]:
@@ -98,7 +99,8 @@ class LegacyParser:
 
         selectors, _ = self._selector_parser(add_help=False).parse_known_args(argv)
         import_components(selectors.user_dir)
-        parser = self._selector_parser(add_help=True)
+        # With the `common` group, --user-dir comes from common.user_dir like any other field.
+        parser = self._selector_parser(add_help=True, user_dir="common" not in self.groups)
         targets: Dict[str, List[str]] = {}
         if self.positional_data:
             parser.add_argument("data", nargs="?", default=argparse.SUPPRESS,
@@ -139,7 +141,7 @@ class LegacyParser:
     def to_overrides(self, argv: Sequence[str]) -> List[str]:
         selectors, given, targets = self.parse(argv)
         overrides: List[str] = []
-        if selectors.user_dir:
+        if selectors.user_dir and "common" not in self.groups:
             overrides.append(f"common.user_dir={format_override_value(selectors.user_dir)}")
         for kind in self.components:
             if kind == "model":
