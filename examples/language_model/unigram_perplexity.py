@@ -8,7 +8,6 @@ fairseq-eval-lm scores.
 """
 
 import argparse
-import math
 import os
 
 import numpy as np

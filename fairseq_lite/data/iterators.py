@@ -35,7 +35,9 @@ class CountingIterator:
     def __init__(self, iterable: Iterable[Any], start: int | None = None, total: int | None = None):
         self._itr = iter(iterable)
         self.n: int = start or getattr(iterable, "n", 0)
-        self.total: int = total if total is not None else self.n + len(iterable)  # type: ignore[arg-type]
+        if total is None:
+            total = self.n + len(iterable)  # type: ignore[arg-type]
+        self.total: int = total
 
     def __len__(self) -> int:
         return self.total
@@ -139,7 +141,9 @@ class ShardedIterator(CountingIterator):
         )
 
 
-def _load_batches(dataset: Any, collate_fn: Callable, batches: Iterable[Sequence[int]]) -> Iterator[Any]:
+def _load_batches(
+    dataset: Any, collate_fn: Callable, batches: Iterable[Sequence[int]]
+) -> Iterator[Any]:
     for batch in batches:
         yield collate_fn([dataset[i] for i in batch])
 
@@ -217,7 +221,9 @@ class EpochBatchIterator:
     def frozen_batches(self) -> tuple[Sequence[int], ...]:
         """The unshuffled, unsharded batches of the current epoch."""
         if self._frozen_batches is None:
-            self._frozen_batches = tuple(self.batch_sampler(self.dataset, self.epoch))  # type: ignore[operator]
+            make_batches = self.batch_sampler
+            assert callable(make_batches)
+            self._frozen_batches = tuple(make_batches(self.dataset, self.epoch))
         return self._frozen_batches
 
     @property
@@ -265,7 +271,10 @@ class EpochBatchIterator:
         return self.epoch
 
     def next_epoch_itr(
-        self, shuffle: bool = True, fix_batches_to_gpus: bool = False, set_dataset_epoch: bool = True
+        self,
+        shuffle: bool = True,
+        fix_batches_to_gpus: bool = False,
+        set_dataset_epoch: bool = True,
     ) -> CountingIterator:
         """Start (or, after :meth:`load_state_dict`, resume) the next epoch's iterator.
 

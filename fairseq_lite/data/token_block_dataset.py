@@ -221,7 +221,8 @@ class TokenBlockDataset(FairseqDataset):
         last = first
         if length > 0:
             last_token = start + length - 1
-            last = min(int(self._sentence_ends.searchsorted(last_token, side="right")), last_sentence)
+            holder = int(self._sentence_ends.searchsorted(last_token, side="right"))
+            last = min(holder, last_sentence)
             last = max(last, first)
         return first, start - int(self._offsets[first]), last, length
 
