@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WORK=${WORK:-demo_output}
-MAX_EPOCH=${MAX_EPOCH:-6}
+MAX_EPOCH=${MAX_EPOCH:-4}
 start=$(date +%s)
 
 python examples/language_model/prepare_shakespeare.py --out "$WORK/tokens"
@@ -24,8 +24,8 @@ fairseq-hydra-train \
   model=transformer_lm/transformer_lm_gpt model.decoder_layers=2 model.decoder_embed_dim=128 \
   model.decoder_ffn_embed_dim=512 model.decoder_attention_heads=4 model.share_decoder_input_output_embed=true \
   optimizer=adam optimizer.adam_betas="'(0.9, 0.98)'" optimizer.weight_decay=0.01 optimization.clip_norm=1.0 \
-  lr_scheduler=inverse_sqrt lr_scheduler.warmup_updates=200 optimization.lr=[0.002] \
-  optimization.max_epoch="$MAX_EPOCH" dataset.max_tokens=4096 dataset.num_workers=0 \
+  lr_scheduler=inverse_sqrt lr_scheduler.warmup_updates=100 optimization.lr=[0.003] \
+  optimization.max_epoch="$MAX_EPOCH" dataset.max_tokens=2048 dataset.num_workers=0 \
   checkpoint.save_dir="$WORK/checkpoints" checkpoint.no_epoch_checkpoints=true \
   common.log_format=simple common.log_interval=50 hydra.run.dir="$WORK/hydra"
 

@@ -180,7 +180,7 @@ def config_from_dict(plain: dict) -> DictConfig:
         for key, value in values.items():
             if key == "_name":
                 continue
-            if key not in target:
+            if key not in target.keys():  # `in` alone is False for a field whose value is still ???
                 log.warning(f"ignoring {group}.{key}={value!r} stored in the checkpoint: no longer a config field")
                 continue
             try:
