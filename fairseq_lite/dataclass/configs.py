@@ -95,7 +95,9 @@ class OptimizationConfig(FairseqDataclass):
     clip_norm: float = cfg_field(0.0, "clip threshold of gradients")
     sentence_avg: bool = cfg_field(False, "normalize gradients by the number of sentences in a batch (default is to normalize by number of tokens)")
     update_freq: List[int] = cfg_field(default_factory=lambda: [1], help="update parameters every N_i batches, when in epoch i")
-    lr: List[float] = cfg_field(default_factory=lambda: [0.25], help="learning rate for the first N epochs; all epochs >N using LR_N (note: this may be interpreted differently depending on --lr-scheduler)")
+    # fairseq's default is 0.25, a learning rate for NAG; with Adam (our default optimizer, where
+    # fairseq has none) it diverges at once, so the default is one that trains with Adam.
+    lr: List[float] = cfg_field(default_factory=lambda: [0.0005], help="learning rate for the first N epochs; all epochs >N using LR_N (note: this may be interpreted differently depending on --lr-scheduler)")
     stop_min_lr: float = cfg_field(-1.0, "stop training when the learning rate reaches this minimum")
     skip_remainder_batch: bool = cfg_field(False, "if set, include the last (partial) batch of each epoch in training (default is to skip it)")
 
