@@ -95,10 +95,11 @@ OPTIMIZER_REGISTRY = Registry("optimizer")
 LR_SCHEDULER_REGISTRY = Registry("lr_scheduler")
 BPE_REGISTRY = Registry("bpe")
 TOKENIZER_REGISTRY = Registry("tokenizer")
+SCORING_REGISTRY = Registry("scoring")
 
 COMPONENT_REGISTRIES: Dict[str, Registry] = {
     r.kind: r for r in (TASK_REGISTRY, MODEL_REGISTRY, CRITERION_REGISTRY, OPTIMIZER_REGISTRY,
-                        LR_SCHEDULER_REGISTRY, BPE_REGISTRY, TOKENIZER_REGISTRY)
+                        LR_SCHEDULER_REGISTRY, BPE_REGISTRY, TOKENIZER_REGISTRY, SCORING_REGISTRY)
 }
 
 register_task = TASK_REGISTRY.register
@@ -108,6 +109,7 @@ register_optimizer = OPTIMIZER_REGISTRY.register
 register_lr_scheduler = LR_SCHEDULER_REGISTRY.register
 register_bpe = BPE_REGISTRY.register
 register_tokenizer = TOKENIZER_REGISTRY.register
+register_scorer = SCORING_REGISTRY.register
 
 
 # Named architectures: arch name -> (model name, function filling that architecture's defaults).

@@ -141,6 +141,15 @@ class GenerationConfig(FairseqDataclass):
     temperature: float = cfg_field(1.0, "temperature for generation")
     no_repeat_ngram_size: int = cfg_field(0, "ngram blocking such that this size ngram cannot be repeated in the generation")
     prefix_size: int = cfg_field(0, "initialize generation by target prefix of given length")
+    unnormalized: bool = cfg_field(False, "compare unnormalized hypothesis scores")
+    match_source_len: bool = cfg_field(False, "generations should match the source length")
+    no_early_stop: bool = cfg_field(False, "deprecated")
+
+
+@dataclass
+class InteractiveConfig(FairseqDataclass):
+    buffer_size: int = cfg_field(0, "read this many sentences into a buffer before processing them")
+    input: str = cfg_field("-", "file to read from; use - for stdin")
 
 
 @dataclass
@@ -161,10 +170,11 @@ SETTINGS_GROUPS = {
     "checkpoint": CheckpointConfig,
     "generation": GenerationConfig,
     "eval_lm": EvalLMConfig,
+    "interactive": InteractiveConfig,
 }
 
 # The groups that name a registered component (see fairseq_lite/registry.py).
-COMPONENT_GROUPS = ("task", "model", "criterion", "optimizer", "lr_scheduler", "bpe", "tokenizer")
+COMPONENT_GROUPS = ("task", "model", "criterion", "optimizer", "lr_scheduler", "bpe", "tokenizer", "scoring")
 
 
 @dataclass
@@ -179,6 +189,7 @@ class FairseqConfig(FairseqDataclass):
     checkpoint: CheckpointConfig = cfg_field(default_factory=CheckpointConfig)
     generation: GenerationConfig = cfg_field(default_factory=GenerationConfig)
     eval_lm: EvalLMConfig = cfg_field(default_factory=EvalLMConfig)
+    interactive: InteractiveConfig = cfg_field(default_factory=InteractiveConfig)
     task: Any = None
     model: Any = None
     criterion: Any = None
@@ -186,3 +197,4 @@ class FairseqConfig(FairseqDataclass):
     lr_scheduler: Any = None
     bpe: Any = None
     tokenizer: Any = None
+    scoring: Any = None
