@@ -11,18 +11,22 @@ import os
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import fairseq_lite
-from fairseq_lite.dataclass.configs import COMPONENT_GROUPS
 from fairseq_lite.dataclass.initialize import component_node, hydra_init, import_components
+from fairseq_lite.dataclass.overrides import explain_override_error, hydra_message, normalize_overrides
+from fairseq_lite.dataclass.validation import typed_config
 from fairseq_lite.errors import ConfigError
-from fairseq_lite.registry import COMPONENT_REGISTRIES, cfg_name, did_you_mean
+from fairseq_lite.registry import COMPONENT_REGISTRIES, cfg_name
 
 CONFIG_NAME = "config"
 # Components a run cannot do without; the others (bpe, tokenizer) are optional.
 REQUIRED_COMPONENTS = ("task", "model", "criterion", "optimizer", "lr_scheduler")
+# What a run uses when its config names none (config/config.yaml's defaults list says the same, and a
+# test keeps the two equal); a user's own primary config (--config-name) gets them from here.
+DEFAULT_COMPONENTS = {"criterion": "cross_entropy", "optimizer": "adam", "lr_scheduler": "fixed"}
 
 
 def bundled_config_dir() -> str:
@@ -46,44 +50,48 @@ def user_dir_from_overrides(overrides: Sequence[str]) -> Optional[str]:
 
 def compose_config(overrides: Sequence[str] = (), config_dir: Optional[str] = None,
                    config_name: str = CONFIG_NAME) -> DictConfig:
+    """The config `fairseq-hydra-train [--config-dir DIR --config-name NAME] OVERRIDES...` trains with.
+
+    `config_dir` adds a directory of the user's YAML to Hydra's search path, next to the bundled tree
+    (so `model=transformer_lm/transformer_lm_gpt` still works there); `config_name` picks the primary
+    config, from either.
+    """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
     import_components(user_dir_from_overrides(overrides))
     hydra_init()
-    config_dir = os.path.abspath(os.path.expanduser(config_dir or bundled_config_dir()))
+    overrides = normalize_overrides(overrides)
+    primary_dir = bundled_config_dir()
+    if config_dir is not None:
+        # As with `--config-dir`: the user's directory comes first, the bundled tree stays reachable.
+        primary_dir = os.path.abspath(os.path.expanduser(config_dir))
+        if not os.path.isdir(primary_dir):
+            raise ConfigError(f"--config-dir {config_dir}: no such directory")
+        overrides = [f"hydra.searchpath=[file://{bundled_config_dir()}]", *overrides]
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+        with initialize_config_dir(config_dir=primary_dir, version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__) from e
+        raise explain_override_error(overrides, e) from e
     return finalize_config(cfg)
 
 
 def finalize_config(cfg: DictConfig) -> DictConfig:
-    """Fill component nodes from their dataclasses, check required values, and resolve.
+    """Check the composed config against the schema, fill every component from its dataclass,
+    require what a run needs, and resolve interpolations.
 
     A component may arrive as a bare name (`optimizer: adam` in a user's YAML) or as a dict with
-    `_name` but no schema; both are merged onto the registered dataclass so that they are typed and
-    validated like `optimizer=adam` on the command line.
+    `_name` and no schema; both come out typed and validated like `optimizer=adam` on the command line.
     """
+    cfg = typed_config(cfg, strict=True)
+    for group, name in DEFAULT_COMPONENTS.items():
+        if cfg_name(cfg.get(group)) is None:
+            cfg[group] = component_node(group, name)
     try:
-        for group in COMPONENT_GROUPS:
-            node = cfg.get(group)
-            name = cfg_name(node)
-            if node is None or name is None:
-                continue
-            if OmegaConf.get_type(node) is dict or isinstance(node, str):
-                registry = COMPONENT_REGISTRIES[group]
-                registry.get(name)  # unknown name -> RegistryError listing the choices
-                typed = component_node(group, name)
-                if not isinstance(node, str):
-                    typed = OmegaConf.merge(typed, node)
-                with open_dict(cfg):
-                    cfg[group] = typed
         for group in REQUIRED_COMPONENTS:
             if cfg_name(cfg.get(group)) is None:
                 choices = COMPONENT_REGISTRIES[group].choices()
@@ -98,7 +106,7 @@ def finalize_config(cfg: DictConfig) -> DictConfig:
                               + (f"; also missing: {', '.join(missing[1:])}" if len(missing) > 1 else ""))
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as e:
-        raise ConfigError(str(e).strip().splitlines()[0]) from e
+        raise ConfigError(hydra_message(e)) from e
     return cfg
 
 
@@ -124,21 +132,6 @@ def _missing_keys(cfg: DictConfig, prefix: str = "") -> List[str]:
     return found
 
 
-def closest_key(cfg: DictConfig, dotted: str) -> str:
-    """`did you mean` text for a key the config does not have (used by error messages)."""
-    all_keys = []
-
-    def walk(node, prefix):
-        for k in node.keys():
-            child = node._get_node(k)
-            all_keys.append(f"{prefix}{k}")
-            if isinstance(child, DictConfig) and not child._is_none() and not child._is_interpolation():
-                walk(child, f"{prefix}{k}.")
-
-    walk(cfg, "")
-    return did_you_mean(dotted, all_keys)
-
-
 def to_plain_dict(cfg: DictConfig) -> dict:
     """The resolved config as plain containers (what checkpoints store)."""
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
@@ -148,44 +141,9 @@ def to_plain_dict(cfg: DictConfig) -> dict:
 def config_from_dict(plain: dict) -> DictConfig:
     """Rebuild a typed config from the plain dict a checkpoint stores.
 
-    Fields added since the checkpoint was written get their defaults; fields that no longer exist
-    are dropped with a warning instead of failing the load.
+    Fields added since the checkpoint was written get their defaults, renamed fields are mapped
+    (RENAMED_FIELDS), and fields that no longer exist are dropped with a warning instead of failing the
+    load; an architecture or task that is not registered any more is a clear error.
     """
-    import logging
-
-    from fairseq_lite.dataclass.configs import FairseqConfig, SETTINGS_GROUPS
-
-    log = logging.getLogger(__name__)
     import_components((plain.get("common") or {}).get("user_dir"))
-    cfg = OmegaConf.structured(FairseqConfig)
-    for group, values in plain.items():
-        if values is None or group == "_name":
-            continue
-        if group in SETTINGS_GROUPS:
-            target = cfg[group]
-        elif group in COMPONENT_GROUPS:
-            name = cfg_name(values)
-            if name is None:
-                continue
-            try:
-                target = component_node(group, name)
-            except ConfigError as e:
-                raise ConfigError(f"the checkpoint's {group} '{name}' is not available: {e}") from e
-            with open_dict(cfg):
-                cfg[group] = target
-            target = cfg[group]
-        else:
-            log.warning(f"ignoring unknown config group '{group}' stored in the checkpoint")
-            continue
-        for key, value in values.items():
-            if key == "_name":
-                continue
-            if key not in target.keys():  # `in` alone is False for a field whose value is still ???
-                log.warning(f"ignoring {group}.{key}={value!r} stored in the checkpoint: no longer a config field")
-                continue
-            try:
-                target[key] = value
-            except OmegaConfBaseException as e:
-                raise ConfigError(f"checkpoint config {group}.{key}={value!r} is invalid: "
-                                  f"{str(e).splitlines()[0]}") from e
-    return cfg
+    return typed_config(plain, strict=False)

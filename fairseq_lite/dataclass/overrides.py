@@ -1,0 +1,113 @@
+"""Command-line overrides as fairseq users write them, made to work on any primary config.
+
+- A dotted override of one of our groups (`optimization.max_update=5`) becomes a force-set
+  (`++optimization.max_update=5`): it works even when a user's own YAML (--config-name) does not
+  mention the key, and the schema check that follows still rejects keys that do not exist, with a
+  better message than Hydra's "Could not override ... use +key=value".
+- fairseq's list fields take a scalar too: `optimization.lr=0.001` means `[0.001]`.
+"""
+
+import typing
+from typing import List, Optional, Sequence
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from fairseq_lite.dataclass.configs import COMPONENT_GROUPS, SETTINGS_GROUPS
+from fairseq_lite.dataclass.validation import set_field
+from fairseq_lite.errors import ConfigError
+from fairseq_lite.registry import COMPONENT_REGISTRIES
+
+
+def _is_list_field(group: str, field: str) -> bool:
+    schema = SETTINGS_GROUPS.get(group)
+    if schema is None or field not in schema.__dataclass_fields__:
+        return False
+    return typing.get_origin(schema.__dataclass_fields__[field].type) in (list, List)
+
+
+def normalize_overrides(overrides: Sequence[str]) -> List[str]:
+    out = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        plain_key = key.lstrip("+~")
+        head = plain_key.split(".", 1)[0]
+        if not sep or key.startswith("~") or "." not in plain_key or "@" in plain_key or "/" in plain_key \
+                or head not in SETTINGS_GROUPS and head not in COMPONENT_GROUPS:
+            out.append(override)
+            continue
+        group, _, field = plain_key.partition(".")
+        stripped = value.strip()
+        if _is_list_field(group, field) and stripped and not stripped.startswith(("[", "${")) \
+                and "," not in stripped and stripped != "null":
+            value = f"[{stripped}]"
+        out.append(f"++{plain_key}={value}")
+    return out
+
+
+def _selected_components(overrides: Sequence[str]) -> dict:
+    chosen = {}
+    for override in overrides:
+        key, sep, value = override.lstrip("+").partition("=")
+        if sep and key in COMPONENT_GROUPS:
+            chosen[key] = value.split("/", 1)[0]
+    return chosen
+
+
+def explain_override_error(overrides: Sequence[str], error: Exception) -> ConfigError:
+    """Turn a failed composition into one line naming the override at fault, when we can tell."""
+    from omegaconf import OmegaConf
+
+    from fairseq_lite.dataclass.initialize import component_node
+
+    parser = OverridesParser.create()
+    chosen = _selected_components(overrides)
+    for override in overrides:
+        try:
+            parsed = parser.parse_override(override)
+        except Exception:  # a syntax error: Hydra's own message says where
+            break
+        if parsed.is_sweep_override() or parsed.is_delete():
+            continue
+        group, _, field = parsed.key_or_group.partition(".")
+        if not field or "." in field:
+            continue
+        if group in SETTINGS_GROUPS:
+            schema, node = SETTINGS_GROUPS[group], OmegaConf.structured(SETTINGS_GROUPS[group])
+        elif group in chosen and chosen[group] in COMPONENT_REGISTRIES[group]:
+            entry = COMPONENT_REGISTRIES[group].get(chosen[group])
+            if entry.dataclass is None:
+                continue
+            schema, node = entry.dataclass, component_node(group, chosen[group])
+        else:
+            continue
+        if field not in schema.__dataclass_fields__:
+            continue  # reported by the schema check, with a suggestion
+        try:
+            set_field(node, schema, group, field, parsed.value())
+        except ConfigError as e:
+            return e
+    return ConfigError(hydra_message(error))
+
+
+def hydra_message(error: Exception) -> str:
+    text = str(error).replace("Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.", "")
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " ".join(lines) if lines else type(error).__name__
+
+
+def first_sweep_values(overrides: Sequence[str]) -> Optional[List[str]]:
+    """One job of a sweep (its first value everywhere), to check a multirun before launching it."""
+    parser = OverridesParser.create()
+    out = []
+    for override in overrides:
+        try:
+            parsed = parser.parse_override(override)
+        except Exception:
+            return None
+        if parsed.is_sweep_override():
+            first = next(iter(parsed.sweep_string_iterator()))
+            prefix = override[: len(override) - len(override.lstrip("+~"))]
+            out.append(f"{prefix}{parsed.get_key_element().lstrip('+~')}={first}")
+        else:
+            out.append(override)
+    return out
