@@ -65,11 +65,16 @@ def compose_config(overrides: Sequence[str] = (), config_dir: Optional[str] = No
     overrides = normalize_overrides(overrides)
     primary_dir = bundled_config_dir()
     if config_dir is not None:
-        # As with `--config-dir`: the user's directory comes first, the bundled tree stays reachable.
-        primary_dir = os.path.abspath(os.path.expanduser(config_dir))
-        if not os.path.isdir(primary_dir):
+        # As with `--config-dir`: the user's directory is searched first and the bundled tree stays
+        # reachable, so a user's YAML can select bundled options and add options of its own.
+        user_dir = os.path.abspath(os.path.expanduser(config_dir))
+        if not os.path.isdir(user_dir):
             raise ConfigError(f"--config-dir {config_dir}: no such directory")
-        overrides = [f"hydra.searchpath=[file://{bundled_config_dir()}]", *overrides]
+        if os.path.isfile(os.path.join(user_dir, f"{config_name}.yaml")):
+            primary_dir, extra_dir = user_dir, bundled_config_dir()
+        else:
+            extra_dir = user_dir
+        overrides = [f"hydra.searchpath=[file://{extra_dir}]", *overrides]
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     try:

@@ -7,6 +7,7 @@
 - fairseq's list fields take a scalar too: `optimization.lr=0.001` means `[0.001]`.
 """
 
+import re
 import typing
 from typing import List, Optional, Sequence
 
@@ -15,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from fairseq_lite.dataclass.configs import COMPONENT_GROUPS, SETTINGS_GROUPS
 from fairseq_lite.dataclass.validation import set_field
 from fairseq_lite.errors import ConfigError
-from fairseq_lite.registry import COMPONENT_REGISTRIES
+from fairseq_lite.registry import COMPONENT_REGISTRIES, did_you_mean
 
 
 def _is_list_field(group: str, field: str) -> bool:
@@ -86,7 +87,36 @@ def explain_override_error(overrides: Sequence[str], error: Exception) -> Config
             set_field(node, schema, group, field, parsed.value())
         except ConfigError as e:
             return e
-    return ConfigError(hydra_message(error))
+    message = hydra_message(error)
+    missing_option = re.search(r"Could not find '([\w/]+)/([\w.\-]+)'", message)
+    if missing_option:
+        group, option = missing_option.groups()
+        top = group.split("/", 1)[0]
+        given = f"{group.partition('/')[2] + '/' if '/' in group else ''}{option}"
+        choices = available_options(top)
+        return ConfigError(f"{top}={given}: no such {top}{did_you_mean(given, choices)}; "
+                           f"available: {', '.join(choices) or 'none'}")
+    bad_key = re.search(r"Could not (?:override|append to) '([\w.]+)'", message)
+    if bad_key:
+        head = bad_key.group(1).split(".", 1)[0]
+        groups = list(SETTINGS_GROUPS) + list(COMPONENT_GROUPS)
+        if head not in groups:
+            return ConfigError(f"unknown config group '{head}' in '{bad_key.group(1)}'"
+                               f"{did_you_mean(head, groups)}; groups are: {', '.join(groups)}")
+    return ConfigError(message)
+
+
+def available_options(group: str) -> List[str]:
+    """What `group=...` accepts: registered names and the bundled `group/<model>/<arch>` files."""
+    from pathlib import Path
+
+    from fairseq_lite.dataclass.compose import bundled_config_dir
+
+    options = set(COMPONENT_REGISTRIES[group].choices()) if group in COMPONENT_REGISTRIES else set()
+    root = Path(bundled_config_dir()) / group
+    if root.is_dir():
+        options.update(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+    return sorted(options)
 
 
 def hydra_message(error: Exception) -> str:
