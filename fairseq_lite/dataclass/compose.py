@@ -99,10 +99,11 @@ def finalize_config(cfg: DictConfig) -> DictConfig:
     try:
         for group in REQUIRED_COMPONENTS:
             if cfg_name(cfg.get(group)) is None:
-                choices = COMPONENT_REGISTRIES[group].choices()
-                example = _example_choice(group, choices)
-                raise ConfigError(f"no {group} selected: add `{group}={example}` "
-                                  f"(available: {', '.join(choices)})")
+                choices = ", ".join(COMPONENT_REGISTRIES[group].choices())
+                if group == "model":
+                    raise ConfigError(f"no model selected: add `model=MODEL` or `model=MODEL/ARCH` (models: "
+                                      f"{choices}; architectures are listed by `--help`)")
+                raise ConfigError(f"no {group} selected: add `{group}=NAME` (available: {choices})")
         missing = sorted(_missing_keys(cfg))
         if missing:
             key = missing[0]
@@ -113,15 +114,6 @@ def finalize_config(cfg: DictConfig) -> DictConfig:
     except OmegaConfBaseException as e:
         raise ConfigError(hydra_message(e)) from e
     return cfg
-
-
-def _example_choice(group: str, choices: List[str]) -> str:
-    if group == "model":
-        from fairseq_lite.registry import ARCH_REGISTRY
-
-        archs = sorted(ARCH_REGISTRY)
-        return f"transformer_lm/{archs[0]}" if archs else (choices[0] if choices else "NAME")
-    return choices[0] if choices else "NAME"
 
 
 def _missing_keys(cfg: DictConfig, prefix: str = "") -> List[str]:
