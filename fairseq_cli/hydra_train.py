@@ -116,7 +116,11 @@ def cli_main() -> None:
     import_components(user_dir_from_overrides(overrides))
     check_before_running(flags, overrides)
     hydra_init()
-    sys.argv = [sys.argv[0], *flags, *normalize_overrides(overrides)]
+    given = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
+    run_defaults = [o for o in ("hydra/job_logging=fairseq_lite", "hydra.job.name=train",
+                                "hydra.help.app_name=fairseq-hydra-train")
+                    if o.split("=", 1)[0] not in given]
+    sys.argv = [sys.argv[0], *flags, *run_defaults, *normalize_overrides(overrides)]
     main = hydra.main(config_path=bundled_config_dir(), config_name=CONFIG_NAME, version_base="1.3")(hydra_main)
     main()
 

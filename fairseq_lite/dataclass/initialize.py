@@ -66,10 +66,27 @@ def component_node(kind: str, name: str):
     return with_name
 
 
+# fairseq's log line format for Hydra runs (selected by fairseq-hydra-train as hydra/job_logging=fairseq_lite),
+# so that fairseq users' log parsers keep working; the run's log file is <run dir>/train.log.
+JOB_LOGGING = {
+    "version": 1,
+    "formatters": {"fairseq": {"format": "%(asctime)s | %(levelname)s | %(name)s | %(message)s",
+                               "datefmt": "%Y-%m-%d %H:%M:%S"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "fairseq", "stream": "ext://sys.stdout"},
+        "file": {"class": "logging.FileHandler", "formatter": "fairseq",
+                 "filename": "${hydra.runtime.output_dir}/${hydra.job.name}.log"},
+    },
+    "root": {"level": "INFO", "handlers": ["console", "file"]},
+    "disable_existing_loggers": False,
+}
+
+
 def hydra_init() -> None:
     """Store the schema and every registered component in Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name=SCHEMA_NAME, node=FairseqConfig, provider="fairseq_lite")
+    cs.store(group="hydra/job_logging", name="fairseq_lite", node=JOB_LOGGING, provider="fairseq_lite")
     for kind, registry in COMPONENT_REGISTRIES.items():
         for name in registry.choices():
             cs.store(group=kind, name=name, node=component_node(kind, name), provider="fairseq_lite")
