@@ -80,7 +80,8 @@ def test_bundled_arch_yaml_equals_the_python_architecture(arch):
     entry = ARCH_REGISTRY[arch]
     path = Path(bundled_config_dir()) / "model" / entry.model / f"{arch}.yaml"
     assert path.read_text() == writer.arch_yaml(arch), f"rerun scripts/write_arch_configs.py ({path})"
-    model = compose_config(["task=language_modeling", "task.data=D", f"model={entry.model}/{arch}"]).model
+    task = "translation" if entry.model == "transformer" else "language_modeling"
+    model = compose_config([f"task={task}", "task.data=D", f"model={entry.model}/{arch}"]).model
     for key, value in entry.values().items():
         assert model[key] == value, key
 
@@ -145,3 +146,44 @@ def test_registry_rejects_duplicates_and_lists_choices():
     with pytest.raises(RegistryError, match="unknown thing 'b'.*choose from: a"):
         reg.get("b")
     assert reg.build({"_name": "a", "x": 2}).cfg["x"] == 2
+
+
+def test_old_checkpoint_config_loads_with_renames_new_defaults_and_dropped_keys(caplog):
+    from fairseq_lite.dataclass.compose import config_from_dict
+
+    plain = to_plain_dict(compose_config(HYDRA_ACCEPTANCE))
+    del plain["dataset"]["batch_size"]          # written before the rename
+    plain["dataset"]["max_sentences"] = 7
+    del plain["checkpoint"]["patience"]         # written before this field existed
+    plain["common"]["old_flag_we_removed"] = 1  # a field that no longer exists
+    cfg = config_from_dict(plain)
+    assert cfg.dataset.batch_size == 7
+    assert cfg.checkpoint.patience == -1
+    assert "old_flag_we_removed" not in cfg.common
+    assert cfg.model.decoder_layers == 2
+
+
+def test_checkpoint_with_unknown_model_is_a_clear_error():
+    from fairseq_lite.dataclass.compose import config_from_dict
+
+    plain = to_plain_dict(compose_config(HYDRA_ACCEPTANCE))
+    plain["model"]["_name"] = "transformer_xl"
+    with pytest.raises(RegistryError, match="unknown model 'transformer_xl'"):
+        config_from_dict(plain)
+
+
+def test_default_components_match_config_yaml():
+    from fairseq_lite.dataclass.compose import DEFAULT_COMPONENTS
+
+    defaults = OmegaConf.load(Path(bundled_config_dir()) / "config.yaml")["defaults"]
+    chosen = {k: v for d in defaults if isinstance(d, dict) or OmegaConf.is_dict(d) for k, v in d.items() if v}
+    assert chosen == DEFAULT_COMPONENTS
+
+
+def test_scalar_for_list_fields_and_user_group_options(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "my_lm.yaml").write_text("_name: transformer_lm\ndecoder_layers: 3\n")
+    cfg = compose_config(["task=language_modeling", "task.data=D", "model=my_lm", "optimization.lr=0.001",
+                          "optimization.update_freq=4"], config_dir=str(tmp_path))
+    assert cfg.optimization.lr == [0.001] and cfg.optimization.update_freq == [4]
+    assert cfg.model.decoder_layers == 3 and cfg.model.decoder_embed_dim == 512
