@@ -187,3 +187,23 @@ def test_scalar_for_list_fields_and_user_group_options(tmp_path):
                           "optimization.update_freq=4"], config_dir=str(tmp_path))
     assert cfg.optimization.lr == [0.001] and cfg.optimization.update_freq == [4]
     assert cfg.model.decoder_layers == 3 and cfg.model.decoder_embed_dim == 512
+
+
+def test_hydra_override_grammar():
+    base = ["task=language_modeling", "task.data=D", "model=transformer_lm/transformer_lm_gpt"]
+    cfg = compose_config(base + [
+        "optimizer.adam_betas='(0.9, 0.98)'",                   # a tuple passed as a quoted string
+        "optimization.update_freq=[16]",                        # a list
+        "++checkpoint.save_dir=/tmp/x",                         # force-set
+        "model.decoder_layers=3",
+        "common.log_file='a, b.log'",                           # quoted: comma and space kept
+        "checkpoint.best_checkpoint_metric=${task._name}",      # interpolation across groups
+    ])
+    assert cfg.optimizer.adam_betas == "(0.9, 0.98)" and cfg.optimization.update_freq == [16]
+    assert cfg.checkpoint.save_dir == "/tmp/x" and cfg.common.log_file == "a, b.log"
+    assert cfg.model.decoder_layers == 3 and cfg.checkpoint.best_checkpoint_metric == "language_modeling"
+    with pytest.raises(ConfigError, match="cannot be deleted"):
+        compose_config(base + ["~model.decoder_layers"])  # a schema field always exists
+    assert compose_config(base + ["~lr_scheduler"]).lr_scheduler._name == "fixed"  # deselect: default
+    with pytest.raises(ConfigError, match="model.nope"):
+        compose_config(base + ["+model.nope=1"])  # adding a key the schema lacks is still an error

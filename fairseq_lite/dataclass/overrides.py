@@ -67,9 +67,12 @@ def explain_override_error(overrides: Sequence[str], error: Exception) -> Config
             parsed = parser.parse_override(override)
         except Exception:  # a syntax error: Hydra's own message says where
             break
+        group, _, field = parsed.key_or_group.partition(".")
+        if parsed.is_delete() and field and (group in SETTINGS_GROUPS or group in COMPONENT_GROUPS):
+            return ConfigError(f"{override}: a field of the config schema cannot be deleted; give it a value "
+                               f"instead ({parsed.key_or_group}=...)")
         if parsed.is_sweep_override() or parsed.is_delete():
             continue
-        group, _, field = parsed.key_or_group.partition(".")
         if not field or "." in field:
             continue
         if group in SETTINGS_GROUPS:
