@@ -91,9 +91,14 @@ class Trainer:
             required_batch_size_multiple=ds.required_batch_size_multiple, seed=self.cfg.common.seed,
             num_workers=ds.num_workers, epoch=1, disable_iterator_cache=True)
 
-    def _max_positions(self) -> Optional[int]:
+    def _max_positions(self):
+        """The tighter of the task's and the model's limits (ints, or (source, target) pairs)."""
         limits = [m for m in (self.task.max_positions(), self.model.max_positions()) if m is not None]
-        return min(limits) if limits else None
+        if not limits:
+            return None
+        if all(isinstance(m, (tuple, list)) for m in limits):
+            return tuple(min(values) for values in zip(*limits))
+        return min(m if not isinstance(m, (tuple, list)) else min(m) for m in limits)
 
     # --- steps ----------------------------------------------------------------------------------
     def train_step(self, samples: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:

@@ -208,7 +208,8 @@ def validate(cfg, trainer: Trainer, task, epoch_itr, subsets: List[str],
             if out:
                 out["_batches"] = 1
                 window.add(out)
-        stats = window.stats(trainer.criterion.reduce_metrics, training=False)
+        # The task may add its own statistics (translation: BLEU) to the criterion's.
+        stats = window.stats(lambda totals: task.reduce_metrics(totals, trainer.criterion), training=False)
         stats.pop("wps", None)
         stats["num_updates"] = trainer.get_num_updates()
         if metric_name not in stats:

@@ -60,6 +60,9 @@ def test_hydra_and_legacy_train_then_eval_lm(data_bin, tmp_path):
     legacy_ckpt = torch.load(legacy_dir / "checkpoint_last.pt", weights_only=True)
     assert legacy_ckpt["cfg"]["checkpoint"].pop("save_dir") == str(legacy_dir)
     assert hydra_ckpt["cfg"]["checkpoint"].pop("save_dir") == str(hydra_dir)
+    # Apart from paths: a Hydra run also keeps tensorboard logs in its run directory.
+    assert hydra_ckpt["cfg"]["common"].pop("tensorboard_logdir") == str(tmp_path / "outputs" / "tensorboard")
+    assert legacy_ckpt["cfg"]["common"].pop("tensorboard_logdir") is None
     assert legacy_ckpt["cfg"] == hydra_ckpt["cfg"]
     # Same config and seed: the two commands train the very same weights.
     for key, value in hydra_ckpt["model"].items():

@@ -28,6 +28,18 @@ def table_rows():
 ROWS = table_rows()
 
 
+@pytest.fixture(autouse=True)
+def restore_logging():
+    """Hydra points the root logger at the captured stdout; put the handlers back afterwards."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def test_table_has_at_least_20_mistakes():
     assert len(ROWS) >= 20
 

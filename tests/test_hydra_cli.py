@@ -1,8 +1,6 @@
 """fairseq-hydra-train as users drive it: their own YAML, sweeps, launcher/sweeper plugins, --user-dir."""
 
 import importlib.util
-import os
-import subprocess
 from pathlib import Path
 
 import pytest

@@ -2,5 +2,15 @@
 
 from fairseq_lite.criterions.cross_entropy import CrossEntropyCriterion, CrossEntropyCriterionConfig
 from fairseq_lite.criterions.fairseq_criterion import FairseqCriterion
+from fairseq_lite.criterions.label_smoothed_cross_entropy import (
+    LabelSmoothedCrossEntropyCriterion,
+    LabelSmoothedCrossEntropyCriterionConfig,
+)
 
-__all__ = ["CrossEntropyCriterion", "CrossEntropyCriterionConfig", "FairseqCriterion"]
+__all__ = [
+    "CrossEntropyCriterion",
+    "CrossEntropyCriterionConfig",
+    "FairseqCriterion",
+    "LabelSmoothedCrossEntropyCriterion",
+    "LabelSmoothedCrossEntropyCriterionConfig",
+]

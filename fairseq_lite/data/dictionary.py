@@ -12,7 +12,6 @@ import io
 import os
 import re
 import uuid
-from collections import Counter
 from itertools import repeat
 from typing import IO, Callable, Iterable, List, Optional, Sequence, Union
 

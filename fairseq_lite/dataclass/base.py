@@ -7,7 +7,7 @@ without creating an import cycle (see docs/DESIGN.md).
 import dataclasses
 from dataclasses import MISSING, dataclass, field
 from enum import Enum, EnumMeta
-from typing import Any, Dict, List, Optional, Type
+from typing import Any, List, Optional, Type
 
 
 class StrEnumMeta(EnumMeta):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, List, Optional
 
 import torch
-from omegaconf import II, MISSING
+from omegaconf import II
 
 from fairseq_lite.dataclass.base import ChoiceEnum, FairseqDataclass, cfg_field
 

@@ -28,6 +28,7 @@ _COMPONENT_PACKAGES = (
     "fairseq_lite.criterions",
     "fairseq_lite.optim",
     "fairseq_lite.optim.lr_scheduler",
+    "fairseq_lite.data.encoders",
 )
 
 

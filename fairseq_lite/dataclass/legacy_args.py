@@ -136,7 +136,8 @@ class LegacyParser:
                 targets[dest].append(f"{group}.{f.name}")  # fairseq's namespace is flat: one flag sets both
                 continue
             targets[dest] = [f"{group}.{f.name}"]
-            group_parser.add_argument(flag_name(f.name), dest=dest, **_argparse_kwargs(f, default))
+            names = [flag_name(f.name)] + ([f.metadata["argparse_alias"]] if "argparse_alias" in f.metadata else [])
+            group_parser.add_argument(*names, dest=dest, **_argparse_kwargs(f, default))
 
     def to_overrides(self, argv: Sequence[str]) -> List[str]:
         selectors, given, targets = self.parse(argv)

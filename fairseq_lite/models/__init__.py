@@ -3,18 +3,27 @@
 from fairseq_lite.models.fairseq_model import (
     BaseFairseqModel,
     FairseqDecoder,
+    FairseqEncoder,
+    FairseqEncoderDecoderModel,
     FairseqIncrementalDecoder,
     FairseqLanguageModel,
 )
+from fairseq_lite.models.transformer import TransformerConfig, TransformerModel
 from fairseq_lite.models.transformer_decoder import TransformerDecoder
+from fairseq_lite.models.transformer_encoder import TransformerEncoder
 from fairseq_lite.models.transformer_lm import TransformerLanguageModel, TransformerLanguageModelConfig
 
 __all__ = [
     "BaseFairseqModel",
     "FairseqDecoder",
+    "FairseqEncoder",
+    "FairseqEncoderDecoderModel",
     "FairseqIncrementalDecoder",
     "FairseqLanguageModel",
+    "TransformerConfig",
     "TransformerDecoder",
+    "TransformerEncoder",
     "TransformerLanguageModel",
     "TransformerLanguageModelConfig",
+    "TransformerModel",
 ]

@@ -3,7 +3,7 @@
 A model is built from its config and the task (`Model.build_model(cfg, task)`), returns raw
 outputs as `(logits, extra)` and knows how to turn them into (log-)probabilities. Decoders are
 shared: the same `FairseqIncrementalDecoder` serves a language model (no encoder) and an
-encoder-decoder model, which passes `encoder_out` through to it.
+encoder-decoder model (`FairseqEncoderDecoderModel`), which passes `encoder_out` through to it.
 
 `encoder_out`, when present, is a dict (batch-first, unlike fairseq's time-first tensors):
   {"encoder_out": B x S x C tensor, "encoder_padding_mask": B x S bool tensor (True at pads) or None}
@@ -86,6 +86,67 @@ class FairseqIncrementalDecoder(FairseqDecoder):
             if module is not self and not isinstance(module, FairseqIncrementalDecoder) and \
                     hasattr(module, "reorder_incremental_state"):
                 module.reorder_incremental_state(incremental_state, new_order)
+
+
+class FairseqEncoder(nn.Module):
+    """Encodes a source batch once: `encoder(src_tokens, src_lengths)` -> `EncoderOut`."""
+
+    def __init__(self, dictionary: Any):
+        super().__init__()
+        self.dictionary = dictionary
+
+    def forward(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, **kwargs) -> EncoderOut:
+        raise NotImplementedError
+
+    def reorder_encoder_out(self, encoder_out: EncoderOut, new_order: Tensor) -> EncoderOut:
+        """Select/duplicate batch rows (dim 0 of every tensor), e.g. to expand to beam size."""
+        return {key: value.index_select(0, new_order) if value is not None else None
+                for key, value in encoder_out.items()}
+
+    def max_positions(self) -> int:
+        return int(1e6)
+
+
+class FairseqEncoderDecoderModel(BaseFairseqModel):
+    """`model(src_tokens, src_lengths, prev_output_tokens)` -> (logits B x T x V, extra).
+
+    Generation calls the halves separately: `model.encoder(...)` once, then
+    `model.decoder(prev_output_tokens, encoder_out=..., incremental_state=...)` step by step.
+    """
+
+    def __init__(self, encoder: FairseqEncoder, decoder: FairseqDecoder):
+        super().__init__()
+        if not isinstance(encoder, FairseqEncoder) or not isinstance(decoder, FairseqDecoder):
+            raise TypeError(f"expected a FairseqEncoder and a FairseqDecoder, got "
+                            f"{type(encoder).__name__} and {type(decoder).__name__}")
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def forward(self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor,
+                **kwargs) -> DecoderOut:
+        encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
+        return self.decoder(prev_output_tokens, encoder_out=encoder_out, **kwargs)
+
+    def forward_decoder(self, prev_output_tokens: Tensor, **kwargs) -> DecoderOut:
+        return self.decoder(prev_output_tokens, **kwargs)
+
+    def extract_features(self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor,
+                         **kwargs) -> DecoderOut:
+        encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
+        return self.decoder.extract_features(prev_output_tokens, encoder_out=encoder_out, **kwargs)
+
+    def output_layer(self, features: Tensor) -> Tensor:
+        return self.decoder.output_layer(features)
+
+    def get_normalized_probs(self, net_output: DecoderOut, log_probs: bool,
+                             sample: Optional[Dict[str, Any]] = None) -> Tensor:
+        return self.decoder.get_normalized_probs(net_output, log_probs, sample)
+
+    def max_positions(self) -> Tuple[int, int]:
+        return (self.encoder.max_positions(), self.decoder.max_positions())
+
+    def max_decoder_positions(self) -> int:
+        return self.decoder.max_positions()
 
 
 class FairseqLanguageModel(BaseFairseqModel):

@@ -2,3 +2,4 @@
 
 from fairseq_lite.tasks.fairseq_task import FairseqTask  # noqa: F401
 from fairseq_lite.tasks import language_modeling  # noqa: F401
+from fairseq_lite.tasks import translation  # noqa: F401

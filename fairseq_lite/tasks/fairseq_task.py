@@ -113,5 +113,9 @@ class FairseqTask:
         with torch.no_grad():
             return criterion(model, sample)
 
+    def reduce_metrics(self, totals: Dict[str, float], criterion) -> Dict[str, float]:
+        """Validation statistics from logging outputs summed over batches."""
+        return criterion.reduce_metrics(totals)
+
     def begin_epoch(self, epoch: int, model) -> None:
         pass

@@ -1,0 +1,127 @@
+"""Cross entropy with label smoothing (`--criterion label_smoothed_cross_entropy`).
+
+fairseq's formula: with eps_i = eps / (V - 1),
+    loss = (1 - eps - eps_i) * nll + eps_i * sum_v(-log p_v)
+which puts 1 - eps on the target and eps / (V - 1) on every other entry of the full vocabulary
+(pad included), and ignores pad targets. `nll_loss` (the unsmoothed part) is logged alongside.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
+
+import torch.nn as nn
+from omegaconf import II
+from torch import Tensor
+
+from fairseq_lite.criterions.fairseq_criterion import FairseqCriterion
+from fairseq_lite.dataclass.base import FairseqDataclass, cfg_field
+from fairseq_lite.errors import ConfigError
+from fairseq_lite.registry import register_criterion
+
+
+@dataclass
+class LabelSmoothedCrossEntropyCriterionConfig(FairseqDataclass):
+    label_smoothing: float = cfg_field(0.0, help="epsilon for label smoothing, 0 means no label smoothing")
+    report_accuracy: bool = cfg_field(False, help="report accuracy metric")
+    ignore_prefix_size: int = cfg_field(0, help="Ignore first N tokens")
+    sentence_avg: bool = II("optimization.sentence_avg")
+
+
+def label_smoothed_nll_loss(lprobs: Tensor, target: Tensor, epsilon: float,
+                            ignore_index: Optional[int] = None, reduce: bool = True) -> Tuple[Tensor, Tensor]:
+    """lprobs: N x V log-probabilities, target: N. Returns (smoothed loss, nll loss), summed
+    when `reduce`, else per position (zero at ignored targets)."""
+    target = target.unsqueeze(-1)
+    nll_loss = -lprobs.gather(dim=-1, index=target).squeeze(-1)
+    smooth_loss = -lprobs.sum(dim=-1)
+    if ignore_index is not None:
+        pad_mask = target.squeeze(-1).eq(ignore_index)
+        nll_loss = nll_loss.masked_fill(pad_mask, 0.0)
+        smooth_loss = smooth_loss.masked_fill(pad_mask, 0.0)
+    if reduce:
+        nll_loss = nll_loss.sum()
+        smooth_loss = smooth_loss.sum()
+    eps_i = epsilon / (lprobs.size(-1) - 1)
+    loss = (1.0 - epsilon - eps_i) * nll_loss + eps_i * smooth_loss
+    return loss, nll_loss
+
+
+def _to_number(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+@register_criterion("label_smoothed_cross_entropy", dataclass=LabelSmoothedCrossEntropyCriterionConfig)
+class LabelSmoothedCrossEntropyCriterion(FairseqCriterion):
+    def __init__(self, cfg: Any, task: Any):
+        super().__init__(cfg, task)
+        self.sentence_avg = bool(cfg.sentence_avg)
+        self.eps = float(cfg.label_smoothing)
+        self.ignore_prefix_size = int(cfg.ignore_prefix_size)
+        self.report_accuracy = bool(cfg.report_accuracy)
+        if not 0.0 <= self.eps < 1.0:
+            raise ConfigError(f"criterion.label_smoothing must be in [0, 1), got {self.eps}")
+        if self.ignore_prefix_size < 0:
+            raise ConfigError(f"criterion.ignore_prefix_size must be >= 0, got {self.ignore_prefix_size}")
+
+    def forward(self, model: nn.Module, sample: Dict[str, Any], reduce: bool = True
+                ) -> Tuple[Tensor, int, Dict[str, Any]]:
+        net_output = model(**sample["net_input"])
+        lprobs, target = self.get_lprobs_and_target(model, net_output, sample)
+        loss, nll_loss = label_smoothed_nll_loss(lprobs, target, self.eps, ignore_index=self.padding_idx,
+                                                 reduce=reduce)
+        nsentences = sample["target"].size(0)
+        ntokens = sample.get("ntokens")
+        if ntokens is None:
+            ntokens = int(sample["target"].ne(self.padding_idx).sum())
+        ntokens = int(_to_number(ntokens))
+        sample_size = nsentences if self.sentence_avg else ntokens
+        logging_output = {
+            "loss": float(loss.detach().sum()),
+            "nll_loss": float(nll_loss.detach().sum()),
+            "ntokens": ntokens,
+            "nsentences": nsentences,
+            "sample_size": sample_size,
+        }
+        if self.report_accuracy:
+            mask = target.ne(self.padding_idx)
+            logging_output["n_correct"] = int(lprobs.argmax(-1).eq(target).masked_select(mask).sum())
+            logging_output["total"] = int(mask.sum())
+        return loss, sample_size, logging_output
+
+    def get_lprobs_and_target(self, model: nn.Module, net_output: Any, sample: Dict[str, Any]
+                              ) -> Tuple[Tensor, Tensor]:
+        """Flattened fp32 log-probabilities (N x V) and targets (N), without the ignored prefix."""
+        # get_normalized_probs works in fp32, so the loss does too under bf16/fp16 autocast.
+        lprobs = model.get_normalized_probs(net_output, log_probs=True)
+        target = model.get_targets(sample, net_output)
+        if self.ignore_prefix_size > 0:
+            lprobs = lprobs[:, self.ignore_prefix_size:, :]
+            target = target[:, self.ignore_prefix_size:]
+        return lprobs.reshape(-1, lprobs.size(-1)), target.reshape(-1)
+
+    @classmethod
+    def reduce_metrics(cls, agg: Dict[str, Any]) -> Dict[str, float]:
+        """Summed logging outputs -> fairseq's fields: "loss" in base 2 per sample_size,
+        "nll_loss" in base 2 per target token, "ppl" = 2**nll_loss, and "accuracy" in percent
+        when n_correct/total were logged."""
+        loss_sum = float(_to_number(agg.get("loss", 0.0)))
+        nll_sum = float(_to_number(agg.get("nll_loss", 0.0)))
+        ntokens = float(_to_number(agg.get("ntokens", 0)))
+        sample_size = float(_to_number(agg.get("sample_size", 0)))
+        out = {
+            "loss": loss_sum / sample_size / math.log(2) if sample_size > 0 else 0.0,
+            "nll_loss": nll_sum / ntokens / math.log(2) if ntokens > 0 else 0.0,
+        }
+        try:
+            out["ppl"] = 2 ** out["nll_loss"]
+        except OverflowError:
+            out["ppl"] = float("inf")
+        total = float(_to_number(agg.get("total", 0)))
+        if total > 0:
+            out["accuracy"] = round(float(_to_number(agg.get("n_correct", 0))) * 100.0 / total, 3)
+        return out
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

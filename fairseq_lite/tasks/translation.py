@@ -1,0 +1,330 @@
+"""Task `translation`: source -> target sentence pairs binarized by fairseq-preprocess -s SRC -t TGT.
+
+Data directory layout (fairseq's): dict.{src}.txt, dict.{tgt}.txt and, per split,
+{split}.{src}-{tgt}.{src}.bin/.idx and {split}.{src}-{tgt}.{tgt}.bin/.idx (the pair may also be
+named {tgt}-{src}, as when the data was binarized for the reverse direction).
+
+With `eval_bleu`, validation also decodes every batch and logs sacrebleu's sufficient statistics
+(`_bleu_sys_len`, `_bleu_ref_len`, `_bleu_counts_{0..3}`, `_bleu_totals_{0..3}`); summed over
+batches they give the corpus BLEU in `reduce_metrics`.
+"""
+
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from omegaconf import II, MISSING
+from torch import Tensor
+
+from fairseq_lite.data.dictionary import Dictionary
+from fairseq_lite.data.indexed_dataset import MMapIndexedDataset
+from fairseq_lite.data.language_pair_dataset import LanguagePairDataset
+from fairseq_lite.dataclass import FairseqDataclass, cfg_field
+from fairseq_lite.errors import ConfigError, DataError
+from fairseq_lite.registry import TOKENIZER_REGISTRY, register_task
+from fairseq_lite.tasks.fairseq_task import FairseqTask
+from fairseq_lite.tasks.language_modeling import split_paths
+
+logger = logging.getLogger(__name__)
+
+EVAL_BLEU_ORDER = 4
+
+
+@dataclass
+class TranslationConfig(FairseqDataclass):
+    data: Optional[str] = cfg_field(
+        MISSING, "colon separated path to data directories list, will be iterated upon during epochs in "
+                 "round-robin manner; however, valid and test data are always in the first directory")
+    source_lang: Optional[str] = cfg_field(None, "source language (inferred from the data directory if unset)",
+                                           argparse_alias="-s")
+    target_lang: Optional[str] = cfg_field(None, "target language (inferred from the data directory if unset)",
+                                           argparse_alias="-t")
+    left_pad_source: bool = cfg_field(True, "pad the source on the left")
+    left_pad_target: bool = cfg_field(False, "pad the target on the left")
+    max_source_positions: int = cfg_field(1024, "max number of tokens in the source sequence")
+    max_target_positions: int = cfg_field(1024, "max number of tokens in the target sequence")
+    upsample_primary: int = cfg_field(-1, "the amount of upsample primary dataset (not supported: keep -1)")
+    truncate_source: bool = cfg_field(False, "truncate source to max-source-positions")
+    num_batch_buckets: int = cfg_field(
+        0, "if >0, then bucket source and target lengths into N buckets and pad accordingly; this is useful "
+           "on TPUs to minimize the number of compilations")
+    train_subset: str = II("dataset.train_subset")
+    required_seq_len_multiple: int = cfg_field(
+        1, "pad the input to encoder such that the sequence length is divisible by multiple")
+    eval_bleu: bool = cfg_field(False, "evaluation with BLEU scores")
+    eval_bleu_args: Optional[str] = cfg_field(
+        "{}", 'generation args for BLUE scoring, e.g., \'{"beam": 4, "lenpen": 0.6}\', as JSON string')
+    eval_bleu_detok: str = cfg_field(
+        "space", "detokenize before computing BLEU (e.g., 'moses'); required if using --eval-bleu; use 'space' "
+                 "to disable detokenization")
+    eval_bleu_detok_args: Optional[str] = cfg_field("{}", "args for building the tokenizer, if needed, as JSON string")
+    eval_tokenized_bleu: bool = cfg_field(False, "compute tokenized BLEU instead of sacrebleu")
+    eval_bleu_remove_bpe: Optional[str] = cfg_field(None, "remove BPE before computing BLEU")
+    eval_bleu_print_samples: bool = cfg_field(False, "print sample generations during validation")
+
+
+_PAIR_FILE = re.compile(r"^[^.]+\.([^.\-]+)-([^.\-]+)\.[^.]+\.(?:bin|idx)$")
+
+
+def infer_language_pair(path: str, source_lang: Optional[str] = None,
+                        target_lang: Optional[str] = None) -> Tuple[str, str]:
+    """The (src, tgt) pair of the binarized files in `path`, completing whichever side is unset."""
+    found = sorted({m.groups() for m in map(_PAIR_FILE.match, os.listdir(path)) if m})
+    if source_lang is None and target_lang is None:
+        candidates = found  # {split}.en-es.* means en -> es
+    else:
+        # One side given: either direction of a binarized pair can complete it.
+        candidates = sorted({(s, t) for a, b in found for s, t in ((a, b), (b, a))
+                             if source_lang in (None, s) and target_lang in (None, t)})
+    if len(candidates) == 1:
+        return candidates[0]
+    listing = ", ".join(f"{s}-{t}" for s, t in found) or "none"
+    raise DataError(f"task.data: cannot infer the language pair from '{path}' (binarized pairs found: {listing}); "
+                    f"set task.source_lang and task.target_lang (-s/-t)")
+
+
+def load_dictionary(path: str) -> Dictionary:
+    if not os.path.isfile(path):
+        raise DataError(f"task.data: no dictionary at '{path}'; binarize the data with fairseq-preprocess "
+                        f"--source-lang SRC --target-lang TGT")
+    return Dictionary.load(path)
+
+
+class TruncatedSource(torch.utils.data.Dataset):
+    """Source sentences cut to `max_len` tokens, keeping their final eos (--truncate-source)."""
+
+    def __init__(self, dataset: Any, max_len: int, eos: int):
+        self.dataset = dataset
+        self.max_len = max_len
+        self.eos = eos
+        # Every binarized sentence ends with one eos, so this is each item's exact length.
+        self.sizes = np.minimum(np.asarray(dataset.sizes), max_len)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Tensor:
+        item = self.dataset[index]
+        if item.numel() <= self.max_len:
+            return item
+        body = item[:-1] if item[-1] == self.eos else item
+        return torch.cat([body[: self.max_len - 1], body.new_tensor([self.eos])])
+
+
+@torch.no_grad()
+def greedy_decode(model: Any, src_tokens: Tensor, src_lengths: Tensor, eos: int, pad: int,
+                  max_len_a: float = 0.0, max_len_b: int = 200, min_len: int = 1) -> List[Tensor]:
+    """Argmax decoding with the model's incremental decoder; one token tensor (no eos) per row.
+
+    Length limits follow fairseq's generator: at most min(a * src_len + b, max_decoder_positions - 1)
+    tokens before the forced eos, and no eos before `min_len` tokens.
+    """
+    bsz, src_len = src_tokens.shape
+    max_len = min(int(max_len_a * src_len + max_len_b), model.max_decoder_positions() - 1)
+    encoder_out = model.encoder(src_tokens, src_lengths=src_lengths)
+    tokens = src_tokens.new_full((bsz, 1), eos)
+    finished = torch.zeros(bsz, dtype=torch.bool, device=src_tokens.device)
+    incremental_state: Dict[str, Any] = {}
+    for step in range(max_len + 1):
+        logits, _ = model.decoder(tokens, encoder_out=encoder_out, incremental_state=incremental_state)
+        lprobs = model.get_normalized_probs((logits[:, -1, :], None), log_probs=True)
+        lprobs[:, pad] = -math.inf
+        if step >= max_len:
+            lprobs[:, :eos] = -math.inf
+            lprobs[:, eos + 1:] = -math.inf
+        elif step < min_len:
+            lprobs[:, eos] = -math.inf
+        # Finished rows keep emitting pad: they stay in the batch so the cache needs no reordering.
+        next_tokens = lprobs.argmax(dim=-1).masked_fill(finished, pad)
+        tokens = torch.cat([tokens, next_tokens.unsqueeze(1)], dim=1)
+        finished |= next_tokens.eq(eos)
+        if bool(finished.all()):
+            break
+    hyps = []
+    for row in tokens[:, 1:]:
+        ends = (row.eq(eos) | row.eq(pad)).nonzero()
+        hyps.append(row[: int(ends[0]) if len(ends) else row.numel()])
+    return hyps
+
+
+def bleu_from_stats(agg: Dict[str, float]) -> Optional[float]:
+    """Corpus BLEU (sacrebleu, exp smoothing, rounded to 2 decimals as fairseq) from summed stats."""
+    totals = [int(agg.get(f"_bleu_totals_{i}", 0)) for i in range(EVAL_BLEU_ORDER)]
+    if max(totals) <= 0:
+        return None
+    from sacrebleu.metrics import BLEU
+
+    counts = [int(agg.get(f"_bleu_counts_{i}", 0)) for i in range(EVAL_BLEU_ORDER)]
+    score = BLEU.compute_bleu(correct=counts, total=totals, sys_len=int(agg.get("_bleu_sys_len", 0)),
+                              ref_len=int(agg.get("_bleu_ref_len", 0)), smooth_method="exp").score
+    return round(score, 2)
+
+
+@register_task("translation", dataclass=TranslationConfig)
+class TranslationTask(FairseqTask):
+    def __init__(self, cfg: Any, src_dict: Dictionary, tgt_dict: Dictionary):
+        super().__init__(cfg)
+        self.src_dict = src_dict
+        self.tgt_dict = tgt_dict
+        self.detokenize: Callable[[str], str] = lambda text: text
+        self.bleu_gen_args: Dict[str, Any] = {}
+
+    @classmethod
+    def setup_task(cls, cfg: Any, **kwargs: Any) -> "TranslationTask":
+        paths = split_paths(cfg.data)
+        if not paths:
+            raise DataError("task.data is empty: give the directory fairseq-preprocess wrote (--destdir)")
+        for path in paths:
+            if not os.path.isdir(path):
+                raise DataError(f"task.data: data directory '{path}' does not exist")
+        if cfg.upsample_primary != -1:
+            raise ConfigError("task.upsample_primary is not supported (it only applies to combined shards); keep -1")
+        if cfg.source_lang is None or cfg.target_lang is None:
+            # Recorded in the config so that checkpoints name the pair explicitly.
+            cfg.source_lang, cfg.target_lang = infer_language_pair(paths[0], cfg.source_lang, cfg.target_lang)
+        src_dict = load_dictionary(os.path.join(paths[0], f"dict.{cfg.source_lang}.txt"))
+        tgt_dict = load_dictionary(os.path.join(paths[0], f"dict.{cfg.target_lang}.txt"))
+        for name in ("pad", "eos", "unk"):
+            if getattr(src_dict, name)() != getattr(tgt_dict, name)():
+                raise DataError(f"dict.{cfg.source_lang}.txt and dict.{cfg.target_lang}.txt disagree on the "
+                                f"{name} index")
+        logger.info(f"[{cfg.source_lang}] dictionary: {len(src_dict)} types")
+        logger.info(f"[{cfg.target_lang}] dictionary: {len(tgt_dict)} types")
+        return cls(cfg, src_dict, tgt_dict)
+
+    def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs: Any) -> None:
+        paths = split_paths(self.cfg.data)
+        if split != self.cfg.train_subset:
+            paths = paths[:1]  # valid and test data always come from the first directory
+        data_path = paths[(epoch - 1) % len(paths)]
+        src, tgt = self.cfg.source_lang, self.cfg.target_lang
+        prefix = None
+        for a, b in ((src, tgt), (tgt, src)):
+            candidate = os.path.join(data_path, f"{split}.{a}-{b}.")
+            if MMapIndexedDataset.exists(candidate + src):
+                prefix = candidate
+                break
+        if prefix is None:
+            raise DataError(f"dataset not found: split '{split}' ({split}.{src}-{tgt}.{src}.bin/.idx) in {data_path}")
+        if os.path.exists(os.path.join(data_path, f"{split}1.{src}-{tgt}.{src}.idx")):
+            logger.warning(f"{split}1.*: extra shards of '{split}' are not combined; only '{split}' is used")
+
+        src_dataset: Any = MMapIndexedDataset(prefix + src)
+        if self.cfg.truncate_source:
+            src_dataset = TruncatedSource(src_dataset, self.cfg.max_source_positions, self.src_dict.eos())
+        tgt_dataset = MMapIndexedDataset(prefix + tgt) if MMapIndexedDataset.exists(prefix + tgt) else None
+        logger.info(f"{data_path} {split} {src}-{tgt} {len(src_dataset)} examples")
+        self.datasets[split] = LanguagePairDataset(
+            src_dataset, src_dataset.sizes, self.src_dict,
+            tgt_dataset, tgt_dataset.sizes if tgt_dataset is not None else None, self.tgt_dict,
+            left_pad_source=self.cfg.left_pad_source, left_pad_target=self.cfg.left_pad_target,
+            num_buckets=self.cfg.num_batch_buckets, shuffle=(split != "test"),
+            pad_to_multiple=self.cfg.required_seq_len_multiple,
+        )
+
+    def build_dataset_for_inference(self, src_tokens: List[Tensor], src_lengths: List[int]) -> LanguagePairDataset:
+        return LanguagePairDataset(src_tokens, src_lengths, self.source_dictionary, tgt_dict=self.target_dictionary)
+
+    def max_positions(self) -> Tuple[int, int]:
+        return (self.cfg.max_source_positions, self.cfg.max_target_positions)
+
+    @property
+    def source_dictionary(self) -> Dictionary:
+        return self.src_dict
+
+    @property
+    def target_dictionary(self) -> Dictionary:
+        return self.tgt_dict
+
+    # --- BLEU during validation -------------------------------------------------------------
+    def build_model(self, model_cfg: Any) -> Any:
+        model = super().build_model(model_cfg)
+        if self.cfg.eval_bleu:
+            self._setup_bleu()
+        return model
+
+    def _setup_bleu(self) -> None:
+        try:
+            import sacrebleu  # noqa: F401
+        except ImportError:
+            raise ConfigError("task.eval_bleu needs sacrebleu: pip install sacrebleu") from None
+        # Decoding is greedy for now: max_len_a/max_len_b/min_len are honoured, beam and lenpen
+        # are accepted (fairseq's usual '{"beam": 4, ...}') but not used yet.
+        self.bleu_gen_args = _parse_json("task.eval_bleu_args", self.cfg.eval_bleu_args)
+        detok_args = _parse_json("task.eval_bleu_detok_args", self.cfg.eval_bleu_detok_args)
+        import fairseq_lite.data.encoders  # noqa: F401  (registers the tokenizers eval_bleu_detok may name)
+
+        name = self.cfg.eval_bleu_detok
+        if name in TOKENIZER_REGISTRY:
+            from omegaconf import OmegaConf
+
+            from fairseq_lite.dataclass.initialize import component_node
+
+            tokenizer = TOKENIZER_REGISTRY.build(OmegaConf.merge(component_node("tokenizer", name), detok_args))
+            self.detokenize = tokenizer.decode
+        elif name in (None, "space", "none"):
+            self.detokenize = lambda text: text  # fairseq's "space" tokenizer: nothing to undo
+        else:
+            raise ConfigError(f"task.eval_bleu_detok='{name}' is not available (tokenizers: "
+                              f"{', '.join(['space'] + TOKENIZER_REGISTRY.choices())})")
+
+    def valid_step(self, sample: Dict[str, Any], model: Any, criterion: Any) -> Tuple[Any, int, Dict[str, Any]]:
+        loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
+        if self.cfg.eval_bleu:
+            bleu = self._inference_with_bleu(sample, model)
+            logging_output["_bleu_sys_len"] = bleu.sys_len
+            logging_output["_bleu_ref_len"] = bleu.ref_len
+            for i in range(EVAL_BLEU_ORDER):
+                logging_output[f"_bleu_counts_{i}"] = bleu.counts[i]
+                logging_output[f"_bleu_totals_{i}"] = bleu.totals[i]
+        return loss, sample_size, logging_output
+
+    def _inference_with_bleu(self, sample: Dict[str, Any], model: Any) -> Any:
+        import sacrebleu
+
+        def decode(tokens: Tensor, unk_string: str) -> str:
+            text = self.tgt_dict.string(tokens.int().cpu(), self.cfg.eval_bleu_remove_bpe, unk_string=unk_string)
+            return self.detokenize(text)
+
+        model.eval()
+        net_input = sample["net_input"]
+        args = self.bleu_gen_args
+        hyp_tokens = greedy_decode(model, net_input["src_tokens"], net_input["src_lengths"], self.tgt_dict.eos(),
+                                   self.tgt_dict.pad(), max_len_a=float(args.get("max_len_a", 0.0)),
+                                   max_len_b=int(args.get("max_len_b", 200)), min_len=int(args.get("min_len", 1)))
+        hyps, refs = [], []
+        for hyp, ref in zip(hyp_tokens, sample["target"]):
+            hyps.append(decode(hyp, "UNKNOWNTOKENINHYP"))
+            # Distinct unk strings: an <unk> in the reference must never count as a match.
+            refs.append(decode(ref[ref.ne(self.tgt_dict.pad())], "UNKNOWNTOKENINREF"))
+        if self.cfg.eval_bleu_print_samples:
+            logger.info("example hypothesis: " + hyps[0])
+            logger.info("example reference: " + refs[0])
+        if self.cfg.eval_tokenized_bleu:
+            return sacrebleu.corpus_bleu(hyps, [refs], tokenize="none")
+        return sacrebleu.corpus_bleu(hyps, [refs])
+
+    def reduce_metrics(self, agg: Dict[str, float], criterion: Any) -> Dict[str, float]:
+        """The criterion's statistics, plus "bleu" when validation decoded with eval_bleu."""
+        out = dict(criterion.reduce_metrics(agg))
+        if self.cfg.eval_bleu:
+            bleu = bleu_from_stats(agg)
+            if bleu is not None:
+                out["bleu"] = bleu
+        return out
+
+
+def _parse_json(name: str, text: Optional[str]) -> Dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{name}={text!r} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}={text!r} must be a JSON object, e.g. '{{\"max_len_b\": 50}}'")
+    return value
