@@ -29,12 +29,15 @@ setup(
         "fairseq_lite.config",
         "fairseq_lite.criterions",
         "fairseq_lite.data",
+        "fairseq_lite.data.encoders",
         "fairseq_lite.dataclass",
+        "fairseq_lite.generation",
         "fairseq_lite.logging",
         "fairseq_lite.models",
         "fairseq_lite.modules",
         "fairseq_lite.optim",
         "fairseq_lite.optim.lr_scheduler",
+        "fairseq_lite.scoring",
         "fairseq_lite.tasks",
         "fairseq_cli",
     ],
@@ -48,14 +51,22 @@ setup(
         "sentencepiece>=0.1.99",
         "tensorboard>=2.12",
         "tqdm>=4.60",
+        "sacrebleu>=2.3",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        # Hydra plugins fairseq-hydra-train is tested with: SLURM launching and Optuna sweeps.
+        "slurm": ["hydra-submitit-launcher>=1.2"],
+        "sweep": ["hydra-optuna-sweeper>=1.2"],
+        "test": ["pytest>=7", "hydra-submitit-launcher>=1.2", "hydra-optuna-sweeper>=1.2"],
+    },
     entry_points={
         "console_scripts": [
             "fairseq-preprocess = fairseq_cli.preprocess:cli_main",
             "fairseq-train = fairseq_cli.train:cli_main",
             "fairseq-hydra-train = fairseq_cli.hydra_train:cli_main",
             "fairseq-eval-lm = fairseq_cli.eval_lm:cli_main",
+            "fairseq-generate = fairseq_cli.generate:cli_main",
+            "fairseq-interactive = fairseq_cli.interactive:cli_main",
         ]
     },
 )

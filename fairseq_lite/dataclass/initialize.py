@@ -29,6 +29,7 @@ _COMPONENT_PACKAGES = (
     "fairseq_lite.optim",
     "fairseq_lite.optim.lr_scheduler",
     "fairseq_lite.data.encoders",
+    "fairseq_lite.scoring",
 )
 
 

@@ -1,0 +1,81 @@
+"""Sequence generation: beam search / sampling (SequenceGenerator) and what the commands share."""
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from fairseq_lite.errors import ConfigError
+from fairseq_lite.generation.search import (BeamSearch, LengthConstrainedBeamSearch, NGramRepeatBlock, Sampling,
+                                            Search)
+from fairseq_lite.generation.sequence_generator import EnsembleModel, SequenceGenerator
+
+__all__ = ["BeamSearch", "EnsembleModel", "LengthConstrainedBeamSearch", "NGramRepeatBlock", "Sampling", "Search",
+           "SequenceGenerator", "build_generator", "inference_step"]
+
+
+def _get(cfg: Any, name: str, default: Any) -> Any:
+    value = getattr(cfg, name, default) if not isinstance(cfg, dict) else cfg.get(name, default)
+    return default if value is None else value
+
+
+def build_generator(task: Any, models: Sequence[torch.nn.Module], generation_cfg: Any,
+                    use_incremental: bool = True, **extra: Any) -> SequenceGenerator:
+    """A SequenceGenerator set up from a GenerationConfig (fairseq's `task.build_generator`):
+    sampling with --sampling, length-constrained beam search with --match-source-len, else beam."""
+    cfg = generation_cfg
+    sampling = bool(_get(cfg, "sampling", False))
+    topk, topp = int(_get(cfg, "sampling_topk", -1)), float(_get(cfg, "sampling_topp", -1.0))
+    match_source_len = bool(_get(cfg, "match_source_len", False))
+    if sampling and match_source_len:
+        raise ConfigError("--sampling and --match-source-len cannot be used together")
+    if not sampling and (topk > 0 or topp > 0):
+        raise ConfigError("--sampling-topk/--sampling-topp need --sampling")
+    if topp > 1:
+        raise ConfigError(f"--sampling-topp must be in (0, 1], got {topp}")
+    tgt_dict = task.target_dictionary
+    search: Search
+    if sampling:
+        search = Sampling(tgt_dict, topk, topp)
+    elif match_source_len:
+        # Tagging-style outputs exactly as long as the source.
+        search = LengthConstrainedBeamSearch(tgt_dict, min_len_a=1, min_len_b=0, max_len_a=1, max_len_b=0)
+    else:
+        search = BeamSearch(tgt_dict)
+    return SequenceGenerator(
+        models, tgt_dict,
+        beam_size=int(_get(cfg, "beam", 5)),
+        max_len_a=float(_get(cfg, "max_len_a", 0)),
+        max_len_b=int(_get(cfg, "max_len_b", 200)),
+        min_len=int(_get(cfg, "min_len", 1)),
+        normalize_scores=not bool(_get(cfg, "unnormalized", False)),
+        len_penalty=float(_get(cfg, "lenpen", 1.0)),
+        unk_penalty=float(_get(cfg, "unkpen", 0.0)),
+        temperature=float(_get(cfg, "temperature", 1.0)),
+        match_source_len=match_source_len,
+        no_repeat_ngram_size=int(_get(cfg, "no_repeat_ngram_size", 0)),
+        search_strategy=search,
+        use_incremental=use_incremental,
+        **extra,
+    )
+
+
+def inference_step(generator: SequenceGenerator, task: Any, sample: Dict[str, Any],
+                   prefix_tokens: Optional[Tensor] = None) -> List[List[Dict[str, Any]]]:
+    """Generate for one batch the way the task does (fairseq's `task.inference_step`).
+
+    A decoder-only language model has no source to encode: it continues its input, which becomes
+    the forced prefix (less a leading bos), starting from bos (with --add-bos-token) or eos.
+    """
+    if generator.model.has_encoder:
+        return generator.generate(sample, prefix_tokens=prefix_tokens)
+    task_cfg = getattr(task, "cfg", None)
+    dictionary = task.source_dictionary
+    bos_token = dictionary.bos() if task_cfg is not None and _get(task_cfg, "add_bos_token", False) \
+        else dictionary.eos()
+    src_tokens = sample["net_input"]["src_tokens"]
+    if prefix_tokens is None and src_tokens.nelement() > 0:
+        prefix_tokens = src_tokens
+        if prefix_tokens[:, 0].eq(bos_token).all():
+            prefix_tokens = prefix_tokens[:, 1:]
+    return generator.generate(sample, prefix_tokens=prefix_tokens, bos_token=bos_token)

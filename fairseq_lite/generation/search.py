@@ -1,0 +1,150 @@
+"""Search strategies: how a step's log-probabilities become the candidates beam search keeps.
+
+Each strategy's `step` gets the step's log-probabilities (bsz x beam x V), the cumulative scores of
+the previous steps (bsz x beam x step) and returns three bsz x cand tensors: the candidates'
+cumulative scores, their token ids and the beam each extends. The generator takes the first
+`beam` candidates that do not end in eos to continue, and finalizes the eos ones.
+"""
+
+import math
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+Candidates = Tuple[Tensor, Tensor, Tensor]
+
+
+class Search:
+    needs_src_lengths: bool = False
+
+    def __init__(self, tgt_dict):
+        self.pad = tgt_dict.pad()
+        self.unk = tgt_dict.unk()
+        self.eos = tgt_dict.eos()
+        self.vocab_size = len(tgt_dict)
+        self.src_lengths: Optional[Tensor] = None
+
+    def set_src_lengths(self, src_lengths: Tensor) -> None:
+        self.src_lengths = src_lengths
+
+    def step(self, step: int, lprobs: Tensor, scores: Tensor) -> Candidates:
+        raise NotImplementedError
+
+
+class BeamSearch(Search):
+    def step(self, step: int, lprobs: Tensor, scores: Tensor) -> Candidates:
+        bsz, beam_size, vocab_size = lprobs.shape
+        if step == 0:
+            # Every beam of a sentence holds the same (empty) hypothesis: expanding them all would
+            # fill the beam with copies, so only the first one is expanded.
+            lprobs = lprobs[:, :1, :].contiguous()
+        else:
+            lprobs = lprobs + scores[:, :, step - 1].unsqueeze(-1)
+        flat = lprobs.view(bsz, -1)
+        # Twice the beam: even if half the best candidates end in eos, a full beam goes on.
+        # (One fewer than all: pad, at -inf, must never be picked.)
+        k = min(2 * beam_size, flat.size(1) - 1)
+        cand_scores, cand_flat = torch.topk(flat, k=k)
+        cand_beams = torch.div(cand_flat, vocab_size, rounding_mode="trunc")
+        cand_tokens = cand_flat.fmod(vocab_size)
+        return cand_scores, cand_tokens, cand_beams
+
+
+class LengthConstrainedBeamSearch(Search):
+    """Beam search whose outputs are between a*srclen+b tokens long (for --match-source-len)."""
+
+    needs_src_lengths = True
+
+    def __init__(self, tgt_dict, min_len_a: float, min_len_b: int, max_len_a: float, max_len_b: int):
+        super().__init__(tgt_dict)
+        self.min_len_a, self.min_len_b = min_len_a, min_len_b
+        self.max_len_a, self.max_len_b = max_len_a, max_len_b
+        self.beam = BeamSearch(tgt_dict)
+
+    def step(self, step: int, lprobs: Tensor, scores: Tensor) -> Candidates:
+        assert self.src_lengths is not None, "set_src_lengths must be called before step"
+        min_lens = self.min_len_a * self.src_lengths + self.min_len_b
+        max_lens = self.max_len_a * self.src_lengths + self.max_len_b
+        lprobs[step < min_lens, :, self.eos] = -math.inf
+        lprobs[step >= max_lens, :, self.eos] = 0
+        return self.beam.step(step, lprobs, scores)
+
+
+class Sampling(Search):
+    """Each beam slot samples its next token: from the whole distribution, the top k, or the
+    smallest set holding probability mass p (nucleus sampling, Holtzman et al. 2019)."""
+
+    def __init__(self, tgt_dict, sampling_topk: int = -1, sampling_topp: float = -1.0):
+        super().__init__(tgt_dict)
+        self.sampling_topk = sampling_topk
+        self.sampling_topp = sampling_topp
+
+    def _nucleus(self, lprobs: Tensor) -> Tuple[Tensor, Tensor]:
+        """Probabilities outside the top-p set zeroed, sorted descending, with their token ids."""
+        sorted_probs, sorted_ids = lprobs.exp().sort(descending=True)
+        inside = sorted_probs.cumsum(dim=2).lt(self.sampling_topp)
+        # `lt` leaves out the token that takes the mass past p; it belongs in the set too.
+        last = inside.sum(dim=2, keepdim=True).clamp_(max=inside.size(2) - 1)
+        inside.scatter_(2, last, True)
+        width = int(last.max()) + 1
+        probs = sorted_probs[:, :, :width].masked_fill(~inside[:, :, :width], 0)
+        return probs, sorted_ids[:, :, :width]
+
+    def step(self, step: int, lprobs: Tensor, scores: Tensor) -> Candidates:
+        bsz, beam_size, _ = lprobs.shape
+        if step == 0:
+            lprobs = lprobs[:, :1, :].contiguous()
+        top_ids: Optional[Tensor] = None
+        if self.sampling_topp > 0:
+            probs, top_ids = self._nucleus(lprobs)
+        elif self.sampling_topk > 0:
+            top_lprobs, top_ids = lprobs.topk(self.sampling_topk)
+            probs = top_lprobs.exp()
+        else:
+            probs = lprobs.exp()
+        if step == 0:
+            # All beam slots draw from the one distribution of the empty hypothesis.
+            picks = torch.multinomial(probs.view(bsz, -1), beam_size, replacement=True).view(bsz, beam_size)
+            probs = probs.expand(bsz, beam_size, -1)
+        else:
+            picks = torch.multinomial(probs.view(bsz * beam_size, -1), 1, replacement=True).view(bsz, beam_size)
+        cand_scores = torch.gather(probs, dim=2, index=picks.unsqueeze(-1)).log().view(bsz, -1)
+        cand_tokens = picks if top_ids is None else \
+            torch.gather(top_ids.expand(bsz, beam_size, -1), dim=2, index=picks.unsqueeze(-1)).squeeze(2)
+        if step == 0:
+            cand_beams = picks.new_zeros(bsz, beam_size)
+        else:
+            cand_beams = torch.arange(beam_size, device=picks.device).repeat(bsz, 1)
+            cand_scores = cand_scores + scores[:, :, step - 1]
+        return cand_scores, cand_tokens, cand_beams
+
+
+class NGramRepeatBlock:
+    """Forbid any token that would repeat an n-gram already in the hypothesis.
+
+    Vectorized over the batch (no Python loop over hypotheses, no host copy), so it runs the same on
+    CPU and CUDA.
+    """
+
+    def __init__(self, no_repeat_ngram_size: int):
+        self.n = no_repeat_ngram_size
+
+    def __call__(self, tokens: Tensor, lprobs: Tensor) -> Tensor:
+        """tokens: N x L, the hypotheses so far (bos included); lprobs: N x V, changed in place."""
+        n = self.n
+        length = tokens.size(1)
+        if length < n:
+            return lprobs
+        if n == 1:
+            # Every token already present is a repeated 1-gram.
+            return lprobs.scatter_(1, tokens, -math.inf)
+        windows = tokens.unfold(1, n, 1)  # N x (L-n+1) x n: every n-gram so far
+        context = tokens[:, length - n + 1:]  # the last n-1 tokens: the start of the next n-gram
+        repeats = windows[:, :, :-1].eq(context.unsqueeze(1)).all(dim=2)
+        vocab = lprobs.size(1)
+        # Non-matching windows point at an extra, discarded column so one scatter does it all.
+        banned_ids = torch.where(repeats, windows[:, :, -1], torch.full_like(windows[:, :, -1], vocab))
+        banned = torch.zeros(lprobs.size(0), vocab + 1, dtype=torch.bool, device=lprobs.device)
+        banned.scatter_(1, banned_ids, True)
+        return lprobs.masked_fill_(banned[:, :vocab], -math.inf)
