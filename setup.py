@@ -6,7 +6,7 @@
 
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 ROOT = Path(__file__).parent
 
@@ -24,23 +24,8 @@ setup(
     long_description=(ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=[
-        "fairseq_lite",
-        "fairseq_lite.config",
-        "fairseq_lite.criterions",
-        "fairseq_lite.data",
-        "fairseq_lite.data.encoders",
-        "fairseq_lite.dataclass",
-        "fairseq_lite.generation",
-        "fairseq_lite.logging",
-        "fairseq_lite.models",
-        "fairseq_lite.modules",
-        "fairseq_lite.optim",
-        "fairseq_lite.optim.lr_scheduler",
-        "fairseq_lite.scoring",
-        "fairseq_lite.tasks",
-        "fairseq_cli",
-    ],
+    # every package under fairseq_lite/ and fairseq_cli/, plus the config tree shipped as package data
+    packages=find_packages(include=["fairseq_lite", "fairseq_lite.*", "fairseq_cli"]) + ["fairseq_lite.config"],
     package_dir={"fairseq_lite.config": "config"},
     package_data={"fairseq_lite.config": config_files()},
     install_requires=[

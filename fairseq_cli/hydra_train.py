@@ -16,7 +16,7 @@ from fairseq_lite.dataclass.compose import CONFIG_NAME, bundled_config_dir, comp
     user_dir_from_overrides
 from fairseq_lite.dataclass.initialize import hydra_init, import_components
 from fairseq_lite.dataclass.overrides import first_sweep_values, normalize_overrides
-from fairseq_lite.errors import FairseqLiteError
+from fairseq_lite.errors import FairseqLiteError, TrainingInterrupted
 
 logger = logging.getLogger("fairseq_cli.hydra_train")
 
@@ -90,6 +90,7 @@ def place_outputs_in_run_dir(cfg: DictConfig) -> None:
 
 def hydra_main(cfg: DictConfig) -> Optional[float]:
     """Hydra's task function. Returns the best validation value, for Hydra sweepers to optimize."""
+    from fairseq_lite.distributed import call_main
     from fairseq_lite.training import train
 
     try:
@@ -99,12 +100,15 @@ def hydra_main(cfg: DictConfig) -> Optional[float]:
         cfg = finalize_config(cfg)
         place_outputs_in_run_dir(cfg)
         logger.info("\n" + OmegaConf.to_yaml(cfg))
-        return train(cfg)
+        return call_main(cfg, train)
     except FairseqLiteError as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"fairseq-hydra-train: error: {one_line(str(e))}", file=sys.stderr)
         sys.exit(1)
+    except TrainingInterrupted as e:  # Hydra would report it as a failed job with a traceback
+        print(f"fairseq-hydra-train: {e}", file=sys.stderr)
+        sys.exit(128 + e.signum)
 
 
 @user_errors_exit("fairseq-hydra-train")

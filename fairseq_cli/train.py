@@ -27,12 +27,13 @@ def legacy_overrides(argv: Sequence[str]) -> List[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Optional[float]:
+    from fairseq_lite.distributed import call_main
     from fairseq_lite.training import train
 
     argv = sys.argv[1:] if argv is None else list(argv)
     cfg = compose_config(legacy_overrides(argv))
     logger.info(f"config: {dict(cfg)}")
-    return train(cfg)
+    return call_main(cfg, train)
 
 
 @user_errors_exit("fairseq-train")

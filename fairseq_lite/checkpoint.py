@@ -92,7 +92,9 @@ class CheckpointManager:
 
     # --- saving ---------------------------------------------------------------------------------
     def save(self, trainer, epoch_itr, val_metric: Optional[float], is_best: bool, extra: Dict[str, Any]) -> None:
-        if self.ckpt.no_save:
+        from fairseq_lite.distributed import is_master
+
+        if self.ckpt.no_save or not is_master():  # ranks hold the same weights: rank 0 writes
             return
         os.makedirs(self.ckpt.save_dir, exist_ok=True)
         epoch = epoch_itr.epoch

@@ -5,7 +5,7 @@ import logging
 import os
 import sys
 
-from fairseq_lite.errors import FairseqLiteError
+from fairseq_lite.errors import FairseqLiteError, TrainingInterrupted
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -34,6 +34,9 @@ def user_errors_exit(prog: str):
                     raise
                 print(f"{prog}: error: {one_line(str(e))}", file=sys.stderr)
                 sys.exit(1)
+            except TrainingInterrupted as e:
+                print(f"{prog}: {e}", file=sys.stderr)
+                sys.exit(128 + e.signum)
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr)
                 sys.exit(130)

@@ -24,3 +24,11 @@ class DataError(FairseqLiteError):
 
 class CheckpointError(FairseqLiteError):
     """A checkpoint is missing, unreadable or incompatible."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGTERM/SIGINT after saving a checkpoint to resume from (not an error)."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum

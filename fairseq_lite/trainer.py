@@ -6,11 +6,13 @@ fairseq_lite/checkpoint.py.
 
 import logging
 import math
+from contextlib import nullcontext
 from typing import Any, Dict, List, Optional
 
 import torch
 
 from fairseq_lite.data.iterators import EpochBatchIterator
+from fairseq_lite.distributed import all_reduce_sums, get_rank, get_world_size
 from fairseq_lite.optim.precision import Precision
 from fairseq_lite.registry import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY
 
@@ -33,12 +35,31 @@ def move_to_device(sample: Any, device: torch.device) -> Any:
     return sample
 
 
+class DistributedModel(torch.nn.parallel.DistributedDataParallel):
+    """DDP that still answers the model's own methods (get_normalized_probs, encoder, ...)."""
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+
 class Trainer:
     def __init__(self, cfg, task, model, criterion):
         self.cfg = cfg
         self.task = task
         self.device = select_device(cfg)
-        self.model = model.to(self.device)
+        self.model = model.to(self.device)  # the plain module: checkpoints, validation, inference
+        self.world_size = get_world_size()
+        self.train_model = self.model  # what training steps run: DDP across ranks
+        if self.world_size > 1:
+            dt = cfg.distributed_training
+            self.train_model = DistributedModel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                bucket_cap_mb=dt.bucket_cap_mb, find_unused_parameters=dt.find_unused_parameters,
+                broadcast_buffers=False)
+        self._dummy_batch = None  # stands in for a rank's empty batch, so collectives still match
         self.criterion = criterion.to(self.device)
         self.precision = Precision(cfg.common, self.device)
         self.num_updates = 0
@@ -80,7 +101,7 @@ class Trainer:
             dataset=self.task.dataset(ds.train_subset), max_tokens=ds.max_tokens, max_sentences=ds.batch_size,
             max_positions=self._max_positions(), ignore_invalid_inputs=True,
             required_batch_size_multiple=ds.required_batch_size_multiple, seed=self.cfg.common.seed,
-            num_workers=ds.num_workers, epoch=epoch,
+            num_shards=self.world_size, shard_id=get_rank(), num_workers=ds.num_workers, epoch=epoch,
             skip_remainder_batch=self.cfg.optimization.skip_remainder_batch)
 
     def get_valid_iterator(self, subset: str) -> EpochBatchIterator:
@@ -89,7 +110,8 @@ class Trainer:
             dataset=self.task.dataset(subset), max_tokens=ds.max_tokens_valid, max_sentences=ds.batch_size_valid,
             max_positions=self._max_positions(), ignore_invalid_inputs=ds.skip_invalid_size_inputs_valid_test,
             required_batch_size_multiple=ds.required_batch_size_multiple, seed=self.cfg.common.seed,
-            num_workers=ds.num_workers, epoch=1, disable_iterator_cache=True)
+            num_shards=self.world_size, shard_id=get_rank(), num_workers=ds.num_workers, epoch=1,
+            disable_iterator_cache=True)
 
     def _max_positions(self):
         """The tighter of the task's and the model's limits (ints, or (source, target) pairs)."""
@@ -110,21 +132,39 @@ class Trainer:
         self.optimizer.zero_grad()
         totals: Dict[str, float] = {}
         sample_size = 0.0
-        for sample in samples:
-            if not sample:  # an empty (dummy) batch, e.g. the padding of a short shard
+        for i, sample in enumerate(samples):
+            is_dummy = not sample  # an empty batch, e.g. the padding of a short shard
+            if is_dummy:
+                if self.world_size == 1 or self._dummy_batch is None:
+                    continue
+                # Other ranks are in a real step: run one too (with zero loss) so the gradient
+                # all-reduce has every rank.
+                sample = self._dummy_batch
+            else:
+                sample = move_to_device(sample, self.device)
+                if self._dummy_batch is None:
+                    self._dummy_batch = sample
+            # DDP syncs gradients on the last micro-batch of the update only.
+            last = i == len(samples) - 1
+            sync = nullcontext() if self.world_size == 1 or last else self.train_model.no_sync()
+            with sync:
+                _, size, logging_output = self.task.train_step(sample, self.train_model, self.criterion,
+                                                               self.precision, self.num_updates, ignore_grad=is_dummy)
+            if is_dummy:
                 continue
-            sample = move_to_device(sample, self.device)
-            _, size, logging_output = self.task.train_step(sample, self.model, self.criterion, self.precision,
-                                                           self.num_updates)
             sample_size += float(size)
             for key, value in logging_output.items():
                 totals[key] = totals.get(key, 0.0) + float(value)
+        if self.world_size > 1:
+            totals = all_reduce_sums({**totals, "_update_sample_size": sample_size})
+            sample_size = totals.pop("_update_sample_size")
         if sample_size == 0:
             return None
         self.precision.unscale_grads(self.optimizer)
         # Losses are sums over tokens: dividing the summed gradient by the number of tokens in the
-        # whole update makes update_freq=k on batches of b equal one batch of k*b.
-        self.optimizer.multiply_grads(1.0 / sample_size)
+        # whole update makes update_freq=k on batches of b equal one batch of k*b, and (DDP averages
+        # gradients over ranks, hence the world size) k ranks equal update_freq=k.
+        self.optimizer.multiply_grads(self.world_size / sample_size)
         clip_norm = self.cfg.optimization.clip_norm
         gnorm = float(self.optimizer.clip_grad_norm(clip_norm))
         if math.isfinite(gnorm) or self.precision.scaler is not None:

@@ -4,6 +4,8 @@ validation and checkpoints, as fairseq-train does. Both training commands call `
 import logging
 import math
 import random
+import signal
+import threading
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -12,7 +14,8 @@ import torch
 
 from fairseq_lite.checkpoint import CheckpointManager
 from fairseq_lite.data.iterators import GroupedIterator
-from fairseq_lite.errors import ConfigError
+from fairseq_lite.distributed import all_reduce_sums, get_world_size, is_master
+from fairseq_lite.errors import ConfigError, TrainingInterrupted
 from fairseq_lite.logging.meters import StopwatchMeter, UpdateStats
 from fairseq_lite.logging.progress_bar import progress_bar
 from fairseq_lite.registry import TASK_REGISTRY
@@ -27,14 +30,46 @@ class Clocks:
     train_wall: StopwatchMeter = field(default_factory=StopwatchMeter)
 
 
+class GracefulStop:
+    """SIGTERM (a SLURM preemption, `kill`) or Ctrl-C: finish the update in progress, write
+    checkpoint_last.pt, and stop; the same command then resumes. A second signal stops at once."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+    def requested(self) -> bool:
+        """Whether to stop now; with several ranks, all of them agree (one may see the signal an
+        update before another, and must not leave the others waiting in a collective)."""
+        wanted = self.signum is not None
+        if get_world_size() > 1:
+            wanted = all_reduce_sums({"stop": float(wanted)})["stop"] > 0
+        return wanted
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+        logger.warning(f"received {signal.Signals(signum).name}: stopping after the current update "
+                       f"(send it again to stop at once)")
+        signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+
+
 def check_run_config(cfg) -> None:
     """Reject settings this build cannot run, before any data is read."""
     if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:
         raise ConfigError("set dataset.max_tokens (--max-tokens) or dataset.batch_size (--batch-size) "
                           "to say how large a batch may be")
-    if cfg.distributed_training.distributed_world_size > 1:
-        raise ConfigError(f"distributed_training.distributed_world_size={cfg.distributed_training.distributed_world_size}: "
-                          f"multi-process training is not available yet; use 1")
     if any(f <= 0 for f in cfg.optimization.update_freq):
         raise ConfigError(f"optimization.update_freq={list(cfg.optimization.update_freq)}: every value must be >= 1")
 
@@ -78,16 +113,19 @@ def train(cfg) -> Optional[float]:
 
     max_epoch = cfg.optimization.max_epoch or math.inf
     lr = trainer.get_lr()
-    while epoch_itr.next_epoch_idx <= max_epoch:
-        if lr <= cfg.optimization.stop_min_lr:
-            logger.info(f"stopping training because the learning rate ({lr}) is smaller than or equal to "
-                        f"the minimum ({cfg.optimization.stop_min_lr})")
-            break
-        valid_metrics, should_stop = train_epoch(cfg, trainer, task, epoch_itr, valid_subsets, manager, clocks)
-        if should_stop:
-            break
-        lr = trainer.lr_step(epoch_itr.epoch, valid_metrics[0] if valid_metrics else None)
-        epoch_itr = trainer.get_train_iterator(epoch_itr.next_epoch_idx, load_dataset=_reload_each_epoch(task, cfg))
+    with GracefulStop() as stop:
+        while epoch_itr.next_epoch_idx <= max_epoch:
+            if lr <= cfg.optimization.stop_min_lr:
+                logger.info(f"stopping training because the learning rate ({lr}) is smaller than or equal to "
+                            f"the minimum ({cfg.optimization.stop_min_lr})")
+                break
+            valid_metrics, should_stop = train_epoch(cfg, trainer, task, epoch_itr, valid_subsets, manager,
+                                                     clocks, stop)
+            if should_stop:
+                break
+            lr = trainer.lr_step(epoch_itr.epoch, valid_metrics[0] if valid_metrics else None)
+            epoch_itr = trainer.get_train_iterator(epoch_itr.next_epoch_idx,
+                                                   load_dataset=_reload_each_epoch(task, cfg))
     clocks.wall.stop()
     logger.info(f"done training in {clocks.wall.elapsed_time:.1f} seconds")
     return manager.best
@@ -98,14 +136,14 @@ def _reload_each_epoch(task, cfg) -> bool:
 
 
 def train_epoch(cfg, trainer: Trainer, task, epoch_itr, valid_subsets: List[str], manager: CheckpointManager,
-                clocks: Clocks) -> Tuple[List[float], bool]:
+                clocks: Clocks, stop: Optional[GracefulStop] = None) -> Tuple[List[float], bool]:
     epoch = epoch_itr.next_epoch_idx
     itr = epoch_itr.next_epoch_itr(shuffle=True)
     update_freqs = list(cfg.optimization.update_freq)
     update_freq = update_freqs[epoch - 1] if epoch <= len(update_freqs) else update_freqs[-1]
     itr = GroupedIterator(itr, update_freq)
-    progress = progress_bar(itr, cfg.common.log_format, cfg.common.log_interval, epoch=epoch,
-                            tensorboard_logdir=cfg.common.tensorboard_logdir,
+    progress = progress_bar(itr, log_format(cfg), cfg.common.log_interval, epoch=epoch,
+                            tensorboard_logdir=cfg.common.tensorboard_logdir if is_master() else None,
                             default_log_format="none" if cfg.common.no_progress_bar else "tqdm")
     task.begin_epoch(epoch, trainer.model)
     trainer.lr_step_begin_epoch(epoch)
@@ -131,9 +169,26 @@ def train_epoch(cfg, trainer: Trainer, task, epoch_itr, valid_subsets: List[str]
                                                        manager, clocks)
         if should_stop:
             break
+        if stop is not None and stop.requested():
+            save_and_interrupt(cfg, trainer, epoch_itr, manager, clocks, stop.signum or signal.SIGTERM)
     progress.print(train_stats(cfg, trainer, whole_epoch, clocks), tag="train", step=trainer.get_num_updates())
     progress.close()
     return valid_metrics, should_stop
+
+
+def save_and_interrupt(cfg, trainer: Trainer, epoch_itr, manager: CheckpointManager, clocks: Clocks,
+                       signum: int) -> None:
+    manager.save(trainer, epoch_itr, None, is_best=False,
+                 extra={"wall": clocks.wall.elapsed_time, "train_wall": clocks.train_wall.elapsed_time})
+    where = "no checkpoint was written (checkpoint.no_save or no_last_checkpoints is set)" \
+        if cfg.checkpoint.no_save or cfg.checkpoint.no_last_checkpoints else \
+        f"saved {cfg.checkpoint.save_dir}/checkpoint_last{cfg.checkpoint.checkpoint_suffix}.pt; rerun the same command to resume"
+    raise TrainingInterrupted(signum, f"stopped by {signal.Signals(signum).name} after update "
+                                      f"{trainer.get_num_updates()}: {where}")
+
+
+def log_format(cfg) -> str:
+    return cfg.common.log_format if is_master() else "none"  # only rank 0 logs
 
 
 def train_stats(cfg, trainer: Trainer, window: UpdateStats, clocks: Clocks) -> Dict[str, float]:
@@ -196,9 +251,9 @@ def validate(cfg, trainer: Trainer, task, epoch_itr, subsets: List[str],
     for i, subset in enumerate(subsets):
         logger.info(f"begin validation on \"{subset}\" subset")
         itr = trainer.get_valid_iterator(subset).next_epoch_itr(shuffle=False)
-        progress = progress_bar(itr, cfg.common.log_format, cfg.common.log_interval, epoch=epoch_itr.epoch,
+        progress = progress_bar(itr, log_format(cfg), cfg.common.log_interval, epoch=epoch_itr.epoch,
                                 prefix=f"valid on '{subset}' subset",
-                                tensorboard_logdir=cfg.common.tensorboard_logdir,
+                                tensorboard_logdir=cfg.common.tensorboard_logdir if is_master() else None,
                                 default_log_format="none" if cfg.common.no_progress_bar else "tqdm")
         window = UpdateStats()
         for step, sample in enumerate(progress):
@@ -209,6 +264,7 @@ def validate(cfg, trainer: Trainer, task, epoch_itr, subsets: List[str],
                 out["_batches"] = 1
                 window.add(out)
         # The task may add its own statistics (translation: BLEU) to the criterion's.
+        window.totals = all_reduce_sums(window.totals)  # every rank validated its own shard
         stats = window.stats(lambda totals: task.reduce_metrics(totals, trainer.criterion), training=False)
         stats.pop("wps", None)
         stats["num_updates"] = trainer.get_num_updates()

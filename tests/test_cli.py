@@ -141,3 +141,29 @@ def test_regular_install_finds_its_config_tree(tmp_path):
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "768" and str(target) in out.stdout.split()[0]
+
+
+def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes_identically(data_bin, tmp_path):
+    extra = ["model.decoder_layers=2", "common.log_interval=1"]
+    full_dir, stopped_dir = tmp_path / "full", tmp_path / "stopped"
+    args = lambda d: [command("fairseq-hydra-train"), *tiny_lm_overrides(data_bin, d, max_update=40, extra=extra),
+                      f"hydra.run.dir={d}/outputs"]
+    run(args(full_dir), cwd=tmp_path)
+
+    proc = subprocess.Popen(args(stopped_dir), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    # Wait for training to be under way (a logged update), then ask it to stop as SLURM would.
+    for line in proc.stdout:
+        if '"num_updates": 3' in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "stopped by SIGTERM after update" in stderr and "rerun the same command to resume" in stderr
+    state = torch.load(stopped_dir / "checkpoint_last.pt", weights_only=True)
+    assert 3 <= state["num_updates"] < 40
+
+    run(args(stopped_dir), cwd=tmp_path)
+    resumed = model_weights(stopped_dir / "checkpoint_last.pt")
+    for key, value in model_weights(full_dir / "checkpoint_last.pt").items():
+        assert torch.equal(value, resumed[key]), key

@@ -1,0 +1,83 @@
+"""Data-parallel training on CPU with gloo: 2 ranks (torchrun or spawned by the command) take exactly the
+steps of 1 rank with update_freq=2, and a rank that dies ends the whole job quickly."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import tiny_lm_overrides
+from test_cli import command, run
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is unavailable")
+
+# No dropout: the two layouts draw different dropout masks for the same batch, by design.
+EXTRA = ["model.dropout=0", "model.attention_dropout=0", "common.cpu=true", "dataset.max_valid_steps=2",
+         "dataset.max_tokens=null", "dataset.batch_size=4", "dataset.required_batch_size_multiple=1"]
+
+
+def weights(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def assert_close_weights(a, b):
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+
+@pytest.fixture(scope="module")
+def one_rank_update_freq_2(tiny_data_bin, tmp_path_factory):
+    out = tmp_path_factory.mktemp("one-rank")
+    run([command("fairseq-hydra-train"),
+         *tiny_lm_overrides(tiny_data_bin, out / "ckpt", max_update=8, extra=EXTRA + ["optimization.update_freq=[2]"]),
+         f"hydra.run.dir={out}"], cwd=out)
+    return weights(out / "ckpt" / "checkpoint_last.pt")
+
+
+def test_two_spawned_ranks_equal_one_rank_with_update_freq_2(tiny_data_bin, tmp_path, one_rank_update_freq_2):
+    proc = run([command("fairseq-hydra-train"),
+                *tiny_lm_overrides(tiny_data_bin, tmp_path / "ckpt", max_update=8, extra=EXTRA),
+                "distributed_training.distributed_world_size=2", f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
+    assert "spawning 2 local workers" in proc.stdout and '"num_updates": 8' in proc.stdout
+    assert_close_weights(one_rank_update_freq_2, weights(tmp_path / "ckpt" / "checkpoint_last.pt"))
+    assert "valid_loss" in (tmp_path / "train.log").read_text()  # rank 0 logs into the run's log
+
+
+def torchrun(nproc, args):
+    # --no-python: the console script is run as the executable it is (on some setups, a shell shim)
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--no-python", "--nproc_per_node",
+            str(nproc), command(args[0]), *args[1:]]
+
+
+def test_two_torchrun_ranks_equal_one_rank_with_update_freq_2(tiny_data_bin, tmp_path, one_rank_update_freq_2):
+    run(torchrun(2, ["fairseq-hydra-train",
+                     *tiny_lm_overrides(tiny_data_bin, tmp_path / "ckpt", max_update=8, extra=EXTRA),
+                     f"hydra.run.dir={tmp_path}"]), cwd=tmp_path)
+    assert_close_weights(one_rank_update_freq_2, weights(tmp_path / "ckpt" / "checkpoint_last.pt"))
+
+
+def test_a_dead_rank_ends_the_job_quickly(tiny_data_bin, tmp_path):
+    args = torchrun(2, ["fairseq-hydra-train",
+                        *tiny_lm_overrides(tiny_data_bin, tmp_path / "ckpt", max_update=100000,
+                                           extra=EXTRA + ["distributed_training.heartbeat_timeout=30"]),
+                        f"hydra.run.dir={tmp_path}"])
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
+    try:
+        for line in proc.stdout:  # wait until both ranks train
+            if '"num_updates": 3' in line:
+                break
+        workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(workers) == 2, workers
+        start = time.time()
+        os.kill(int(workers[1]), signal.SIGKILL)
+        proc.communicate(timeout=60)
+        assert proc.returncode != 0
+        assert time.time() - start < 60
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
