@@ -134,3 +134,12 @@ def test_eval_lm_scores_the_trained_model(tiny_data_bin, tmp_path, caplog):
                         "--context-window", "16", "--num-workers", "0"])
     assert windowed["ntokens"] == result["ntokens"]
     assert windowed["loss"] <= result["loss"] + 0.05
+
+
+def test_bf16_training_reaches_the_fp32_loss(tiny_data_bin, tmp_path):
+    """bf16 autocast (CPU here) trains to within a few percent of fp32 on the same run."""
+    fp32 = run(tiny_data_bin, tmp_path / "fp32", max_update=40)
+    bf16 = run(tiny_data_bin, tmp_path / "bf16", max_update=40, extra=["common.bf16=true"])
+    assert load_checkpoint_to_cpu(str(tmp_path / "bf16" / "checkpoint_last.pt"))["cfg"]["common"]["bf16"] is True
+    assert bf16 != fp32  # the bf16 run really computed in bf16
+    assert abs(bf16 - fp32) / fp32 < 0.05, (fp32, bf16)
