@@ -13,7 +13,7 @@ import torch
 
 from fairseq_lite.data.iterators import EpochBatchIterator
 from fairseq_lite.distributed import all_reduce_sums, get_rank, get_world_size
-from fairseq_lite.optim.precision import Precision
+from fairseq_lite.optim.precision import GradientOverflow, Precision
 from fairseq_lite.registry import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,8 @@ class Trainer:
                 broadcast_buffers=False)
         self._dummy_batch = None  # stands in for a rank's empty batch, so collectives still match
         self.criterion = criterion.to(self.device)
-        self.precision = Precision(cfg.common, self.device)
+        self.precision = Precision(cfg.common, self.device, update_freq=cfg.optimization.update_freq[0],
+                                   world_size=self.world_size)
         self.num_updates = 0
         self._optimizer = None
         self._lr_scheduler = None
@@ -167,6 +168,12 @@ class Trainer:
         self.optimizer.multiply_grads(self.world_size / sample_size)
         clip_norm = self.cfg.optimization.clip_norm
         gnorm = float(self.optimizer.clip_grad_norm(clip_norm))
+        try:
+            self.precision.check_overflow(gnorm)  # fp16: inf/NaN gradients skip the update
+        except GradientOverflow as overflow:
+            logger.info(f"NOTE: {overflow}")
+            self.optimizer.zero_grad()
+            return None
         if math.isfinite(gnorm) or self.precision.scaler is not None:
             self.precision.step(self.optimizer)
         else:

@@ -33,6 +33,8 @@ class CommonConfig(FairseqDataclass):
     amp: bool = cfg_field(False, "use automatic mixed precision (torch.autocast + GradScaler)")
     fp16_init_scale: int = cfg_field(2**7, "default FP16 loss scale")
     fp16_scale_window: Optional[int] = cfg_field(None, "number of updates before increasing loss scale")
+    fp16_scale_tolerance: float = cfg_field(0.0, "pct of updates that can overflow before decreasing the loss scale")
+    threshold_loss_scale: Optional[float] = cfg_field(None, "threshold FP16 loss scale from below")
     min_loss_scale: float = cfg_field(1e-4, "minimum FP16/AMP loss scale, after which training is stopped")
     user_dir: Optional[str] = cfg_field(None, "path to a python module containing custom extensions (tasks and/or architectures)")
     empty_cache_freq: int = cfg_field(0, "how often to clear the PyTorch CUDA cache (0 to disable)")

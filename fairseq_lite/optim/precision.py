@@ -1,7 +1,13 @@
-"""Numeric precision of a training step: autocast dtype and (for fp16) dynamic loss scaling.
+"""Numeric precision of a training step: autocast dtype and, for fp16, loss scaling.
 
 The task's train_step sees this object as its `optimizer` argument, as fairseq's tasks do: it
 calls `optimizer.autocast()` around the forward and `optimizer.backward(loss)`.
+
+- fp32: nothing to do.
+- bf16: autocast to bfloat16 (CPU or CUDA); no scaling needed, bf16 has fp32's range.
+- fp16: autocast to float16 with fairseq's dynamic loss scaler (fp16_init_scale, fp16_scale_window,
+  fp16_scale_tolerance, threshold_loss_scale, min_loss_scale).
+- amp: autocast to float16 with torch's GradScaler, as fairseq's --amp does.
 """
 
 from contextlib import nullcontext
@@ -9,27 +15,40 @@ from contextlib import nullcontext
 import torch
 
 from fairseq_lite.errors import ConfigError
+from fairseq_lite.optim.dynamic_loss_scaler import DynamicLossScaler, GradientOverflow, MinimumLossScaleReached
+
+__all__ = ["Precision", "check_precision", "GradientOverflow", "MinimumLossScaleReached"]
 
 
-class MinimumLossScaleReached(FloatingPointError):
-    pass
+def check_precision(common_cfg, device: torch.device) -> str:
+    """The precision mode the config asks for, or a clear error when it cannot run here."""
+    chosen = [name for name in ("fp16", "bf16", "amp") if common_cfg.get(name, False)]
+    if len(chosen) > 1:
+        raise ConfigError(f"common.{chosen[0]} and common.{chosen[1]} are both set; choose one precision")
+    mode = chosen[0] if chosen else "fp32"
+    if mode in ("fp16", "amp") and device.type != "cuda":
+        raise ConfigError(f"common.{mode}=true needs a CUDA GPU (running on {device.type}); "
+                          f"use common.bf16=true on CPU, or drop --{mode}")
+    return mode
 
 
 class Precision:
-    def __init__(self, common_cfg, device: torch.device):
-        chosen = [name for name in ("fp16", "bf16", "amp") if common_cfg.get(name, False)]
-        if len(chosen) > 1:
-            raise ConfigError(f"common.{chosen[0]} and common.{chosen[1]} are both set; choose one precision")
-        self.mode = chosen[0] if chosen else "fp32"
-        if self.mode in ("fp16", "amp") and device.type != "cuda":
-            raise ConfigError(f"common.{self.mode}=true needs a CUDA GPU (running on {device.type}); "
-                              f"use common.bf16=true on CPU, or drop --{self.mode}")
+    def __init__(self, common_cfg, device: torch.device, mode: str = None, update_freq: int = 1,
+                 world_size: int = 1):
+        self.mode = mode or check_precision(common_cfg, device)
         self.device = device
         self.dtype = {"fp16": torch.float16, "amp": torch.float16, "bf16": torch.bfloat16}.get(self.mode)
         self.min_loss_scale = common_cfg.get("min_loss_scale", 1e-4)
-        self.scaler = None
-        if self.mode in ("fp16", "amp"):
-            window = common_cfg.get("fp16_scale_window") or 2000
+        # fairseq's default window: 2**14 updates' worth of batches, shared by ranks and micro-batches.
+        window = common_cfg.get("fp16_scale_window") or max(1, int(2 ** 14 / world_size / update_freq))
+        self.loss_scaler = None  # fp16: fairseq's scaler
+        self.scaler = None  # amp: torch's GradScaler
+        if self.mode == "fp16":
+            self.loss_scaler = DynamicLossScaler(
+                init_scale=float(common_cfg.fp16_init_scale), scale_window=int(window),
+                tolerance=common_cfg.get("fp16_scale_tolerance", 0.0),
+                threshold=common_cfg.get("threshold_loss_scale"), min_loss_scale=self.min_loss_scale)
+        elif self.mode == "amp":
             self.scaler = torch.amp.GradScaler(device.type, init_scale=float(common_cfg.fp16_init_scale),
                                                growth_interval=int(window))
 
@@ -39,13 +58,28 @@ class Precision:
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     def backward(self, loss: torch.Tensor) -> None:
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        if self.loss_scaler is not None:
+            loss = self.loss_scaler.scale(loss)
+        elif self.scaler is not None:
+            loss = self.scaler.scale(loss)
+        loss.backward()
 
     def unscale_grads(self, optimizer) -> None:
-        if self.scaler is not None:
+        if self.loss_scaler is not None:
+            optimizer.multiply_grads(1.0 / self.loss_scaler.loss_scale)
+        elif self.scaler is not None:
             self.scaler.unscale_(optimizer.optimizer)
 
+    def check_overflow(self, grad_norm: float) -> None:
+        """fp16: raise GradientOverflow to skip this update (MinimumLossScaleReached to stop)."""
+        if self.loss_scaler is not None:
+            self.loss_scaler.check_overflow(grad_norm)
+
     def step(self, optimizer) -> None:
+        if self.loss_scaler is not None:
+            optimizer.step()
+            self.loss_scaler.update()
+            return
         if self.scaler is None:
             optimizer.step()
             return
@@ -58,11 +92,19 @@ class Precision:
 
     @property
     def loss_scale(self):
+        if self.loss_scaler is not None:
+            return self.loss_scaler.loss_scale
         return self.scaler.get_scale() if self.scaler is not None else None
 
     def state_dict(self):
+        if self.loss_scaler is not None:
+            return self.loss_scaler.state_dict()
         return self.scaler.state_dict() if self.scaler is not None else {}
 
     def load_state_dict(self, state):
-        if self.scaler is not None and state:
+        if not state:
+            return
+        if self.loss_scaler is not None and "loss_scale" in state:
+            self.loss_scaler.load_state_dict(state)
+        elif self.scaler is not None and "scale" in state:
             self.scaler.load_state_dict(state)

@@ -1,0 +1,111 @@
+"""fp16 loss scaling with fairseq's semantics (inf/NaN gradients injected), and precision choices."""
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from fairseq_lite.dataclass.configs import CommonConfig
+from fairseq_lite.errors import ConfigError
+from fairseq_lite.optim.dynamic_loss_scaler import DynamicLossScaler, GradientOverflow, MinimumLossScaleReached
+from fairseq_lite.optim.precision import Precision, check_precision
+
+
+def test_overflow_skips_and_halves():
+    scaler = DynamicLossScaler(init_scale=128, scale_window=100)
+    scaler.check_overflow(3.0)  # finite: nothing happens
+    with pytest.raises(GradientOverflow, match="setting loss scale to: 64.0"):
+        scaler.check_overflow(float("inf"))
+    with pytest.raises(GradientOverflow):
+        scaler.check_overflow(float("nan"))
+    assert scaler.loss_scale == 32.0
+
+
+def test_scale_grows_after_a_window_of_clean_updates():
+    scaler = DynamicLossScaler(init_scale=8, scale_window=3)
+    with pytest.raises(GradientOverflow):
+        scaler.check_overflow(float("inf"))  # at iter 0 -> 4
+    scales = []
+    for _ in range(6):
+        scaler.check_overflow(1.0)
+        scaler.update()
+        scales.append(scaler.loss_scale)
+    assert scales == [4, 4, 8, 8, 8, 16]  # doubled every 3 clean updates after the overflow
+
+
+def test_tolerance_and_threshold():
+    tolerant = DynamicLossScaler(init_scale=16, scale_window=1000, tolerance=0.5)
+    for _ in range(3):
+        tolerant.check_overflow(1.0)
+        tolerant.update()
+    with pytest.raises(GradientOverflow):
+        tolerant.check_overflow(float("inf"))  # 1 overflow in 4 updates: under the 50% tolerance
+    assert tolerant.loss_scale == 16
+    floored = DynamicLossScaler(init_scale=4, threshold=2.0)
+    for _ in range(3):
+        with pytest.raises(GradientOverflow):
+            floored.check_overflow(float("inf"))
+    assert floored.loss_scale == 2.0
+
+
+def test_minimum_scale_stops_with_advice():
+    scaler = DynamicLossScaler(init_scale=1.0, min_loss_scale=0.25)
+    with pytest.raises(GradientOverflow):
+        scaler.check_overflow(float("inf"))  # 0.5
+    with pytest.raises(MinimumLossScaleReached, match="minimum loss scale reached.*lower learning rate"):
+        scaler.check_overflow(float("inf"))
+    assert scaler.loss_scale == 0.5  # the last usable scale is kept
+
+
+def test_state_round_trip():
+    a = DynamicLossScaler(init_scale=64, scale_window=2)
+    with pytest.raises(GradientOverflow):
+        a.check_overflow(float("inf"))
+    a.update()
+    b = DynamicLossScaler()
+    b.load_state_dict(a.state_dict())
+    assert b.state_dict() == a.state_dict()
+
+
+def test_trainer_skips_an_overflowing_update_and_trains_on(tiny_data_bin, tmp_path):
+    """The fp16 path end to end (autocast fp16 runs on CPU too, though the command only allows it on
+    CUDA): an inf gradient skips the update, halves the scale and leaves the weights untouched."""
+    from conftest import tiny_lm_overrides
+    from fairseq_lite.dataclass.compose import compose_config
+    from fairseq_lite.registry import TASK_REGISTRY
+    from fairseq_lite.trainer import Trainer
+
+    cfg = compose_config(tiny_lm_overrides(tiny_data_bin, tmp_path))
+    task = TASK_REGISTRY.build(cfg.task)
+    task.load_dataset("train")
+    trainer = Trainer(cfg, task, task.build_model(cfg.model), task.build_criterion(cfg.criterion))
+    trainer.precision = Precision(cfg.common, torch.device("cpu"), mode="fp16")
+    dataset = task.dataset("train")
+    batch = dataset.collater([dataset[i] for i in range(4)])
+    weight = trainer.model.decoder.embed_tokens.weight
+    before = weight.detach().clone()
+
+    hook = weight.register_hook(lambda grad: torch.full_like(grad, float("inf")))
+    assert trainer.train_step([batch]) is None
+    hook.remove()
+    assert torch.equal(weight.detach(), before) and trainer.get_num_updates() == 0
+    assert trainer.precision.loss_scale == cfg.common.fp16_init_scale / 2
+
+    for step in (1, 2):  # the warmup's first update has learning rate 0
+        out = trainer.train_step([batch])
+        assert out is not None and math.isfinite(out["gnorm"]) and trainer.get_num_updates() == step
+    assert not torch.equal(weight.detach(), before)
+
+
+def test_precision_choices_are_checked():
+    cfg = OmegaConf.structured(CommonConfig)
+    assert check_precision(cfg, torch.device("cpu")) == "fp32"
+    cfg.bf16 = True
+    assert check_precision(cfg, torch.device("cpu")) == "bf16"
+    cfg.fp16 = True
+    with pytest.raises(ConfigError, match="both set"):
+        check_precision(cfg, torch.device("cpu"))
+    cfg.bf16 = False
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        check_precision(cfg, torch.device("cpu"))
