@@ -22,6 +22,10 @@ class DataError(FairseqLiteError):
     """Input data is missing, malformed or inconsistent (dictionary, .bin/.idx, text files)."""
 
 
+class NonFiniteLossError(FairseqLiteError):
+    """The loss became NaN/inf in fp32/bf16 training: the run stops with where it happened."""
+
+
 class CheckpointError(FairseqLiteError):
     """A checkpoint is missing, unreadable or incompatible."""
 

@@ -13,6 +13,7 @@ import torch
 
 from fairseq_lite.data.iterators import EpochBatchIterator
 from fairseq_lite.distributed import all_reduce_sums, get_rank, get_world_size
+from fairseq_lite.errors import NonFiniteLossError
 from fairseq_lite.optim.precision import GradientOverflow, Precision
 from fairseq_lite.registry import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY
 
@@ -133,6 +134,7 @@ class Trainer:
         self.optimizer.zero_grad()
         totals: Dict[str, float] = {}
         sample_size = 0.0
+        last_sample = None
         for i, sample in enumerate(samples):
             is_dummy = not sample  # an empty batch, e.g. the padding of a short shard
             if is_dummy:
@@ -153,6 +155,7 @@ class Trainer:
                                                                self.precision, self.num_updates, ignore_grad=is_dummy)
             if is_dummy:
                 continue
+            last_sample = sample
             sample_size += float(size)
             for key, value in logging_output.items():
                 totals[key] = totals.get(key, 0.0) + float(value)
@@ -161,6 +164,9 @@ class Trainer:
             sample_size = totals.pop("_update_sample_size")
         if sample_size == 0:
             return None
+        if not math.isfinite(totals.get("loss", 0.0)) and self.precision.loss_scaler is None \
+                and self.precision.scaler is None:  # fp16/amp: the loss scaler handles overflows
+            return self._nonfinite_loss(totals["loss"], last_sample)
         self.precision.unscale_grads(self.optimizer)
         # Losses are sums over tokens: dividing the summed gradient by the number of tokens in the
         # whole update makes update_freq=k on batches of b equal one batch of k*b, and (DDP averages
@@ -184,6 +190,30 @@ class Trainer:
         totals["gnorm"] = gnorm
         totals["clipped"] = float(clip_norm > 0 and gnorm > clip_norm)
         return totals
+
+    def _nonfinite_loss(self, loss: float, sample: Dict[str, Any]) -> None:
+        """Skip the update (optimization.skip_nonfinite_loss) or stop, naming where it went wrong."""
+        self.optimizer.zero_grad()
+        if self.cfg.optimization.skip_nonfinite_loss:
+            logger.warning(f"loss is {loss} at update {self.num_updates + 1}: skipping this update")
+            return None
+        from fairseq_lite.nonfinite import first_nonfinite_module
+
+        if sample is None:  # this rank had only padding batches; another rank saw the non-finite loss
+            raise NonFiniteLossError(f"loss is {loss} at update {self.num_updates + 1} (on another rank)")
+
+        def forward():
+            torch.manual_seed(self.cfg.common.seed + self.num_updates)  # the same dropout as the step
+            with self.precision.autocast():
+                self.criterion(self.model, sample)
+
+        self.model.train()
+        culprit = first_nonfinite_module(self.model, forward)
+        where = f"the first non-finite output came from {culprit[0]} ({culprit[1]})" if culprit else \
+            "every module's output was finite, so the gradients or the loss itself overflowed"
+        raise NonFiniteLossError(
+            f"loss is {loss} at update {self.num_updates + 1}: {where}; try a lower learning rate, "
+            f"--clip-norm, or optimization.skip_nonfinite_loss=true to skip such updates")
 
     def valid_step(self, sample: Dict[str, Any]) -> Dict[str, float]:
         if not sample:

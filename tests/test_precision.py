@@ -109,3 +109,38 @@ def test_precision_choices_are_checked():
     cfg.bf16 = False
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
         check_precision(cfg, torch.device("cpu"))
+
+
+def _tiny_trainer(tiny_data_bin, tmp_path, extra=()):
+    from conftest import tiny_lm_overrides
+    from fairseq_lite.dataclass.compose import compose_config
+    from fairseq_lite.registry import TASK_REGISTRY
+    from fairseq_lite.trainer import Trainer
+
+    cfg = compose_config(tiny_lm_overrides(tiny_data_bin, tmp_path, extra=list(extra)))
+    task = TASK_REGISTRY.build(cfg.task)
+    task.load_dataset("train")
+    trainer = Trainer(cfg, task, task.build_model(cfg.model), task.build_criterion(cfg.criterion))
+    dataset = task.dataset("train")
+    return trainer, dataset.collater([dataset[i] for i in range(4)])
+
+
+def test_nan_loss_names_the_first_module_that_went_nonfinite(tiny_data_bin, tmp_path):
+    from fairseq_lite.errors import NonFiniteLossError
+
+    trainer, batch = _tiny_trainer(tiny_data_bin, tmp_path)
+    with torch.no_grad():
+        trainer.model.decoder.layers[0].fc2.weight[0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at update 1: the first non-finite output came "
+                                                 r"from decoder\.layers\.0\.fc2 \(Linear\)"):
+        trainer.train_step([batch])
+
+
+def test_nan_loss_can_be_skipped(tiny_data_bin, tmp_path):
+    trainer, batch = _tiny_trainer(tiny_data_bin, tmp_path, extra=["optimization.skip_nonfinite_loss=true"])
+    with torch.no_grad():
+        trainer.model.decoder.layers[0].fc2.weight[0, 0] = float("inf")
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert trainer.train_step([batch]) is None and trainer.get_num_updates() == 0
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, before[key]), key

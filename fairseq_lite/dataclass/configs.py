@@ -95,6 +95,8 @@ class OptimizationConfig(FairseqDataclass):
     max_update: int = cfg_field(0, "force stop training at specified update")
     stop_time_hours: float = cfg_field(0, "force stop training after specified cumulative time (if >0)")
     clip_norm: float = cfg_field(0.0, "clip threshold of gradients")
+    skip_nonfinite_loss: bool = cfg_field(False, "skip an update whose loss is NaN/inf (logged) instead of stopping "
+                                                 "with a report of the first module whose output went non-finite")
     sentence_avg: bool = cfg_field(False, "normalize gradients by the number of sentences in a batch (default is to normalize by number of tokens)")
     update_freq: List[int] = cfg_field(default_factory=lambda: [1], help="update parameters every N_i batches, when in epoch i")
     # fairseq's default is 0.25, a learning rate for NAG; with Adam (our default optimizer, where
