@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Optional, Tuple
 
 import torch
@@ -48,6 +49,16 @@ def atomic_copy(src: str, dst: str) -> None:
             os.remove(tmp)
 
 
+def _copy_to_cpu(value: Any) -> Any:
+    if torch.is_tensor(value):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _copy_to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copy_to_cpu(v) for v in value)
+    return value
+
+
 def load_checkpoint_to_cpu(path: str) -> Dict[str, Any]:
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -68,6 +79,8 @@ class CheckpointManager:
         self.ckpt = cfg.checkpoint
         self.best: Optional[float] = None
         self.num_bad_validations = 0  # for --patience
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._pending = None
 
     # --- best metric and early stopping ---------------------------------------------------------
     def is_better(self, a: float, b: float) -> bool:
@@ -128,12 +141,29 @@ class CheckpointManager:
             "torch_rng_state": torch.get_rng_state(),
         }
         paths = [os.path.join(self.ckpt.save_dir, n) for n in names]
+        description = f"epoch {epoch} @ {updates} updates, score {val_metric}"
+        if self.ckpt.write_checkpoints_asynchronously:
+            # Training goes on and changes the live tensors: write a copy, one file at a time.
+            self.wait()
+            snapshot = _copy_to_cpu(state)
+            self._executor = self._executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+            self._pending = self._executor.submit(self._write, snapshot, paths, description)
+        else:
+            self._write(state, paths, description)
+
+    def _write(self, state: Dict[str, Any], paths, description: str) -> None:
         atomic_torch_save(state, paths[0])
         for path in paths[1:]:
             atomic_copy(paths[0], path)
-        logger.info(f"saved checkpoint {paths[0]} (epoch {epoch} @ {updates} updates, score {val_metric}) "
+        logger.info(f"saved checkpoint {paths[0]} ({description}) "
                     + (f"and copied it to {', '.join(os.path.basename(p) for p in paths[1:])}" if paths[1:] else ""))
         self._remove_old()
+
+    def wait(self) -> None:
+        """Finish the checkpoint being written in the background, if any (re-raising its error)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def _remove_old(self) -> None:
         suffix = re.escape(self.ckpt.checkpoint_suffix)

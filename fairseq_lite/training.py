@@ -127,6 +127,7 @@ def train(cfg) -> Optional[float]:
             epoch_itr = trainer.get_train_iterator(epoch_itr.next_epoch_idx,
                                                    load_dataset=_reload_each_epoch(task, cfg))
     clocks.wall.stop()
+    manager.wait()
     logger.info(f"done training in {clocks.wall.elapsed_time:.1f} seconds")
     return manager.best
 
@@ -180,6 +181,7 @@ def save_and_interrupt(cfg, trainer: Trainer, epoch_itr, manager: CheckpointMana
                        signum: int) -> None:
     manager.save(trainer, epoch_itr, None, is_best=False,
                  extra={"wall": clocks.wall.elapsed_time, "train_wall": clocks.train_wall.elapsed_time})
+    manager.wait()
     where = "no checkpoint was written (checkpoint.no_save or no_last_checkpoints is set)" \
         if cfg.checkpoint.no_save or cfg.checkpoint.no_last_checkpoints else \
         f"saved {cfg.checkpoint.save_dir}/checkpoint_last{cfg.checkpoint.checkpoint_suffix}.pt; rerun the same command to resume"

@@ -143,3 +143,33 @@ def test_bf16_training_reaches_the_fp32_loss(tiny_data_bin, tmp_path):
     assert load_checkpoint_to_cpu(str(tmp_path / "bf16" / "checkpoint_last.pt"))["cfg"]["common"]["bf16"] is True
     assert bf16 != fp32  # the bf16 run really computed in bf16
     assert abs(bf16 - fp32) / fp32 < 0.05, (fp32, bf16)
+
+
+def test_asynchronous_checkpoints_hold_the_same_state(tiny_data_bin, tmp_path):
+    run(tiny_data_bin, tmp_path / "sync", max_update=12, extra=["checkpoint.save_interval_updates=4"])
+    run(tiny_data_bin, tmp_path / "async", max_update=12,
+        extra=["checkpoint.save_interval_updates=4", "checkpoint.write_checkpoints_asynchronously=true"])
+    for name in ("checkpoint_1_4.pt", "checkpoint_1_8.pt", "checkpoint_last.pt", "checkpoint_best.pt"):
+        assert_same_weights(weights(tmp_path / "sync" / name), weights(tmp_path / "async" / name))
+    assert not [p for p in (tmp_path / "async").iterdir() if ".tmp" in p.name]
+
+
+def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one(tiny_data_bin, tmp_path, monkeypatch):
+    import fairseq_lite.checkpoint as checkpoint
+
+    run(tiny_data_bin, tmp_path, max_update=4)
+    good = weights(tmp_path / "checkpoint_last.pt")
+    real_save = torch.save
+
+    def dies_halfway(obj, f):
+        real_save({"partial": torch.zeros(1000)}, f)  # some bytes reach the temp file...
+        raise KeyboardInterrupt  # ...and the process is stopped before the rename
+
+    monkeypatch.setattr(checkpoint.torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_data_bin, tmp_path, max_update=8)
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    assert_same_weights(good, weights(tmp_path / "checkpoint_last.pt"))
+    assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+    run(tiny_data_bin, tmp_path, max_update=8)  # and the run resumes from it
+    assert load_checkpoint_to_cpu(str(tmp_path / "checkpoint_last.pt"))["num_updates"] == 8

@@ -128,6 +128,8 @@ class CheckpointConfig(FairseqDataclass):
     maximize_best_checkpoint_metric: bool = cfg_field(False, 'select the largest metric value for saving "best" checkpoints')
     patience: int = cfg_field(-1, "early stop training if valid performance doesn't improve for N consecutive validation runs; note that this is influenced by --validate-interval")
     checkpoint_suffix: str = cfg_field("", "suffix to add to the checkpoint file name")
+    write_checkpoints_asynchronously: bool = cfg_field(False, "write checkpoints in a background thread, from a "
+                                                              "copy of the state, while training goes on")
 
 
 @dataclass
