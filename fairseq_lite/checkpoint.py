@@ -59,6 +59,18 @@ def _copy_to_cpu(value: Any) -> Any:
     return value
 
 
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def load_checkpoint_to_cpu(path: str) -> Dict[str, Any]:
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -195,8 +207,23 @@ class CheckpointManager:
             return os.path.join(self.ckpt.save_dir, f"checkpoint_last{self.ckpt.checkpoint_suffix}.pt"), False
         return restore_file, True
 
+    def remove_stale_temp_files(self) -> None:
+        """A writer killed mid-write leaves its temp file (never a final name): clear those of dead
+        processes so they don't pile up."""
+        if not os.path.isdir(self.ckpt.save_dir):
+            return
+        for name in os.listdir(self.ckpt.save_dir):
+            m = re.fullmatch(r"\..+\.pt\.tmp(\d+)", name)
+            if m and not _process_alive(int(m.group(1))):
+                os.remove(os.path.join(self.ckpt.save_dir, name))
+                logger.info(f"removed {name}, left by an interrupted checkpoint write")
+
     def load(self, trainer) -> Optional[Dict[str, Any]]:
         """Restore trainer state from the checkpoint to resume from; None when starting fresh."""
+        from fairseq_lite.distributed import is_master
+
+        if is_master():
+            self.remove_stale_temp_files()
         path, explicit = self.restore_path()
         if not os.path.isfile(path):
             if explicit:

@@ -73,29 +73,41 @@ def test_hydra_and_legacy_train_then_eval_lm(data_bin, tmp_path):
     assert "Evaluated" in out and "tokens/s" in out and "Loss (base 2):" in out and "Perplexity:" in out
 
 
-def test_sigkill_mid_epoch_then_rerun_resumes_to_identical_weights(data_bin, tmp_path):
-    # ~20 updates per epoch, 3 epochs; a checkpoint every 3 updates gives the kill something to resume.
-    extra = ["checkpoint.save_interval_updates=3", "model.decoder_layers=2"]
-    full_dir, killed_dir = tmp_path / "full", tmp_path / "killed"
-    args = lambda d: [command("fairseq-hydra-train"), *tiny_lm_overrides(data_bin, d, max_update=50, extra=extra),
-                      f"hydra.run.dir={d}/outputs"]
-    run(args(full_dir), cwd=tmp_path)
+KILL_EXTRA = ["checkpoint.save_interval_updates=3", "model.decoder_layers=2"]
 
-    proc = subprocess.Popen(args(killed_dir), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+def kill_args(data_bin, save_dir):
+    return [command("fairseq-hydra-train"), *tiny_lm_overrides(data_bin, save_dir, max_update=50, extra=KILL_EXTRA),
+            f"hydra.run.dir={save_dir}/outputs"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_bin, tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    run(kill_args(data_bin, out), cwd=out)
+    return model_weights(out / "checkpoint_last.pt")
+
+
+# ~20 updates an epoch: early in epoch 1, mid epoch 1, right after epoch 1's end, epoch 2, epoch 3.
+@pytest.mark.parametrize("kill_after", ["checkpoint_1_3.pt", "checkpoint_*_12.pt", "checkpoint1.pt",
+                                        "checkpoint_*_27.pt", "checkpoint_*_42.pt"])
+def test_sigkill_then_rerun_resumes_to_identical_weights(data_bin, tmp_path, uninterrupted, kill_after):
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen(kill_args(data_bin, killed_dir), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
     deadline = time.time() + 120
-    while not (killed_dir / "checkpoint_1_9.pt").exists():
+    while not list(killed_dir.glob(kill_after)):
         assert proc.poll() is None, "training ended before it could be killed"
         assert time.time() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     state = torch.load(killed_dir / "checkpoint_last.pt", weights_only=True)
-    assert 9 <= state["num_updates"] < 50, state["num_updates"]
+    assert 3 <= state["num_updates"] < 50, state["num_updates"]
 
-    run(args(killed_dir), cwd=tmp_path)  # the same command again
+    run(kill_args(data_bin, killed_dir), cwd=tmp_path)  # the same command again
     resumed = model_weights(killed_dir / "checkpoint_last.pt")
-    for key, value in model_weights(full_dir / "checkpoint_last.pt").items():
+    for key, value in uninterrupted.items():
         assert torch.equal(value, resumed[key]), key
     assert not list(killed_dir.glob(".*.tmp*")), "a temporary checkpoint file was left behind"
 
