@@ -96,7 +96,9 @@ def test_sigkill_then_rerun_resumes_to_identical_weights(data_bin, tmp_path, uni
     proc = subprocess.Popen(kill_args(data_bin, killed_dir), cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
     deadline = time.time() + 120
-    while not list(killed_dir.glob(kill_after)):
+    # Once that checkpoint exists and there is a checkpoint_last to resume from, kill at once: the kill
+    # lands wherever training is by then (between steps, in a step, or inside the next write).
+    while not (list(killed_dir.glob(kill_after)) and (killed_dir / "checkpoint_last.pt").exists()):
         assert proc.poll() is None, "training ended before it could be killed"
         assert time.time() < deadline, "no checkpoint appeared"
         time.sleep(0.02)

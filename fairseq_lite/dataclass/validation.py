@@ -36,8 +36,9 @@ def describe_type(annotation: Any) -> str:
     if origin is typing.Union and len(args) == 1:
         return f"{describe_type(args[0])} (or null)"
     if origin in (list, List):
-        inner = describe_type(args[0]) if args else "values"
-        return f"a list of {inner}s like [1]" if inner == "an integer" else f"a list like [0.001] of {inner}s"
+        inner = args[0] if args else None
+        plural = {int: "integers", float: "numbers", str: "strings"}.get(inner, "values")
+        return f"a list of {plural} like [{1 if inner is int else 0.001}]"
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return "one of: " + ", ".join(str(m.value) for m in annotation)
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(annotation, "a value")
