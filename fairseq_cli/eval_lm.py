@@ -4,10 +4,7 @@ import logging
 import sys
 from typing import Dict, Optional, Sequence
 
-from omegaconf import OmegaConf
-
 from fairseq_lite.cli_utils import setup_logging, user_errors_exit
-from fairseq_lite.dataclass.configs import SETTINGS_GROUPS
 from fairseq_lite.dataclass.legacy_args import LegacyParser
 from fairseq_lite.errors import ConfigError
 
@@ -17,7 +14,7 @@ EVAL_GROUPS = ("common", "common_eval", "dataset", "eval_lm")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Optional[float]]:
-    from fairseq_lite.checkpoint import load_model_for_inference
+    from fairseq_lite.checkpoint import load_for_command
     from fairseq_lite.eval_lm import evaluate
     from fairseq_lite.optim.precision import Precision
     from fairseq_lite.trainer import select_device
@@ -33,15 +30,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Optional[float]]:
     if ":" in path:
         raise ConfigError(f"--path {path}: evaluating an ensemble of checkpoints is not supported; give one file")
 
-    task_values = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("task.")}
-    cfg, task, model = load_model_for_inference(path, task_overrides=task_values)
-    # Evaluation settings come from this command line, not from the training run.
-    for group in EVAL_GROUPS:
-        cfg[group] = OmegaConf.structured(SETTINGS_GROUPS[group])
-    for key, value in values.items():
-        group, field = key.split(".", 1)
-        if group in EVAL_GROUPS:
-            cfg[group][field] = value
+    cfg, task, model = load_for_command(path, values, EVAL_GROUPS)
     if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:
         cfg.dataset.max_tokens = cfg.task.tokens_per_sample * 8
 

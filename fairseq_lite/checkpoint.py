@@ -271,3 +271,25 @@ def load_model_for_inference(path: str, task_overrides: Optional[Dict[str, Any]]
         raise CheckpointError(f"{path}: weights do not fit the model its config describes "
                               f"({str(e).splitlines()[0]})") from e
     return cfg, task, model
+
+
+def load_for_command(path: str, values: Dict[str, Any], groups) -> Tuple[DictConfig, Any, Any]:
+    """(cfg, task, model) for an inference command (eval-lm, generate, interactive).
+
+    Task and model come from the checkpoint, with the command line's `task.*` values on top (a new
+    data path, --tokens-per-sample, ...); the settings `groups` (dataset, generation, ...) come from the
+    command line alone, not from the training run. `values` maps "group.field" to what was given.
+    """
+    from omegaconf import OmegaConf
+
+    from fairseq_lite.dataclass.configs import SETTINGS_GROUPS
+
+    task_values = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("task.")}
+    cfg, task, model = load_model_for_inference(path, task_overrides=task_values)
+    for group in groups:
+        cfg[group] = OmegaConf.structured(SETTINGS_GROUPS[group])
+    for key, value in values.items():
+        group, field = key.split(".", 1)
+        if group in groups:
+            cfg[group][field] = value
+    return cfg, task, model

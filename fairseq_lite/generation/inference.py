@@ -12,7 +12,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from omegaconf import OmegaConf
 
-from fairseq_lite.dataclass.configs import SETTINGS_GROUPS
 from fairseq_lite.dataclass.legacy_args import LegacyParser
 from fairseq_lite.errors import CheckpointError, ConfigError
 from fairseq_lite.registry import COMPONENT_REGISTRIES
@@ -91,7 +90,7 @@ def build_component(kind: str, name: Optional[str], values: Dict[str, Any]) -> A
 
 def prepare(prog: str, description: str, argv: Sequence[str], groups: Sequence[str]) -> GenerationSetup:
     """Parse a generation command line, load the checkpoint and build the generator."""
-    from fairseq_lite.checkpoint import load_model_for_inference
+    from fairseq_lite.checkpoint import load_for_command
     from fairseq_lite.dataclass.initialize import import_components
     from fairseq_lite.generation import build_generator
     from fairseq_lite.trainer import select_device
@@ -115,15 +114,7 @@ def prepare(prog: str, description: str, argv: Sequence[str], groups: Sequence[s
         raise ConfigError(f"--task {selectors.task}: the checkpoint {path} was trained with task '{task_name}'")
     values = {key: value for dest, value in given.items() for key in targets[dest]}
 
-    task_values = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("task.")}
-    cfg, task, model = load_model_for_inference(path, task_overrides=task_values)
-    # Generation settings come from this command line, not from the training run.
-    for group in groups:
-        cfg[group] = OmegaConf.structured(SETTINGS_GROUPS[group])
-    for key, value in values.items():
-        group, field = key.split(".", 1)
-        if group in groups:
-            cfg[group][field] = value
+    cfg, task, model = load_for_command(path, values, groups)
     for kind in EXTRA_COMPONENTS:
         kind_values = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(kind + ".")}
         cfg[kind] = build_component(kind, getattr(selectors, kind), kind_values)
