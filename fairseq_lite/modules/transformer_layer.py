@@ -39,7 +39,28 @@ def get_activation_fn(name: str) -> Callable[[Tensor], Tensor]:
 
 
 class _LayerBase(nn.Module):
-    """The residual wiring shared by both layer kinds; subclasses set the submodules."""
+    """What both layer kinds share: self-attention, the FFN and the residual wiring around them.
+
+    A subclass calls __init__ (self-attention), adds what it has in between (encoder attention),
+    then _build_ffn, so parameters are created in fairseq's order.
+    """
+
+    def __init__(self, embed_dim: int, attention_heads: int, dropout: float, attention_dropout: float,
+                 activation_dropout: float, relu_dropout: float, activation_fn: str, normalize_before: bool):
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.dropout = dropout
+        self.activation_dropout = _activation_dropout(activation_dropout, relu_dropout)
+        self.activation_fn = get_activation_fn(activation_fn)
+        self.normalize_before = normalize_before
+        self.self_attn = MultiheadAttention(embed_dim, attention_heads, dropout=attention_dropout,
+                                            self_attention=True)
+        self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
+
+    def _build_ffn(self, ffn_embed_dim: int) -> None:
+        self.fc1 = nn.Linear(self.embed_dim, ffn_embed_dim)
+        self.fc2 = nn.Linear(ffn_embed_dim, self.embed_dim)
+        self.final_layer_norm = nn.LayerNorm(self.embed_dim)
 
     def _sublayer(self, x: Tensor, norm: nn.LayerNorm, fn: Callable[[Tensor], Tensor]) -> Tensor:
         residual = x
@@ -78,18 +99,9 @@ class TransformerEncoderLayer(_LayerBase):
         activation_fn: str = "relu",
         normalize_before: bool = False,
     ):
-        super().__init__()
-        self.embed_dim = embed_dim
-        self.dropout = dropout
-        self.activation_dropout = _activation_dropout(activation_dropout, relu_dropout)
-        self.activation_fn = get_activation_fn(activation_fn)
-        self.normalize_before = normalize_before
-        self.self_attn = MultiheadAttention(embed_dim, attention_heads, dropout=attention_dropout,
-                                            self_attention=True)
-        self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
-        self.fc1 = nn.Linear(embed_dim, ffn_embed_dim)
-        self.fc2 = nn.Linear(ffn_embed_dim, embed_dim)
-        self.final_layer_norm = nn.LayerNorm(embed_dim)
+        super().__init__(embed_dim, attention_heads, dropout, attention_dropout, activation_dropout, relu_dropout,
+                         activation_fn, normalize_before)
+        self._build_ffn(ffn_embed_dim)
 
     def forward(self, x: Tensor, encoder_padding_mask: Optional[Tensor] = None) -> Tensor:
         """x: B x S x C; encoder_padding_mask: B x S, True at pads."""
@@ -113,15 +125,8 @@ class TransformerDecoderLayer(_LayerBase):
         no_encoder_attn: bool = False,
         encoder_embed_dim: Optional[int] = None,
     ):
-        super().__init__()
-        self.embed_dim = embed_dim
-        self.dropout = dropout
-        self.activation_dropout = _activation_dropout(activation_dropout, relu_dropout)
-        self.activation_fn = get_activation_fn(activation_fn)
-        self.normalize_before = normalize_before
-        self.self_attn = MultiheadAttention(embed_dim, attention_heads, dropout=attention_dropout,
-                                            self_attention=True)
-        self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
+        super().__init__(embed_dim, attention_heads, dropout, attention_dropout, activation_dropout, relu_dropout,
+                         activation_fn, normalize_before)
         if no_encoder_attn:
             self.encoder_attn = None
             self.encoder_attn_layer_norm = None
@@ -131,9 +136,7 @@ class TransformerDecoderLayer(_LayerBase):
                                                    vdim=encoder_embed_dim, dropout=attention_dropout,
                                                    encoder_decoder_attention=True)
             self.encoder_attn_layer_norm = nn.LayerNorm(embed_dim)
-        self.fc1 = nn.Linear(embed_dim, ffn_embed_dim)
-        self.fc2 = nn.Linear(ffn_embed_dim, embed_dim)
-        self.final_layer_norm = nn.LayerNorm(embed_dim)
+        self._build_ffn(ffn_embed_dim)
 
     def forward(
         self,
