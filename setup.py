@@ -2,8 +2,14 @@
 
     pip install torch==2.13.0            # first: pip must never pick a torch for us
     pip install --no-build-isolation -e .
+
+--no-build-isolation matters twice: the compiled extension (fairseq_lite._C) is built against the
+torch already installed, and an isolated build environment would download a new torch to build with.
+FAIRSEQ_LITE_BUILD_EXT=0 installs without the extension (every kernel then runs its PyTorch reference);
+FAIRSEQ_LITE_BUILD_CUDA=0 builds only the C++ kernels even where CUDA is available.
 """
 
+import os
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -11,11 +17,36 @@ from setuptools import find_packages, setup
 ROOT = Path(__file__).parent
 
 
+def extensions():
+    """fairseq_lite._C from fairseq_lite/csrc: the C++ kernels always, the CUDA ones when both nvcc and
+    a CUDA build of torch are present."""
+    if os.environ.get("FAIRSEQ_LITE_BUILD_EXT", "1") == "0":
+        return [], {}
+    import torch
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+    csrc = ROOT / "fairseq_lite" / "csrc"
+    cpp = sorted(str(p.relative_to(ROOT)) for p in csrc.glob("*.cpp"))
+    cuda = sorted(str(p.relative_to(ROOT)) for p in csrc.glob("*.cu"))
+    cxx = ["-O3", "-fopenmp", "-std=c++17"]
+    with_cuda = bool(cuda) and torch.version.cuda is not None and CUDA_HOME is not None \
+        and os.environ.get("FAIRSEQ_LITE_BUILD_CUDA", "1") != "0"
+    if with_cuda:
+        ext = CUDAExtension("fairseq_lite._C", cpp + cuda, define_macros=[("WITH_CUDA", None)],
+                            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17"]},
+                            extra_link_args=["-fopenmp"])
+    else:
+        ext = CppExtension("fairseq_lite._C", cpp, extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"])
+    return [ext], {"build_ext": BuildExtension}
+
+
 def config_files():
     # The Hydra config tree ships inside the package as fairseq_lite/config, so regular (non-editable)
     # installs find it too; in a source checkout it is read from ./config directly.
     return [str(p.relative_to(ROOT / "config")) for p in (ROOT / "config").rglob("*.yaml")]
 
+
+ext_modules, cmdclass = extensions()
 
 setup(
     name="fairseq-lite",
@@ -44,6 +75,8 @@ setup(
         "sweep": ["hydra-optuna-sweeper>=1.2"],
         "test": ["pytest>=7", "hydra-submitit-launcher>=1.2", "hydra-optuna-sweeper>=1.2"],
     },
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
     entry_points={
         "console_scripts": [
             "fairseq-preprocess = fairseq_cli.preprocess:cli_main",
