@@ -2,12 +2,19 @@
 
 A checkpoint holds only tensors and plain Python containers (the config included, resolved), so
 `torch.load(path, weights_only=True)` reads it and loading one never runs code.
+
+A fully_sharded (FSDP) run writes its model and optimizer state as a torch.distributed.checkpoint
+directory under `<save_dir>/shards/`, one file per rank; its checkpoint_*.pt files hold everything else
+and the name of that directory ("sharded_state"). A new save writes a new directory and only then
+switches the .pt files to it, so a kill during a save leaves the previous checkpoint whole; directories
+no checkpoint names any more are removed.
 """
 
 import logging
 import os
 import re
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Optional, Tuple
 
@@ -83,6 +90,19 @@ def load_checkpoint_to_cpu(path: str) -> Dict[str, Any]:
     return state
 
 
+def model_weights(state: Dict[str, Any], path: str, model: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """The full weights of a checkpoint read by load_checkpoint_to_cpu, gathered from its shard
+    directory when a fully_sharded run wrote it (`model` gives the names and shapes)."""
+    if state.get("model") is not None or not state.get("sharded_state"):
+        return state["model"]
+    from fairseq_lite.distributed.fsdp import load_full_model_state
+
+    directory = os.path.join(os.path.dirname(os.path.abspath(path)), state["sharded_state"])
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"{path} keeps its weights in {directory}, which is missing")
+    return load_full_model_state(directory, model)
+
+
 class CheckpointManager:
     """Decides which files to write after a validation, and restores a run from checkpoint_last."""
 
@@ -119,7 +139,10 @@ class CheckpointManager:
     def save(self, trainer, epoch_itr, val_metric: Optional[float], is_best: bool, extra: Dict[str, Any]) -> None:
         from fairseq_lite.distributed import is_master
 
-        if self.ckpt.no_save or not is_master():  # ranks hold the same weights: rank 0 writes
+        if self.ckpt.no_save:
+            return
+        sharded = getattr(trainer, "sharded", False)
+        if not is_master() and not sharded:  # ranks hold the same weights: rank 0 writes
             return
         os.makedirs(self.ckpt.save_dir, exist_ok=True)
         epoch = epoch_itr.epoch
@@ -139,8 +162,14 @@ class CheckpointManager:
             names.append(f"checkpoint_last{suffix}.pt")
         if not names:
             return
+        shard_dir = self._save_shards(trainer) if sharded else None
+        if not is_master():
+            return
 
         state = trainer.state_dict()
+        if shard_dir is not None:
+            state["sharded_state"] = os.path.relpath(shard_dir, self.ckpt.save_dir)
+            state["sharded_optimizer"] = not self.ckpt.no_save_optimizer_state
         state["cfg"] = to_plain_dict(self.cfg)
         state["version"] = fairseq_lite.__version__
         state["extra_state"] = {
@@ -154,7 +183,7 @@ class CheckpointManager:
         }
         paths = [os.path.join(self.ckpt.save_dir, n) for n in names]
         description = f"epoch {epoch} @ {updates} updates, score {val_metric}"
-        if self.ckpt.write_checkpoints_asynchronously:
+        if self.ckpt.write_checkpoints_asynchronously and not sharded:
             # Training goes on and changes the live tensors: write a copy, one file at a time.
             self.wait()
             snapshot = _copy_to_cpu(state)
@@ -163,6 +192,17 @@ class CheckpointManager:
         else:
             self._write(state, paths, description)
 
+    def _save_shards(self, trainer) -> str:
+        """All ranks write the model and optimizer shards into a new directory; returns its path."""
+        import torch.distributed as dist
+
+        # One name for all ranks, new for every save: an existing checkpoint's shards are never touched.
+        name = [f"u{trainer.get_num_updates()}-{time.time_ns()}"]
+        dist.broadcast_object_list(name, src=0)
+        directory = os.path.join(self.ckpt.save_dir, "shards", name[0])
+        trainer.save_sharded_state(directory)
+        return directory
+
     def _write(self, state: Dict[str, Any], paths, description: str) -> None:
         atomic_torch_save(state, paths[0])
         for path in paths[1:]:
@@ -170,6 +210,7 @@ class CheckpointManager:
         logger.info(f"saved checkpoint {paths[0]} ({description}) "
                     + (f"and copied it to {', '.join(os.path.basename(p) for p in paths[1:])}" if paths[1:] else ""))
         self._remove_old()
+        self._remove_unused_shards()
 
     def wait(self) -> None:
         """Finish the checkpoint being written in the background, if any (re-raising its error)."""
@@ -199,6 +240,25 @@ class CheckpointManager:
             for _, name in found[limit:]:
                 os.remove(os.path.join(self.ckpt.save_dir, name))
 
+    def _remove_unused_shards(self) -> None:
+        """Delete shard directories that no checkpoint file names (replaced, or left by a killed save)."""
+        root = os.path.join(self.ckpt.save_dir, "shards")
+        if not os.path.isdir(root):
+            return
+        used = set()
+        for name in os.listdir(self.ckpt.save_dir):
+            if name.startswith("checkpoint") and name.endswith(".pt"):
+                try:
+                    state = torch.load(os.path.join(self.ckpt.save_dir, name), map_location="cpu", weights_only=True)
+                except Exception:  # not ours or unreadable: keep everything rather than guess
+                    return
+                if isinstance(state, dict) and state.get("sharded_state"):
+                    used.add(os.path.normpath(os.path.join(self.ckpt.save_dir, state["sharded_state"])))
+        for name in os.listdir(root):
+            path = os.path.normpath(os.path.join(root, name))
+            if path not in used:
+                shutil.rmtree(path, ignore_errors=True)
+
     # --- loading --------------------------------------------------------------------------------
     def restore_path(self) -> Tuple[str, bool]:
         """The file to resume from, and whether the user named it explicitly."""
@@ -217,6 +277,7 @@ class CheckpointManager:
             if m and not _process_alive(int(m.group(1))):
                 os.remove(os.path.join(self.ckpt.save_dir, name))
                 logger.info(f"removed {name}, left by an interrupted checkpoint write")
+        self._remove_unused_shards()
 
     def load(self, trainer) -> Optional[Dict[str, Any]]:
         """Restore trainer state from the checkpoint to resume from; None when starting fresh."""
@@ -232,6 +293,8 @@ class CheckpointManager:
                 self._load_pretrained(trainer, self.ckpt.finetune_from_model)
             return None
         state = load_checkpoint_to_cpu(path)
+        if state.get("sharded_state"):
+            state["sharded_state"] = os.path.join(os.path.dirname(os.path.abspath(path)), state["sharded_state"])
         try:
             trainer.load_state_dict(state, reset_optimizer=self.ckpt.reset_optimizer,
                                     reset_lr_scheduler=self.ckpt.reset_lr_scheduler)
@@ -248,7 +311,13 @@ class CheckpointManager:
     def _load_pretrained(self, trainer, path: str) -> None:
         state = load_checkpoint_to_cpu(path)
         try:
-            trainer.model.load_state_dict(state["model"], strict=True)
+            if getattr(trainer, "sharded", False):
+                from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+                set_model_state_dict(trainer.model, model_weights(state, path, trainer.model),
+                                     options=StateDictOptions(full_state_dict=True))
+            else:
+                trainer.model.load_state_dict(model_weights(state, path, trainer.model), strict=True)
         except RuntimeError as e:
             raise CheckpointError(f"checkpoint.finetune_from_model: {path} does not fit this model "
                                   f"({str(e).splitlines()[0]})") from e
@@ -266,7 +335,7 @@ def load_model_for_inference(path: str, task_overrides: Optional[Dict[str, Any]]
     task = TASK_REGISTRY.build(cfg.task)
     model = task.build_model(cfg.model)
     try:
-        model.load_state_dict(state["model"], strict=True)
+        model.load_state_dict(model_weights(state, path, model), strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit the model its config describes "
                               f"({str(e).splitlines()[0]})") from e

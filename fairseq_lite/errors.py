@@ -26,6 +26,10 @@ class NonFiniteLossError(FairseqLiteError):
     """The loss became NaN/inf in fp32/bf16 training: the run stops with where it happened."""
 
 
+class OutOfMemoryError(FairseqLiteError):
+    """A training step ran out of GPU memory and could not be skipped (several ranks, or too often)."""
+
+
 class CheckpointError(FairseqLiteError):
     """A checkpoint is missing, unreadable or incompatible."""
 

@@ -13,7 +13,8 @@ import torch
 
 from fairseq_lite.data.iterators import EpochBatchIterator
 from fairseq_lite.distributed import all_reduce_sums, get_rank, get_world_size
-from fairseq_lite.errors import NonFiniteLossError
+from fairseq_lite.distributed.fsdp import load_sharded, save_sharded, shard_model, to_local_value
+from fairseq_lite.errors import CheckpointError, NonFiniteLossError, OutOfMemoryError
 from fairseq_lite.optim.precision import GradientOverflow, Precision
 from fairseq_lite.registry import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY
 
@@ -51,16 +52,24 @@ class Trainer:
         self.cfg = cfg
         self.task = task
         self.device = select_device(cfg)
-        self.model = model.to(self.device)  # the plain module: checkpoints, validation, inference
+        self.model = model.to(self.device)  # the module itself: checkpoints, validation, inference
         self.world_size = get_world_size()
-        self.train_model = self.model  # what training steps run: DDP across ranks
-        if self.world_size > 1:
-            dt = cfg.distributed_training
+        dt = cfg.distributed_training
+        # fully_sharded: FSDP2 shards self.model in place, and every forward is a collective.
+        self.sharded = self.world_size > 1 and dt.ddp_backend == "fully_sharded"
+        self.train_model = self.model  # what training steps run: DDP or FSDP across ranks, compiled
+        if self.sharded:
+            shard_model(self.model, self.device)
+        elif self.world_size > 1:
             self.train_model = DistributedModel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 bucket_cap_mb=dt.bucket_cap_mb, find_unused_parameters=dt.find_unused_parameters,
                 broadcast_buffers=False)
+        if cfg.common.compile:
+            # Compiled once, on the first batches; checkpoints still save self.model's plain names.
+            self.train_model = torch.compile(self.train_model)
         self._dummy_batch = None  # stands in for a rank's empty batch, so collectives still match
+        self.oom_skips = 0
         self.criterion = criterion.to(self.device)
         self.precision = Precision(cfg.common, self.device, update_freq=cfg.optimization.update_freq[0],
                                    world_size=self.world_size)
@@ -104,7 +113,8 @@ class Trainer:
             max_positions=self._max_positions(), ignore_invalid_inputs=True,
             required_batch_size_multiple=ds.required_batch_size_multiple, seed=self.cfg.common.seed,
             num_shards=self.world_size, shard_id=get_rank(), num_workers=ds.num_workers, epoch=epoch,
-            skip_remainder_batch=self.cfg.optimization.skip_remainder_batch)
+            skip_remainder_batch=self.cfg.optimization.skip_remainder_batch,
+            data_buffer_size=ds.data_buffer_size, pin_memory=self.device.type == "cuda")
 
     def get_valid_iterator(self, subset: str) -> EpochBatchIterator:
         ds = self.cfg.dataset
@@ -147,12 +157,14 @@ class Trainer:
                 sample = move_to_device(sample, self.device)
                 if self._dummy_batch is None:
                     self._dummy_batch = sample
-            # DDP syncs gradients on the last micro-batch of the update only.
-            last = i == len(samples) - 1
-            sync = nullcontext() if self.world_size == 1 or last else self.train_model.no_sync()
-            with sync:
-                _, size, logging_output = self.task.train_step(sample, self.train_model, self.criterion,
-                                                               self.precision, self.num_updates, ignore_grad=is_dummy)
+            # DDP and FSDP sync gradients on the last micro-batch of the update only.
+            try:
+                with self._gradient_sync(last=i == len(samples) - 1):
+                    _, size, logging_output = self.task.train_step(
+                        sample, self.train_model, self.criterion, self.precision, self.num_updates,
+                        ignore_grad=is_dummy)
+            except torch.OutOfMemoryError as oom:
+                return self._out_of_memory(oom)
             if is_dummy:
                 continue
             last_sample = sample
@@ -173,7 +185,7 @@ class Trainer:
         # gradients over ranks, hence the world size) k ranks equal update_freq=k.
         self.optimizer.multiply_grads(self.world_size / sample_size)
         clip_norm = self.cfg.optimization.clip_norm
-        gnorm = float(self.optimizer.clip_grad_norm(clip_norm))
+        gnorm = float(to_local_value(self.optimizer.clip_grad_norm(clip_norm)))
         try:
             self.precision.check_overflow(gnorm)  # fp16: inf/NaN gradients skip the update
         except GradientOverflow as overflow:
@@ -191,6 +203,33 @@ class Trainer:
         totals["clipped"] = float(clip_norm > 0 and gnorm > clip_norm)
         return totals
 
+    def _gradient_sync(self, last: bool):
+        if self.world_size == 1 or last:
+            return nullcontext()
+        if self.sharded:
+            return _FSDPNoSync(self.model)
+        return self.train_model.no_sync()
+
+    def _out_of_memory(self, oom: BaseException) -> None:
+        """Free what the failed step held and skip this update, as fairseq does, a bounded number of
+        times. With several ranks that is impossible: the others would wait in the gradient sync."""
+        self.optimizer.zero_grad()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        where = f"update {self.num_updates + 1}"
+        advice = "lower --max-tokens/--batch-size (and raise --update-freq to keep the batch size)"
+        if self.world_size > 1:
+            raise OutOfMemoryError(f"out of GPU memory at {where} on rank {get_rank()}: with several ranks "
+                                   f"a batch cannot be skipped; {advice}") from oom
+        self.oom_skips += 1
+        limit = self.cfg.optimization.max_oom_skips
+        if self.oom_skips > limit:
+            raise OutOfMemoryError(f"out of GPU memory at {where}, {self.oom_skips} times in this run "
+                                   f"(optimization.max_oom_skips={limit}); {advice}") from oom
+        logger.warning(f"out of GPU memory at {where}: skipped this update ({self.oom_skips} of at most {limit}); "
+                       f"{str(oom).splitlines()[0] if str(oom) else ''}")
+        return None
+
     def _nonfinite_loss(self, loss: float, sample: Dict[str, Any]) -> None:
         """Skip the update (optimization.skip_nonfinite_loss) or stop, naming where it went wrong."""
         self.optimizer.zero_grad()
@@ -201,6 +240,9 @@ class Trainer:
 
         if sample is None:  # this rank had only padding batches; another rank saw the non-finite loss
             raise NonFiniteLossError(f"loss is {loss} at update {self.num_updates + 1} (on another rank)")
+        if self.sharded:  # a forward on this rank alone would wait for the others forever
+            raise NonFiniteLossError(f"loss is {loss} at update {self.num_updates + 1}; try a lower learning "
+                                     f"rate, --clip-norm, or optimization.skip_nonfinite_loss=true")
 
         def forward():
             torch.manual_seed(self.cfg.common.seed + self.num_updates)  # the same dropout as the step
@@ -217,8 +259,14 @@ class Trainer:
 
     def valid_step(self, sample: Dict[str, Any]) -> Dict[str, float]:
         if not sample:
+            if self.sharded and self._dummy_batch is not None:
+                # FSDP's forward gathers weights from every rank: run one on a stand-in batch too.
+                with torch.no_grad(), self.precision.autocast():
+                    self.task.valid_step(self._dummy_batch, self.model, self.criterion)
             return {}
         sample = move_to_device(sample, self.device)
+        if self._dummy_batch is None:
+            self._dummy_batch = sample
         with self.precision.autocast():
             _, _, logging_output = self.task.valid_step(sample, self.model, self.criterion)
         return {k: float(v) for k, v in logging_output.items()}
@@ -233,23 +281,72 @@ class Trainer:
 
     # --- checkpoint state -----------------------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
+        """What a checkpoint holds. Sharded (FSDP) runs leave model and optimizer out: every rank
+        writes its shard of those with save_sharded_state."""
         return {
-            "model": self.model.state_dict(),
-            "last_optimizer_state": None if self.cfg.checkpoint.no_save_optimizer_state
+            "model": None if self.sharded else self.model.state_dict(),
+            "last_optimizer_state": None if self.cfg.checkpoint.no_save_optimizer_state or self.sharded
             else self.optimizer.state_dict(),
             "lr_scheduler_state": self.lr_scheduler.state_dict(),
             "precision_state": self.precision.state_dict(),
             "num_updates": self.num_updates,
         }
 
+    def save_sharded_state(self, directory: str) -> None:
+        """Every rank writes its shard of the model and optimizer state (a collective)."""
+        keep_optimizer = not self.cfg.checkpoint.no_save_optimizer_state
+        save_sharded(directory, self.model, self.optimizer.optimizer if keep_optimizer else None)
+
     def load_state_dict(self, state: Dict[str, Any], reset_optimizer: bool = False,
                         reset_lr_scheduler: bool = False) -> None:
-        self.model.load_state_dict(state["model"], strict=True)
+        """Restore from a checkpoint: a full one, or a sharded one (state["sharded_state"] names its
+        directory) saved on any number of ranks, into a plain, DDP or FSDP model."""
         self.num_updates = int(state.get("num_updates", 0))
         self._build_optimizer()
-        if not reset_optimizer and state.get("last_optimizer_state") is not None:
-            self.optimizer.load_state_dict(state["last_optimizer_state"])
+        sharded_dir = state.get("sharded_state")
+        optimizer_state = not reset_optimizer and (state.get("last_optimizer_state") is not None
+                                                   or bool(sharded_dir and state.get("sharded_optimizer")))
+        if sharded_dir:
+            load_sharded(sharded_dir, self.model, self.optimizer.optimizer if optimizer_state else None)
+        elif self.sharded:
+            self._load_full_into_sharded(state, optimizer_state)
+        else:
+            self.model.load_state_dict(state["model"], strict=True)
+            if optimizer_state:
+                self.optimizer.load_state_dict(state["last_optimizer_state"])
+        if optimizer_state:
             self.precision.load_state_dict(state.get("precision_state", {}))
         if not reset_lr_scheduler and state.get("lr_scheduler_state") is not None:
             self.lr_scheduler.load_state_dict(state["lr_scheduler_state"])
         self.lr_scheduler.step_update(self.num_updates)
+
+    def _load_full_into_sharded(self, state: Dict[str, Any], optimizer_state: bool) -> None:
+        """A checkpoint of a DDP or single-process run, resumed with FSDP."""
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                             set_optimizer_state_dict)
+
+        from fairseq_lite.distributed.fsdp import full_to_sharded_optimizer_state
+
+        full = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(self.model, state["model"], options=full)
+        if optimizer_state:
+            keyed, fits = full_to_sharded_optimizer_state(state["last_optimizer_state"], self.model)
+            if not fits:
+                raise CheckpointError(
+                    "the checkpoint's optimizer state does not match this model's parameters; "
+                    "resume with --reset-optimizer")
+            set_optimizer_state_dict(self.model, self.optimizer.optimizer, keyed, options=full)
+
+
+class _FSDPNoSync:
+    """FSDP2's equivalent of DDP's no_sync(): accumulate local gradients without reduce-scatter."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.model.set_requires_gradient_sync(False)
+
+    def __exit__(self, *exc):
+        self.model.set_requires_gradient_sync(True)
+        return False

@@ -81,3 +81,54 @@ def test_a_dead_rank_ends_the_job_quickly(tiny_data_bin, tmp_path):
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def full_weights(path):
+    """The full weights of a checkpoint, gathered from its shards when FSDP wrote it."""
+    from fairseq_lite.checkpoint import load_model_for_inference
+
+    return load_model_for_inference(str(path))[2].state_dict()
+
+
+def test_fully_sharded_equals_one_rank_and_resumes_on_another_world_size(tiny_data_bin, tmp_path,
+                                                                         one_rank_update_freq_2):
+    fsdp = EXTRA + ["distributed_training.ddp_backend=fully_sharded"]
+    # 2 FSDP ranks, stopping after 4 of the 8 updates: the checkpoint is sharded, one file per rank.
+    proc = run([command("fairseq-hydra-train"),
+                *tiny_lm_overrides(tiny_data_bin, tmp_path / "ckpt", max_update=4, extra=fsdp),
+                "distributed_training.distributed_world_size=2", f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
+    assert "fully_sharded" in proc.stdout
+    last = torch.load(tmp_path / "ckpt" / "checkpoint_last.pt", weights_only=True)
+    assert last["model"] is None and last["sharded_state"].startswith("shards")
+    shards = tmp_path / "ckpt" / last["sharded_state"]
+    assert sorted(p.name for p in shards.glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    # Each save wrote a new shard directory; only those a checkpoint file names are kept.
+    named = {torch.load(p, weights_only=True)["sharded_state"] for p in (tmp_path / "ckpt").glob("checkpoint*.pt")}
+    assert {f"shards/{p.name}" for p in (tmp_path / "ckpt" / "shards").iterdir()} == named
+
+    # Resume on 1 rank with update_freq=2: the same global batches, so the same weights as never stopping.
+    run([command("fairseq-hydra-train"),
+         *tiny_lm_overrides(tiny_data_bin, tmp_path / "ckpt", max_update=8,
+                            extra=fsdp + ["optimization.update_freq=[2]"]),
+         f"hydra.run.dir={tmp_path}/resumed"], cwd=tmp_path)
+    assert_close_weights(one_rank_update_freq_2, full_weights(tmp_path / "ckpt" / "checkpoint_last.pt"))
+
+
+def test_fully_sharded_resumes_from_its_sharded_checkpoint(tiny_data_bin, tmp_path, one_rank_update_freq_2):
+    fsdp = EXTRA + ["distributed_training.ddp_backend=fully_sharded", "distributed_training.distributed_world_size=2"]
+    for max_update in (3, 8):  # stop after 3 updates, then the same command resumes to 8 on 2 FSDP ranks
+        run([command("fairseq-hydra-train"),
+             *tiny_lm_overrides(tiny_data_bin, tmp_path / "ckpt", max_update=max_update, extra=fsdp),
+             f"hydra.run.dir={tmp_path}/{max_update}"], cwd=tmp_path)
+    assert "loaded checkpoint" in (tmp_path / "8" / "train.log").read_text()
+    assert_close_weights(one_rank_update_freq_2, full_weights(tmp_path / "ckpt" / "checkpoint_last.pt"))
+
+
+def test_ddp_checkpoint_resumes_on_one_rank(tiny_data_bin, tmp_path, one_rank_update_freq_2):
+    run([command("fairseq-hydra-train"),
+         *tiny_lm_overrides(tiny_data_bin, tmp_path / "ckpt", max_update=5, extra=EXTRA),
+         "distributed_training.distributed_world_size=2", f"hydra.run.dir={tmp_path}"], cwd=tmp_path)
+    run([command("fairseq-hydra-train"),
+         *tiny_lm_overrides(tiny_data_bin, tmp_path / "ckpt", max_update=8, extra=EXTRA + ["optimization.update_freq=[2]"]),
+         f"hydra.run.dir={tmp_path}/resumed"], cwd=tmp_path)
+    assert_close_weights(one_rank_update_freq_2, weights(tmp_path / "ckpt" / "checkpoint_last.pt"))

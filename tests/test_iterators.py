@@ -177,7 +177,8 @@ def test_mid_epoch_resume(consumed):
     for _ in range(consumed):
         next(epoch_itr)
     state = itr.state_dict()
-    assert state == {"version": 2, "epoch": 2, "iterations_in_epoch": consumed, "shuffle": True}
+    assert state == {"version": 2, "epoch": 2, "iterations_in_epoch": consumed, "shuffle": True,
+                     "num_shards": 1, "epoch_start": 0}
     assert all(type(v) in (int, bool) for v in state.values())
 
     resumed = make_itr()
@@ -268,3 +269,34 @@ def test_skip_remainder_batch():
 
 def test_first_batch():
     assert make_itr().first_batch == [0, 1, 2]
+
+
+@pytest.mark.parametrize("old_shards,new_shards,consumed", [(2, 1, 3), (2, 3, 4), (3, 2, 1), (1, 2, 5), (2, 1, 8)])
+def test_resume_on_another_number_of_shards_continues_the_global_order(old_shards, new_shards, consumed):
+    """A checkpoint saved on `old_shards` ranks resumed on `new_shards`: the new ranks together get
+    exactly the batches the old ones had not reached yet, then the next epoch is as usual."""
+    order = epoch_batches(make_itr())  # the epoch's global batch order (1 shard)
+    itr = make_itr(num_shards=old_shards, shard_id=0)
+    epoch_itr = itr.next_epoch_itr()
+    for _ in range(consumed):
+        next(epoch_itr)
+    state = itr.state_dict()
+    done = min(consumed * old_shards, len(order))
+    got = []
+    for shard in range(new_shards):
+        resumed = make_itr(num_shards=new_shards, shard_id=shard)
+        resumed.load_state_dict(state)
+        mine = [b for b in epoch_batches(resumed) if b]
+        assert len(resumed) == -(-(len(order) - done) // new_shards)
+        got.append(mine)
+        # A second save and resume within that epoch keeps counting from the same global start.
+        again = make_itr(num_shards=new_shards, shard_id=shard)
+        again.load_state_dict(state)
+        first = again.next_epoch_itr()
+        if first.has_next():
+            next(first)
+            third = make_itr(num_shards=new_shards, shard_id=shard)
+            third.load_state_dict(again.state_dict())
+            assert [b for b in epoch_batches(third) if b] == mine[1:]
+    interleaved = [b for i in range(len(order)) for shard in got if i < len(shard) for b in [shard[i]]]
+    assert interleaved == order[done:]

@@ -212,6 +212,9 @@ class EpochBatchIterator:
 
         self.epoch = max(epoch, 1)
         self.shuffle = not disable_shuffling
+        # Batches of the current epoch (in global order, all shards) done before this process
+        # started it: non-zero only after resuming a checkpoint saved with another number of shards.
+        self._epoch_start = 0
         self._cur_epoch_itr: CountingIterator | None = None
         self._next_epoch_itr: CountingIterator | None = None
 
@@ -239,10 +242,11 @@ class EpochBatchIterator:
 
     def __len__(self) -> int:
         """Number of batches per epoch for this shard."""
-        return math.ceil(len(self.frozen_batches) / self.num_shards)
+        return math.ceil(max(0, len(self.frozen_batches) - self._epoch_start) / self.num_shards)
 
-    def ordered_batches(self, epoch: int, shuffle: bool) -> list[Sequence[int]]:
-        """This shard's batches for ``epoch``, in iteration order."""
+    def ordered_batches(self, epoch: int, shuffle: bool, start: int = 0) -> list[Sequence[int]]:
+        """This shard's batches for ``epoch``, in iteration order, leaving out the epoch's first
+        ``start`` batches (in global order, before sharding)."""
         batches: list[Sequence[int]] = list(self.frozen_batches)
         if shuffle:
             with numpy_seed(self.seed + epoch):
@@ -257,7 +261,7 @@ class EpochBatchIterator:
                     batches = list(itertools.chain.from_iterable(groups)) + leftover
                 else:
                     np.random.shuffle(batches)
-        return list(ShardedIterator(batches, self.num_shards, self.shard_id, fill_value=[]))
+        return list(ShardedIterator(batches[start:], self.num_shards, self.shard_id, fill_value=[]))
 
     # -- epochs ------------------------------------------------------------------------------
 
@@ -293,6 +297,7 @@ class EpochBatchIterator:
         else:
             if callable(self.batch_sampler) and prev_epoch != self.epoch:
                 self._frozen_batches = None  # rebuild batches for the new epoch
+            self._epoch_start = 0
             self._cur_epoch_itr = self._get_iterator_for_epoch(self.epoch, shuffle)
         self.shuffle = shuffle
         return self._cur_epoch_itr
@@ -330,6 +335,10 @@ class EpochBatchIterator:
             "epoch": int(epoch),
             "iterations_in_epoch": int(iterations),
             "shuffle": bool(self.shuffle),
+            # With these two, a run resumed on another number of ranks goes on from the same
+            # global batch: all shards advance together, so num_shards * iterations are done.
+            "num_shards": int(self.num_shards),
+            "epoch_start": int(self._epoch_start if iterations else 0),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -338,9 +347,28 @@ class EpochBatchIterator:
         self.epoch = int(state_dict["epoch"])
         offset = int(state_dict.get("iterations_in_epoch", 0))
         version = state_dict.get("version", 1)
+        saved_shards = int(state_dict.get("num_shards", self.num_shards))
+        self._epoch_start = int(state_dict.get("epoch_start", 0))
         self._cur_epoch_itr = None
         if callable(self.batch_sampler):
             self._frozen_batches = None
+        if offset > 0 and saved_shards != self.num_shards:
+            if self.grouped_shuffling:
+                raise CheckpointError(
+                    f"cannot resume mid-epoch with grouped shuffling on {self.num_shards} ranks from a "
+                    f"checkpoint saved on {saved_shards}; restart with --reset-dataloader")
+            # Another world size: this epoch's batch order is the same, so skip the batches all the
+            # old ranks consumed and share out the rest among the new ones.
+            consumed = self._epoch_start + offset * saved_shards
+            if consumed >= len(self.frozen_batches):
+                self.epoch += 1
+                self._epoch_start = 0
+                self._next_epoch_itr = None
+                return
+            self._epoch_start, offset = consumed, 0
+            self._next_epoch_itr = self._get_iterator_for_epoch(
+                self.epoch, shuffle=bool(state_dict.get("shuffle", True)))
+            return
         if offset > 0:
             itr = self._get_iterator_for_epoch(
                 self.epoch, shuffle=bool(state_dict.get("shuffle", True)), offset=offset
@@ -364,7 +392,7 @@ class EpochBatchIterator:
     def _get_iterator_for_epoch(
         self, epoch: int, shuffle: bool, offset: int = 0
     ) -> CountingIterator | None:
-        batches = self.ordered_batches(epoch, shuffle)
+        batches = self.ordered_batches(epoch, shuffle, start=self._epoch_start)
         epoch_len = len(batches)
         remaining = batches[offset:]
         if offset > 0 and len(remaining) == 0:
@@ -378,6 +406,9 @@ class EpochBatchIterator:
                 num_workers=self.num_workers,
                 timeout=self.timeout,
                 pin_memory=self.pin_memory,
+                # fairseq's data_buffer_size: batches each worker loads ahead of the trainer
+                prefetch_factor=max(1, self.buffer_size) if self.buffer_size else None,
+                persistent_workers=False,
             )
         else:
             loader = _load_batches(self.dataset, self.collate_fn, remaining)

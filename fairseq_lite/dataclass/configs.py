@@ -29,7 +29,9 @@ class CommonConfig(FairseqDataclass):
     seed: int = cfg_field(1, "pseudo random number generator seed")
     cpu: bool = cfg_field(False, "use CPU instead of CUDA")
     bf16: bool = cfg_field(False, "use bfloat16 (autocast; works on CPU and CUDA)")
-    fp16: bool = cfg_field(False, "use FP16 (CUDA only)")
+    fp16: bool = cfg_field(False, "use FP16 (CUDA only): an fp16 model with fp32 master weights and dynamic loss scaling")
+    memory_efficient_fp16: bool = cfg_field(False, "use a memory-efficient version of FP16 training: no fp32 copy of the "
+                                                   "weights (implies --fp16; adam and sgd only)")
     amp: bool = cfg_field(False, "use automatic mixed precision (torch.autocast + GradScaler)")
     fp16_init_scale: int = cfg_field(2**7, "default FP16 loss scale")
     fp16_scale_window: Optional[int] = cfg_field(None, "number of updates before increasing loss scale")
@@ -39,6 +41,7 @@ class CommonConfig(FairseqDataclass):
     user_dir: Optional[str] = cfg_field(None, "path to a python module containing custom extensions (tasks and/or architectures)")
     empty_cache_freq: int = cfg_field(0, "how often to clear the PyTorch CUDA cache (0 to disable)")
     profile: bool = cfg_field(False, "enable autograd profiler emit_nvtx")
+    compile: bool = cfg_field(False, "torch.compile the model for training (the first updates are slow while it compiles)")
 
 
 @dataclass
@@ -69,6 +72,7 @@ class DistributedTrainingConfig(FairseqDataclass):
 @dataclass
 class DatasetConfig(FairseqDataclass):
     num_workers: int = cfg_field(1, "how many subprocesses to use for data loading")
+    data_buffer_size: int = cfg_field(10, "number of batches to preload (per data-loading worker)")
     skip_invalid_size_inputs_valid_test: bool = cfg_field(False, "ignore too long or too short lines in valid and test set")
     max_tokens: Optional[int] = cfg_field(None, "maximum number of tokens in a batch")
     batch_size: Optional[int] = cfg_field(None, "number of examples in a batch")
@@ -97,6 +101,8 @@ class OptimizationConfig(FairseqDataclass):
     clip_norm: float = cfg_field(0.0, "clip threshold of gradients")
     skip_nonfinite_loss: bool = cfg_field(False, "skip an update whose loss is NaN/inf (logged) instead of stopping "
                                                  "with a report of the first module whose output went non-finite")
+    max_oom_skips: int = cfg_field(10, "on one GPU, skip at most this many updates that run out of GPU memory "
+                                       "(each logged), then stop; 0 stops at the first")
     sentence_avg: bool = cfg_field(False, "normalize gradients by the number of sentences in a batch (default is to normalize by number of tokens)")
     update_freq: List[int] = cfg_field(default_factory=lambda: [1], help="update parameters every N_i batches, when in epoch i")
     # fairseq's default is 0.25, a learning rate for NAG; with Adam (our default optimizer, where

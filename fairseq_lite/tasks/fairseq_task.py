@@ -55,7 +55,7 @@ class FairseqTask:
                            required_batch_size_multiple: int = 1, seed: int = 1, num_shards: int = 1,
                            shard_id: int = 0, num_workers: int = 0, epoch: int = 1,
                            disable_iterator_cache: bool = False, skip_remainder_batch: bool = False,
-                           ) -> EpochBatchIterator:
+                           data_buffer_size: int = 0, pin_memory: bool = False) -> EpochBatchIterator:
         """Batches of `dataset` in an order that depends only on (seed, epoch), for this shard."""
         cacheable = not disable_iterator_cache and getattr(dataset, "can_reuse_epoch_itr_across_epochs", False)
         if cacheable and id(dataset) in self._epoch_iterators:
@@ -72,8 +72,8 @@ class FairseqTask:
                                         required_batch_size_multiple=required_batch_size_multiple)
         iterator = EpochBatchIterator(dataset=dataset, collate_fn=dataset.collater, batch_sampler=batches,
                                       seed=seed, num_shards=num_shards, shard_id=shard_id,
-                                      num_workers=num_workers, epoch=epoch,
-                                      skip_remainder_batch=skip_remainder_batch)
+                                      num_workers=num_workers, epoch=epoch, buffer_size=data_buffer_size,
+                                      pin_memory=pin_memory, skip_remainder_batch=skip_remainder_batch)
         if cacheable:
             self._epoch_iterators[id(dataset)] = iterator
         return iterator
