@@ -14,7 +14,8 @@ import torch
 from fairseq_lite.data.iterators import EpochBatchIterator
 from fairseq_lite.distributed import all_reduce_sums, get_rank, get_world_size
 from fairseq_lite.distributed.fsdp import load_sharded, save_sharded, shard_model, to_local_value
-from fairseq_lite.errors import CheckpointError, NonFiniteLossError, OutOfMemoryError
+from fairseq_lite.errors import CheckpointError, ConfigError, NonFiniteLossError, OutOfMemoryError
+from fairseq_lite.optim.fp16_optimizer import build_fp16_optimizer
 from fairseq_lite.optim.precision import GradientOverflow, Precision
 from fairseq_lite.registry import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY
 
@@ -57,6 +58,17 @@ class Trainer:
         dt = cfg.distributed_training
         # fully_sharded: FSDP2 shards self.model in place, and every forward is a collective.
         self.sharded = self.world_size > 1 and dt.ddp_backend == "fully_sharded"
+        self.precision = Precision(cfg.common, self.device, update_freq=cfg.optimization.update_freq[0],
+                                   world_size=self.world_size)
+        # fp16: the model itself is fp16 and the optimizer keeps the fp32 master weights. FSDP keeps its
+        # shards in fp32 instead (they are the master weights) and computes under fp16 autocast.
+        self.half_model = self.precision.mode == "fp16" and not self.sharded
+        if self.precision.mode == "fp16" and self.sharded and cfg.common.memory_efficient_fp16:
+            raise ConfigError("common.memory_efficient_fp16 does not work with ddp_backend=fully_sharded (its "
+                              "shards are already the only fp32 copy); use common.fp16=true")
+        if self.half_model:
+            self.model.half()
+            criterion = criterion.half()
         self.train_model = self.model  # what training steps run: DDP or FSDP across ranks, compiled
         if self.sharded:
             shard_model(self.model, self.device)
@@ -71,8 +83,6 @@ class Trainer:
         self._dummy_batch = None  # stands in for a rank's empty batch, so collectives still match
         self.oom_skips = 0
         self.criterion = criterion.to(self.device)
-        self.precision = Precision(cfg.common, self.device, update_freq=cfg.optimization.update_freq[0],
-                                   world_size=self.world_size)
         self.num_updates = 0
         self._optimizer = None
         self._lr_scheduler = None
@@ -93,7 +103,11 @@ class Trainer:
     def _build_optimizer(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
         params += [p for p in self.criterion.parameters() if p.requires_grad]
-        self._optimizer = OPTIMIZER_REGISTRY.build(self.cfg.optimizer, params)
+        if self.half_model:
+            self._optimizer = build_fp16_optimizer(self.cfg.optimizer, params,
+                                                   memory_efficient=self.cfg.common.memory_efficient_fp16)
+        else:
+            self._optimizer = OPTIMIZER_REGISTRY.build(self.cfg.optimizer, params)
         self._lr_scheduler = LR_SCHEDULER_REGISTRY.build(self.cfg.lr_scheduler, self._optimizer)
         self._lr_scheduler.step_update(0)
 

@@ -132,3 +132,33 @@ def test_ddp_checkpoint_resumes_on_one_rank(tiny_data_bin, tmp_path, one_rank_up
          *tiny_lm_overrides(tiny_data_bin, tmp_path / "ckpt", max_update=8, extra=EXTRA + ["optimization.update_freq=[2]"]),
          f"hydra.run.dir={tmp_path}/resumed"], cwd=tmp_path)
     assert_close_weights(one_rank_update_freq_2, weights(tmp_path / "ckpt" / "checkpoint_last.pt"))
+
+
+def test_ctrl_c_with_spawned_workers_saves_and_says_so(tiny_data_bin, tmp_path):
+    """Ctrl-C reaches the whole process group: the workers finish the update, save, and the command
+    ends with one line and exit 130 (no traceback from the workers), and a rerun resumes."""
+    args = [command("fairseq-hydra-train"),
+            *tiny_lm_overrides(tiny_data_bin, tmp_path / "ckpt", max_update=100000, extra=EXTRA),
+            "distributed_training.distributed_world_size=2", f"hydra.run.dir={tmp_path}"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if '"num_updates": 3' in line:
+                break
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        rest, _ = proc.communicate(timeout=120)
+        output = "".join(lines) + rest
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, output[-3000:]
+    assert "stopped by SIGINT" in output and "rerun the same command to resume" in output
+    assert "Traceback" not in output and "ProcessRaisedException" not in output, output[-3000:]
+    saved = torch.load(tmp_path / "ckpt" / "checkpoint_last.pt", weights_only=True)["num_updates"]
+    assert saved >= 3
+    resumed = run([*args[:-1], f"hydra.run.dir={tmp_path}/resumed",
+                   "optimization.max_update=" + str(saved + 2)], cwd=tmp_path)
+    assert f'"num_updates": {saved + 2}' in resumed.stdout

@@ -7,7 +7,9 @@ handling are torch's.
 import datetime
 import logging
 import os
+import signal
 import socket
+import sys
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -77,12 +79,54 @@ def _spawned_worker(local_rank: int, main: Callable, plain_cfg: dict, init_metho
         handler = logging.FileHandler(path)
         handler.setFormatter(logging.getLogger().handlers[0].formatter)
         logging.getLogger().addHandler(handler)
+    from fairseq_lite.errors import TrainingInterrupted
+    from fairseq_lite.training import GracefulStop
+
+    # Ctrl-C reaches every process of the terminal's group: let the parent alone take it and pass it on
+    # as one SIGTERM, so that each worker sees exactly one signal (a second one means "stop at once").
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    GracefulStop.SIGNALS = (signal.SIGTERM,)
     cfg = config_from_dict(plain_cfg)  # a fresh process: this also imports the plugins again
     _init(cfg, local_rank, world_size, local_rank, init_method)
     try:
         main(cfg)
+    except TrainingInterrupted as stop:
+        sys.exit(128 + stop.signum)  # the parent reports it, once
     finally:
         dist.destroy_process_group()
+
+
+def _spawn_and_wait(world_size: int, args: tuple) -> None:
+    """Start the workers and wait for them; SIGINT/SIGTERM to this process is passed on to them as
+    SIGTERM (they save and stop), and their orderly stop becomes this command's TrainingInterrupted."""
+    from fairseq_lite.errors import TrainingInterrupted
+
+    context = torch.multiprocessing.start_processes(_spawned_worker, args=args, nprocs=world_size, join=False,
+                                                    start_method="spawn")
+    received = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        logger.warning(f"received {signal.Signals(signum).name}: the workers stop after the current update "
+                       f"(send it again to stop at once)")
+        for process in context.processes:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        # join raises as soon as one worker fails, after terminating the others.
+        while not context.join():
+            pass
+    except torch.multiprocessing.ProcessExitedException as e:
+        if received and e.exit_code == 128 + signal.SIGTERM:
+            name = signal.Signals(received[0]).name
+            raise TrainingInterrupted(received[0], f"stopped by {name}: the workers saved checkpoint_last.pt; "
+                                                   f"rerun the same command to resume") from None
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def call_main(cfg, main: Callable) -> Optional[float]:
@@ -105,14 +149,11 @@ def call_main(cfg, main: Callable) -> Optional[float]:
         init_method = cfg.distributed_training.distributed_init_method or \
             f"tcp://127.0.0.1:{port if port and port > 0 else _free_port()}"
         logger.info(f"spawning {world_size} local workers ({init_method})")
-        # spawn's join raises as soon as one worker fails and terminates the others.
         from fairseq_lite.dataclass.compose import to_plain_dict
 
         # The typed config holds dynamically made enums that do not pickle: send plain containers.
         log_files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
-        torch.multiprocessing.spawn(_spawned_worker,
-                                    args=(main, to_plain_dict(cfg), init_method, world_size, log_files),
-                                    nprocs=world_size, join=True)
+        _spawn_and_wait(world_size, (main, to_plain_dict(cfg), init_method, world_size, log_files))
         return None
     return main(cfg)
 

@@ -5,8 +5,10 @@ calls `optimizer.autocast()` around the forward and `optimizer.backward(loss)`.
 
 - fp32: nothing to do.
 - bf16: autocast to bfloat16 (CPU or CUDA); no scaling needed, bf16 has fp32's range.
-- fp16: autocast to float16 with fairseq's dynamic loss scaler (fp16_init_scale, fp16_scale_window,
-  fp16_scale_tolerance, threshold_loss_scale, min_loss_scale).
+- fp16: an fp16 model (the trainer halves it) whose optimizer keeps fp32 master weights (fairseq's
+  FP16Optimizer; --memory-efficient-fp16: fp32 optimizer state but no fp32 weights), with fairseq's
+  dynamic loss scaler (fp16_init_scale, fp16_scale_window, fp16_scale_tolerance, threshold_loss_scale,
+  min_loss_scale). Autocast stays on so that softmax, layer norm and the loss run in fp32.
 - amp: autocast to float16 with torch's GradScaler, as fairseq's --amp does.
 """
 
@@ -22,7 +24,10 @@ __all__ = ["Precision", "check_precision", "GradientOverflow", "MinimumLossScale
 
 def check_precision(common_cfg, device: torch.device) -> str:
     """The precision mode the config asks for, or a clear error when it cannot run here."""
-    chosen = [name for name in ("fp16", "bf16", "amp") if common_cfg.get(name, False)]
+    # --memory-efficient-fp16 implies --fp16, as in fairseq
+    fp16 = common_cfg.get("fp16", False) or common_cfg.get("memory_efficient_fp16", False)
+    chosen = [name for name in ("fp16", "bf16", "amp")
+              if (fp16 if name == "fp16" else common_cfg.get(name, False))]
     if len(chosen) > 1:
         raise ConfigError(f"common.{chosen[0]} and common.{chosen[1]} are both set; choose one precision")
     mode = chosen[0] if chosen else "fp32"
