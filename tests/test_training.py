@@ -173,3 +173,46 @@ def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one(tiny_data_bi
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
     run(tiny_data_bin, tmp_path, max_update=8)  # and the run resumes from it
     assert load_checkpoint_to_cpu(str(tmp_path / "checkpoint_last.pt"))["num_updates"] == 8
+
+
+def test_compiled_model_trains_like_the_eager_one(tiny_data_bin, tmp_path):
+    """common.compile: torch.compile'd training steps give the eager weights (to float rounding), and
+    the checkpoint keeps the model's own parameter names."""
+    pytest.importorskip("torch._inductor")
+    no_dropout = ["model.dropout=0", "model.attention_dropout=0"]
+    run(tiny_data_bin, tmp_path / "eager", max_update=4, extra=no_dropout)
+    run(tiny_data_bin, tmp_path / "compiled", max_update=4, extra=no_dropout + ["common.compile=true"])
+    eager, compiled = weights(tmp_path / "eager" / "checkpoint_last.pt"), weights(tmp_path / "compiled" / "checkpoint_last.pt")
+    assert eager.keys() == compiled.keys() and not any("_orig_mod" in k for k in compiled)
+    for key in eager:
+        if "k_proj.bias" in key:
+            # Softmax ignores a bias shared by all keys: its true gradient is 0, so Adam turns the
+            # rounding noise of either run into full-size steps of arbitrary sign.
+            continue
+        torch.testing.assert_close(compiled[key], eager[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_out_of_memory_skips_the_update_a_bounded_number_of_times(tiny_data_bin, tmp_path, monkeypatch, caplog):
+    """A step that runs out of GPU memory is skipped and logged, as in fairseq; past
+    optimization.max_oom_skips the run stops with advice."""
+    from fairseq_lite.errors import OutOfMemoryError
+    from fairseq_lite.tasks.fairseq_task import FairseqTask
+
+    real_step = FairseqTask.train_step
+    calls = {"n": 0}
+
+    def step_that_runs_out_of_memory(self, sample, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] in (2, 3):  # the second and third batches "do not fit"
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_step(self, sample, *args, **kwargs)
+
+    monkeypatch.setattr(FairseqTask, "train_step", step_that_runs_out_of_memory)
+    caplog.set_level("WARNING")
+    run(tiny_data_bin, tmp_path / "skips", max_update=6, extra=["optimization.max_oom_skips=2"])
+    assert load_checkpoint_to_cpu(str(tmp_path / "skips" / "checkpoint_last.pt"))["num_updates"] == 6
+    assert "out of GPU memory at update 2: skipped this update (2 of at most 2)" in caplog.text
+
+    calls["n"] = 0
+    with pytest.raises(OutOfMemoryError, match=r"out of GPU memory at update 2, 2 times .*max_oom_skips=1.*--max-tokens"):
+        run(tiny_data_bin, tmp_path / "stops", max_update=6, extra=["optimization.max_oom_skips=1"])

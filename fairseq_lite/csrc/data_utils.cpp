@@ -99,6 +99,8 @@ at::Tensor batch_fixed_shapes_cpu(const at::Tensor& num_tokens, const at::Tensor
   const int64_t* shape = shapes_c.data_ptr<int64_t>();
   const int64_t num_shapes = shapes_c.size(0);
 
+  const int64_t* ntok = ntok_t.data_ptr<int64_t>();
+  const int64_t n = ntok_t.numel();
   int64_t largest_bsz = 0;
   for (int64_t s = 0; s < num_shapes; ++s) {
     TORCH_CHECK(shape[2 * s] >= 0 && shape[2 * s + 1] >= 0,
@@ -106,14 +108,14 @@ at::Tensor batch_fixed_shapes_cpu(const at::Tensor& num_tokens, const at::Tensor
                 ")");
     largest_bsz = std::max(largest_bsz, shape[2 * s]);
   }
-  TORCH_CHECK(largest_bsz < (int64_t(1) << 31), "batch_fixed_shapes: batch size ", largest_bsz, " is too large");
-  std::vector<int64_t> allowed(largest_bsz + 1, -1);  // allowed[0] unused
+  // No batch holds more than n items, so the table never needs more than n + 1 entries.
+  const int64_t table_size = std::min(largest_bsz, n);
+  std::vector<int64_t> allowed(table_size + 1, -1);  // allowed[0] unused
   for (int64_t s = 0; s < num_shapes; ++s) {
-    for (int64_t c = 1; c <= shape[2 * s]; ++c) allowed[c] = std::max(allowed[c], shape[2 * s + 1]);
+    const int64_t bsz = std::min(shape[2 * s], table_size);
+    for (int64_t c = 1; c <= bsz; ++c) allowed[c] = std::max(allowed[c], shape[2 * s + 1]);
   }
 
-  const int64_t* ntok = ntok_t.data_ptr<int64_t>();
-  const int64_t n = ntok_t.numel();
   std::vector<int64_t> ends;
   int64_t start = 0;
   int64_t batch_len = 0;

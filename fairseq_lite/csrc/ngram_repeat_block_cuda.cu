@@ -10,9 +10,9 @@
 // from global memory directly.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -74,7 +74,7 @@ void ngram_repeat_block_cuda(const at::Tensor& tokens, const at::Tensor& lprobs,
   const int threads = static_cast<int>(std::min<int64_t>(256, std::max<int64_t>(32, (windows + 31) / 32 * 32)));
   const bool stage_in_shared = len * static_cast<int64_t>(sizeof(int64_t)) <= kMaxSharedBytes;
   const size_t shared_bytes = stage_in_shared ? static_cast<size_t>(len) * sizeof(int64_t) : 0;
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, lprobs.scalar_type(), "ngram_repeat_block_cuda", [&] {
     ngram_repeat_block_kernel<scalar_t><<<static_cast<unsigned int>(rows), threads, shared_bytes, stream>>>(

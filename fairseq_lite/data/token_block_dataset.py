@@ -1,4 +1,9 @@
-"""Cut a stream of sentences into the fixed-size blocks a language model trains on."""
+"""Cut a stream of sentences into the fixed-size blocks a language model trains on.
+
+The block boundaries are computed once per dataset by the compiled operator
+``fairseq_lite::token_block_slices`` (fairseq_lite/csrc/data_utils.cpp) when the extension is built,
+and otherwise by the numpy reference :func:`_build_blocks_reference`; both give the same blocks.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import torch
 
 from fairseq_lite.data.fairseq_dataset import FairseqDataset
 from fairseq_lite.errors import ConfigError, DataError
+from fairseq_lite.kernels import compiled_op
 
 __all__ = ["TokenBlockDataset", "BREAK_MODES"]
 
@@ -63,7 +69,29 @@ def _pack_sentences(
 def _build_blocks(
     sizes: np.ndarray, break_mode: str, block_size: int | None, document_sep_len: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return (start token offset, length) of every block, matching fairseq's slicing."""
+    """Return (start token offset, length) of every block, matching fairseq's slicing.
+
+    ``sizes`` are the (non-negative, int64) sentence lengths; ``block_size`` is ignored in ``eos``
+    mode. Runs the compiled operator when available, else the numpy reference.
+    """
+    if break_mode != "eos" and (block_size is None or block_size < 1):
+        raise ConfigError(
+            f"break_mode={break_mode!r} needs a block size >= 1 (--tokens-per-sample), "
+            f"got {block_size}"
+        )
+    op = compiled_op("token_block_slices", torch.device("cpu"))
+    if op is None:
+        return _build_blocks_reference(sizes, break_mode, block_size, document_sep_len)
+    # a read-only (memory-mapped) sizes array is copied rather than shared: torch warns on those
+    sizes_t = torch.from_numpy(np.require(sizes, dtype=np.int64, requirements=("C", "W")))
+    starts, lengths = op(sizes_t, break_mode, int(block_size or 0), int(document_sep_len))
+    return starts.numpy(), lengths.numpy()
+
+
+def _build_blocks_reference(
+    sizes: np.ndarray, break_mode: str, block_size: int | None, document_sep_len: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """numpy version of :func:`_build_blocks` (the compiled operator must agree with it)."""
     offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
     total = int(offsets[-1])
@@ -71,11 +99,7 @@ def _build_blocks(
     if break_mode == "eos":
         return offsets[:-1].copy(), sizes.copy()
 
-    if block_size is None or block_size < 1:
-        raise ConfigError(
-            f"break_mode={break_mode!r} needs a block size >= 1 (--tokens-per-sample), "
-            f"got {block_size}"
-        )
+    assert block_size is not None and block_size >= 1, "checked by _build_blocks"
     if break_mode == "none":
         num_blocks = -(-total // block_size)
         starts = np.arange(num_blocks, dtype=np.int64) * block_size

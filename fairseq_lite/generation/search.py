@@ -12,6 +12,8 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from fairseq_lite.kernels import compiled_op
+
 Candidates = Tuple[Tensor, Tensor, Tensor]
 
 
@@ -123,15 +125,29 @@ class Sampling(Search):
 class NGramRepeatBlock:
     """Forbid any token that would repeat an n-gram already in the hypothesis.
 
-    Vectorized over the batch (no Python loop over hypotheses, no host copy), so it runs the same on
-    CPU and CUDA.
+    Runs the compiled operator ``fairseq_lite::ngram_repeat_block_`` (C++ on CPU, CUDA on GPU;
+    fairseq_lite/csrc/ngram_repeat_block*.cpp/.cu) when it exists for the tensors' device, and
+    otherwise :meth:`reference`, a vectorized PyTorch version (no Python loop over hypotheses, no
+    host copy). Both ban exactly the same tokens.
     """
 
     def __init__(self, no_repeat_ngram_size: int):
+        if no_repeat_ngram_size < 1:
+            raise ValueError(f"no_repeat_ngram_size must be >= 1, got {no_repeat_ngram_size}")
         self.n = no_repeat_ngram_size
 
     def __call__(self, tokens: Tensor, lprobs: Tensor) -> Tensor:
         """tokens: N x L, the hypotheses so far (bos included); lprobs: N x V, changed in place."""
+        if tokens.size(1) < self.n:
+            return lprobs  # no complete n-gram yet, so nothing can repeat
+        op = compiled_op("ngram_repeat_block_", lprobs.device)
+        if op is None or tokens.dtype != torch.long:
+            return self.reference(tokens, lprobs)
+        op(tokens, lprobs, self.n)
+        return lprobs
+
+    def reference(self, tokens: Tensor, lprobs: Tensor) -> Tensor:
+        """The PyTorch implementation of :meth:`__call__` (what the compiled kernels must match)."""
         n = self.n
         length = tokens.size(1)
         if length < n:
