@@ -184,7 +184,10 @@ class Trainer:
             last_sample = sample
             sample_size += float(size)
             for key, value in logging_output.items():
-                totals[key] = totals.get(key, 0.0) + float(value)
+                # Tensors stay on the device until the update is done: reading one is a sync that
+                # would stall the GPU between micro-batches.
+                totals[key] = totals.get(key, 0.0) + (value.detach() if torch.is_tensor(value) else float(value))
+        totals = _to_floats(totals)
         if self.world_size > 1:
             totals = all_reduce_sums({**totals, "_update_sample_size": sample_size})
             sample_size = totals.pop("_update_sample_size")
@@ -193,11 +196,11 @@ class Trainer:
         if not math.isfinite(totals.get("loss", 0.0)) and self.precision.loss_scaler is None \
                 and self.precision.scaler is None:  # fp16/amp: the loss scaler handles overflows
             return self._nonfinite_loss(totals["loss"], last_sample)
-        self.precision.unscale_grads(self.optimizer)
         # Losses are sums over tokens: dividing the summed gradient by the number of tokens in the
         # whole update makes update_freq=k on batches of b equal one batch of k*b, and (DDP averages
-        # gradients over ranks, hence the world size) k ranks equal update_freq=k.
-        self.optimizer.multiply_grads(self.world_size / sample_size)
+        # gradients over ranks, hence the world size) k ranks equal update_freq=k. The loss scale
+        # comes off in the same pass over the gradients.
+        self.precision.unscale_grads(self.optimizer, self.world_size / sample_size)
         clip_norm = self.cfg.optimization.clip_norm
         gnorm = float(to_local_value(self.optimizer.clip_grad_norm(clip_norm)))
         try:
@@ -350,6 +353,15 @@ class Trainer:
                     "the checkpoint's optimizer state does not match this model's parameters; "
                     "resume with --reset-optimizer")
             set_optimizer_state_dict(self.model, self.optimizer.optimizer, keyed, options=full)
+
+
+def _to_floats(values: Dict[str, Any]) -> Dict[str, float]:
+    """Python numbers for a dict of numbers and device tensors, with at most one device sync."""
+    tensors = [k for k, v in values.items() if torch.is_tensor(v)]
+    if not tensors:
+        return values
+    read = torch.stack([values[k].float().reshape(()) for k in tensors]).tolist()
+    return {**values, **dict(zip(tensors, read))}
 
 
 class _FSDPNoSync:

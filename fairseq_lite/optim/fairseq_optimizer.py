@@ -66,9 +66,13 @@ class FairseqOptimizer:
         loss.backward()
 
     def multiply_grads(self, c: Union[float, Tensor]) -> None:
+        # One multi-tensor kernel per device and dtype rather than one launch per parameter.
+        groups: Dict[Any, List[Tensor]] = {}
         for p in self.params:
             if p.grad is not None:
-                p.grad.mul_(c.to(p.grad.device) if torch.is_tensor(c) else c)
+                groups.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
+        for (device, _), grads in groups.items():
+            torch._foreach_mul_(grads, c.to(device) if torch.is_tensor(c) else c)
 
     def clip_grad_norm(self, max_norm: float) -> Tensor:
         """Total L2 norm of the gradients; rescale them to max_norm if above (0 = only measure)."""

@@ -69,11 +69,16 @@ class Precision:
             loss = self.scaler.scale(loss)
         loss.backward()
 
-    def unscale_grads(self, optimizer) -> None:
+    def unscale_grads(self, optimizer, factor: float = 1.0) -> None:
+        """Divide the gradients by the loss scale and multiply them by `factor`, in one pass where
+        possible."""
         if self.loss_scaler is not None:
-            optimizer.multiply_grads(1.0 / self.loss_scaler.loss_scale)
-        elif self.scaler is not None:
+            optimizer.multiply_grads(factor / self.loss_scaler.loss_scale)
+            return
+        if self.scaler is not None:
             self.scaler.unscale_(optimizer.optimizer)
+        if factor != 1.0:
+            optimizer.multiply_grads(factor)
 
     def check_overflow(self, grad_norm: float) -> None:
         """fp16: raise GradientOverflow to skip this update (MinimumLossScaleReached to stop)."""
