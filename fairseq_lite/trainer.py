@@ -286,7 +286,7 @@ class Trainer:
             self._dummy_batch = sample
         with self.precision.autocast():
             _, _, logging_output = self.task.valid_step(sample, self.model, self.criterion)
-        return {k: float(v) for k, v in logging_output.items()}
+        return {k: float(v) for k, v in _to_floats(logging_output).items()}
 
     def lr_step(self, epoch: int, val_loss: Optional[float] = None) -> float:
         self.lr_scheduler.step(epoch, val_loss)

@@ -11,6 +11,9 @@ from torch import Tensor
 
 from fairseq_lite.criterions.fairseq_criterion import FairseqCriterion
 from fairseq_lite.dataclass.base import FairseqDataclass
+from fairseq_lite.kernels.cross_entropy import softmax_cross_entropy
+from fairseq_lite.models.fairseq_model import (BaseFairseqModel, FairseqDecoder, FairseqEncoderDecoderModel,
+                                               FairseqLanguageModel)
 from fairseq_lite.registry import register_criterion
 
 
@@ -21,6 +24,37 @@ class CrossEntropyCriterionConfig(FairseqDataclass):
 
 def _to_number(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model under torch.compile's and DDP's wrappers (FSDP2 keeps the model's own class)."""
+    while True:
+        if hasattr(model, "_orig_mod"):  # torch.compile
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def _inherits_method(obj: Any, name: str, base_impl: Any) -> bool:
+    return name not in vars(obj) and getattr(type(obj), name, None) is base_impl
+
+
+def normalizes_with_log_softmax(model: nn.Module) -> bool:
+    """Whether model.get_normalized_probs(net_output, log_probs=True) is log_softmax(net_output[0])
+    (in fp32): true when neither the model nor its decoder overrides get_normalized_probs. The criteria
+    then compute the loss from the logits with the fused kernel (fairseq_lite/kernels/cross_entropy.py),
+    which never builds the [N, V] log-probabilities; a model with its own normalization (an adaptive
+    softmax, a temperature, a copy mechanism...) keeps the log-probabilities path."""
+    model = _unwrap(model)
+    if _inherits_method(model, "get_normalized_probs", BaseFairseqModel.get_normalized_probs):
+        return True
+    delegates_to_decoder = any(_inherits_method(model, "get_normalized_probs", cls.get_normalized_probs)
+                               for cls in (FairseqEncoderDecoderModel, FairseqLanguageModel))
+    decoder = getattr(model, "decoder", None)
+    return delegates_to_decoder and isinstance(decoder, FairseqDecoder) and \
+        _inherits_method(decoder, "get_normalized_probs", FairseqDecoder.get_normalized_probs)
 
 
 @register_criterion("cross_entropy", dataclass=CrossEntropyCriterionConfig)
@@ -42,7 +76,7 @@ class CrossEntropyCriterion(FairseqCriterion):
         ntokens = int(_to_number(ntokens))
         sample_size = nsentences if self.sentence_avg else ntokens
         logging_output = {
-            "loss": float(loss.detach().sum()),
+            "loss": loss.detach().sum(),  # a tensor: the trainer reads all values in one sync
             "ntokens": ntokens,
             "nsentences": nsentences,
             "sample_size": sample_size,
@@ -50,16 +84,18 @@ class CrossEntropyCriterion(FairseqCriterion):
         return loss, sample_size, logging_output
 
     def compute_loss(self, model: nn.Module, net_output: Any, sample: Dict[str, Any], reduce: bool = True) -> Tensor:
-        logits = net_output[0]
-        target = model.get_targets(sample, net_output)
-        # Cross entropy in fp32 even under bf16 autocast: the log-sum-exp over the vocabulary
-        # is where low precision hurts.
-        return F.cross_entropy(
-            logits.reshape(-1, logits.size(-1)).float(),
-            target.reshape(-1),
-            ignore_index=self.padding_idx,
-            reduction="sum" if reduce else "none",
-        )
+        """-log p(target) under model.get_normalized_probs, summed (or per position when not
+        `reduce`, zero at pads), in fp32 even under bf16/fp16 autocast: the log-sum-exp over the
+        vocabulary is where low precision hurts."""
+        target = model.get_targets(sample, net_output).reshape(-1)
+        if normalizes_with_log_softmax(model):
+            logits = net_output[0]
+            loss, _ = softmax_cross_entropy(logits.reshape(-1, logits.size(-1)), target,
+                                            ignore_index=self.padding_idx, reduce=reduce)
+            return loss
+        lprobs = model.get_normalized_probs(net_output, log_probs=True)
+        return F.nll_loss(lprobs.reshape(-1, lprobs.size(-1)).float(), target, ignore_index=self.padding_idx,
+                          reduction="sum" if reduce else "none")
 
     @classmethod
     def reduce_metrics(cls, agg: Dict[str, Any]) -> Dict[str, float]:

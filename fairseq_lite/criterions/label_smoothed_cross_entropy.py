@@ -4,6 +4,11 @@ fairseq's formula: with eps_i = eps / (V - 1),
     loss = (1 - eps - eps_i) * nll + eps_i * sum_v(-log p_v)
 which puts 1 - eps on the target and eps / (V - 1) on every other entry of the full vocabulary
 (pad included), and ignores pad targets. `nll_loss` (the unsmoothed part) is logged alongside.
+
+When the model's normalized probabilities are a plain log_softmax of its logits (all built-in models),
+the loss comes from the logits through the fused kernel (fairseq_lite/kernels/cross_entropy.py),
+which never builds the [N, V] log-probabilities; other models go through get_normalized_probs and
+`label_smoothed_nll_loss` below.
 """
 
 import math
@@ -14,9 +19,11 @@ import torch.nn as nn
 from omegaconf import II
 from torch import Tensor
 
+from fairseq_lite.criterions.cross_entropy import normalizes_with_log_softmax
 from fairseq_lite.criterions.fairseq_criterion import FairseqCriterion
 from fairseq_lite.dataclass.base import FairseqDataclass, cfg_field
 from fairseq_lite.errors import ConfigError
+from fairseq_lite.kernels.cross_entropy import softmax_cross_entropy
 from fairseq_lite.registry import register_criterion
 
 
@@ -67,9 +74,15 @@ class LabelSmoothedCrossEntropyCriterion(FairseqCriterion):
     def forward(self, model: nn.Module, sample: Dict[str, Any], reduce: bool = True
                 ) -> Tuple[Tensor, int, Dict[str, Any]]:
         net_output = model(**sample["net_input"])
-        lprobs, target = self.get_lprobs_and_target(model, net_output, sample)
-        loss, nll_loss = label_smoothed_nll_loss(lprobs, target, self.eps, ignore_index=self.padding_idx,
-                                                 reduce=reduce)
+        if normalizes_with_log_softmax(model):
+            # `scores` is only used for accuracy: the argmax of the logits is that of the log-probabilities.
+            scores, target = self.get_logits_and_target(model, net_output, sample)
+            loss, nll_loss = softmax_cross_entropy(scores, target, ignore_index=self.padding_idx,
+                                                   label_smoothing=self.eps, reduce=reduce)
+        else:
+            scores, target = self.get_lprobs_and_target(model, net_output, sample)
+            loss, nll_loss = label_smoothed_nll_loss(scores, target, self.eps, ignore_index=self.padding_idx,
+                                                     reduce=reduce)
         nsentences = sample["target"].size(0)
         ntokens = sample.get("ntokens")
         if ntokens is None:
@@ -77,16 +90,16 @@ class LabelSmoothedCrossEntropyCriterion(FairseqCriterion):
         ntokens = int(_to_number(ntokens))
         sample_size = nsentences if self.sentence_avg else ntokens
         logging_output = {
-            "loss": float(loss.detach().sum()),
-            "nll_loss": float(nll_loss.detach().sum()),
+            "loss": loss.detach().sum(),  # a tensor: the trainer reads all values in one sync
+            "nll_loss": nll_loss.detach().sum(),
             "ntokens": ntokens,
             "nsentences": nsentences,
             "sample_size": sample_size,
         }
         if self.report_accuracy:
             mask = target.ne(self.padding_idx)
-            logging_output["n_correct"] = int(lprobs.argmax(-1).eq(target).masked_select(mask).sum())
-            logging_output["total"] = int(mask.sum())
+            logging_output["n_correct"] = scores.argmax(-1).eq(target).masked_select(mask).sum()
+            logging_output["total"] = mask.sum()
         return loss, sample_size, logging_output
 
     def get_lprobs_and_target(self, model: nn.Module, net_output: Any, sample: Dict[str, Any]
@@ -94,11 +107,19 @@ class LabelSmoothedCrossEntropyCriterion(FairseqCriterion):
         """Flattened fp32 log-probabilities (N x V) and targets (N), without the ignored prefix."""
         # get_normalized_probs works in fp32, so the loss does too under bf16/fp16 autocast.
         lprobs = model.get_normalized_probs(net_output, log_probs=True)
-        target = model.get_targets(sample, net_output)
+        return self._flatten_without_prefix(lprobs, model.get_targets(sample, net_output))
+
+    def get_logits_and_target(self, model: nn.Module, net_output: Any, sample: Dict[str, Any]
+                              ) -> Tuple[Tensor, Tensor]:
+        """Flattened logits (N x V, in the model's dtype: the fused loss works in fp32 internally) and
+        targets (N), without the ignored prefix."""
+        return self._flatten_without_prefix(net_output[0], model.get_targets(sample, net_output))
+
+    def _flatten_without_prefix(self, scores: Tensor, target: Tensor) -> Tuple[Tensor, Tensor]:
         if self.ignore_prefix_size > 0:
-            lprobs = lprobs[:, self.ignore_prefix_size:, :]
+            scores = scores[:, self.ignore_prefix_size:, :]
             target = target[:, self.ignore_prefix_size:]
-        return lprobs.reshape(-1, lprobs.size(-1)), target.reshape(-1)
+        return scores.reshape(-1, scores.size(-1)), target.reshape(-1)
 
     @classmethod
     def reduce_metrics(cls, agg: Dict[str, Any]) -> Dict[str, float]:

@@ -7,13 +7,14 @@
 //   fused_cross_entropy_backward(grad_nll[N], grad_smooth[N], logits, target, lse, ignore_index)
 //     -> grad_logits[N, V] = grad_nll * (p - onehot(target)) + grad_smooth * (V * p - 1)
 //
-// Rows whose target is ignore_index give nll = smooth = 0 and a zero gradient (their lse is still
-// computed). The point of the kernel is what it does not do: it never materializes the [N, V]
-// log-probabilities (log_softmax + nll_loss keeps an fp32 copy for the backward, plus an fp32 copy of
-// bf16/fp16 logits and two more [N, V] fp32 buffers in the backward). Per row, the forward reads the
-// logits once from memory in L1-sized chunks, keeping a running max and sum of exp in fp32 (online
-// log-sum-exp); the backward reads them once more and writes the gradient in the logits' dtype.
-// Accumulation is in at::opmath_type (fp32 for fp32/bf16/fp16, fp64 for fp64, which gradcheck uses).
+// Rows whose target is ignore_index (padding) are skipped: nll = smooth = lse = 0, zero gradient.
+//
+// The point of the kernel is what it does not do: it never materializes the [N, V] log-probabilities
+// (log_softmax + nll_loss keeps an fp32 copy for the backward, plus an fp32 copy of bf16/fp16 logits,
+// and two more [N, V] fp32 buffers in the backward). Per row, the forward reads the logits once from
+// memory in L1-sized chunks, keeping a running max and sum of exp in fp32 (online log-sum-exp); the
+// backward reads them once more and writes the gradient in the logits' dtype. Accumulation is in
+// at::opmath_type (fp32 for fp32/bf16/fp16, fp64 for fp64, which gradcheck uses).
 // The CUDA kernels are in fused_cross_entropy_cuda.cu.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -29,6 +30,38 @@
 #include <type_traits>
 
 namespace fairseq_lite {
+// Input checks shared with the CUDA kernels (fused_cross_entropy_cuda.cu).
+void check_fused_cross_entropy_forward_inputs(const at::Tensor& logits, const at::Tensor& target) {
+  const char* op = "fused_cross_entropy";
+  TORCH_CHECK(logits.dim() == 2, op, ": logits must be 2-D [N, V], got shape ", logits.sizes());
+  TORCH_CHECK(logits.size(1) > 0, op, ": logits need at least one class (V >= 1), got shape ", logits.sizes());
+  TORCH_CHECK(at::isFloatingType(logits.scalar_type()), op, ": logits must be floating point, got ",
+              logits.scalar_type());
+  TORCH_CHECK(target.scalar_type() == at::kLong, op, ": target must be int64, got ", target.scalar_type());
+  TORCH_CHECK(target.dim() == 1 && target.size(0) == logits.size(0), op, ": target must be [N] with N = ",
+              logits.size(0), " (the logits' rows), got shape ", target.sizes());
+  TORCH_CHECK(target.device() == logits.device(), op, ": target is on ", target.device(), " but logits are on ",
+              logits.device());
+}
+
+void check_fused_cross_entropy_backward_inputs(const at::Tensor& grad_nll, const at::Tensor& grad_smooth,
+                                               const at::Tensor& logits, const at::Tensor& target,
+                                               const at::Tensor& lse) {
+  const char* op = "fused_cross_entropy_backward";
+  check_fused_cross_entropy_forward_inputs(logits, target);
+  for (const at::Tensor* v : {&grad_nll, &grad_smooth, &lse}) {
+    TORCH_CHECK(v->dim() == 1 && v->size(0) == logits.size(0), op,
+                ": grad_nll, grad_smooth and lse must be [N] with N = ", logits.size(0), ", got shape ", v->sizes());
+    TORCH_CHECK(v->device() == logits.device(), op, ": all inputs must be on ", logits.device(), ", got ",
+                v->device());
+    TORCH_CHECK(at::isFloatingType(v->scalar_type()), op,
+                ": grad_nll, grad_smooth and lse must be floating point, got ", v->scalar_type());
+  }
+  const auto acc_dtype = at::toOpMathType(logits.scalar_type());
+  TORCH_CHECK(lse.scalar_type() == acc_dtype, op, ": lse must be ", acc_dtype, " (as the forward returns it), got ",
+              lse.scalar_type());
+}
+
 namespace {
 
 // Vocabulary chunk: 2048 fp32 (8 KiB) stays in L1 while it is read twice (max, then exp-sum).
@@ -50,20 +83,34 @@ constexpr int64_t kChunk = 2048;
 #define FLC_SIMD(...)
 #endif
 
+FLC_INLINE uint32_t bits_of(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  return u;
+}
+FLC_INLINE float float_of(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
 // exp(x) in fp32 for x <= 0 (the kernels only take exp of "logit - max" or "logit - lse"), written
-// with plain float/int arithmetic so that it vectorizes: std::exp is a scalar libm call in every
-// loop here, and it would dominate the run time. Cephes' expf: x = n*ln2 + r with |r| <= ln2/2
-// (Cody-Waite split of ln2), a degree-7 polynomial for exp(r), then scale by 2^n through the
-// exponent bits. Relative error about 2e-7 (checked against std::exp in the tests via the loss).
-// Arguments below -87.3 (exp < 2^-126, the fp32 normal range) return 0 or a tiny value; -inf gives
-// 0, NaN stays NaN.
+// with plain float and integer arithmetic so that it vectorizes: std::exp is a scalar libm call and
+// would dominate the run time. Cephes' expf: x = n*ln2 + r with |r| <= ln2/2 (Cody-Waite split of
+// ln2), a polynomial for exp(r), and 2^n put into the exponent bits. Relative error < 1e-7 on
+// [-87.3, 0]; correct up to x = 88 too (a rounding error can make "logit - lse" slightly positive).
+// Below -87.3 (exp < 2^-126, fp32's normal range) it returns 0; exp(-inf) = 0 and NaN stays NaN.
+// The underflow case is a bit mask rather than `x < c ? c : x`: with a float select GCC keeps a
+// branch (the arithmetic after it "could trap") and gives up vectorizing the loop.
 FLC_INLINE float exp_nonpositive(float x) {
-  x = x < -87.3f ? -87.3f : x;  // keeps 2^n normal; written so that NaN passes through
-  // Round x*log2(e) to the nearest integer by adding and subtracting 1.5 * 2^23 (no SSE4.1 needed).
+  const uint32_t underflow = 0u - static_cast<uint32_t>(x < -87.3f);  // all ones or zero; false for NaN
+  x = float_of((bits_of(x) & ~underflow) | (bits_of(-87.3f) & underflow));
+  // n = round(x * log2(e)) by adding and subtracting 1.5 * 2^23 (no SSE4.1 rounding instruction needed);
+  // t's low mantissa bits then hold n as an integer.
   const float shifter = 12582912.0f;
   const float t = x * 1.44269504088896341f + shifter;
   const float n = t - shifter;
-  float r = x - n * 0.693359375f;  // ln2 = 0.693359375 - 2.12194440e-4, exact in the first product
+  float r = x - n * 0.693359375f;  // ln2 = 0.693359375 - 2.12194440e-4; the first product is exact
   r = r + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -72,11 +119,9 @@ FLC_INLINE float exp_nonpositive(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  // 2^n: n is an integer in [-126, 0] here, so (n + 127) << 23 is a normal float's exponent field.
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
+  // 2^n: (n + 127) << 23 is the exponent field of a normal float for n in [-126, 127].
+  const float scale = float_of((bits_of(t) - UINT32_C(0x4B400000) + 127u) << 23);
+  return float_of(bits_of(p * scale) & ~underflow);
 }
 
 FLC_INLINE float exp_acc(float x) {
@@ -84,6 +129,63 @@ FLC_INLINE float exp_acc(float x) {
 }
 FLC_INLINE double exp_acc(double x) {
   return std::exp(x);  // fp64 is for gradcheck, not for speed
+}
+
+// 16-bit float <-> fp32, bit-exact with c10's conversions, written with integer masks instead of
+// selects between float values for the reason given above exp_nonpositive (c10's versions keep the
+// loops scalar). A mask is all ones where `c` holds.
+FLC_INLINE uint32_t select_bits(bool c, uint32_t if_true, uint32_t if_false) {
+  const uint32_t mask = 0u - static_cast<uint32_t>(c);
+  return (if_true & mask) | (if_false & ~mask);
+}
+
+FLC_INLINE float to_float(at::BFloat16 v) {
+  return float_of(static_cast<uint32_t>(v.x) << 16);
+}
+
+// Round to nearest even; a NaN stays a (quiet) NaN.
+FLC_INLINE at::BFloat16 bf16_from_float(float f) {
+  const uint32_t u = bits_of(f);
+  const uint32_t rounded = (u + UINT32_C(0x7FFF) + ((u >> 16) & 1)) >> 16;
+  const uint32_t bits = select_bits((u & UINT32_C(0x7FFFFFFF)) > UINT32_C(0x7F800000), UINT32_C(0x7FC0), rounded);
+  return at::BFloat16(static_cast<uint16_t>(bits), at::BFloat16::from_bits());
+}
+
+// IEEE half -> fp32 (the FP16 library's algorithm, as in c10::detail::fp16_ieee_to_fp32_value):
+// normal numbers by re-biasing the exponent, subnormals through a magic-number subtraction.
+FLC_INLINE float to_float(at::Half v) {
+  const uint32_t w = static_cast<uint32_t>(v.x) << 16;
+  const uint32_t sign = w & UINT32_C(0x80000000);
+  const uint32_t two_w = w + w;
+  const float normalized = float_of((two_w >> 4) + (UINT32_C(0xE0) << 23)) * float_of(UINT32_C(15) << 23);
+  const float subnormal = float_of((two_w >> 17) | (UINT32_C(126) << 23)) - 0.5f;
+  return float_of(sign | select_bits(two_w < (UINT32_C(1) << 27), bits_of(subnormal), bits_of(normalized)));
+}
+
+// fp32 -> IEEE half, round to nearest even (c10::detail::fp16_ieee_from_fp32_value's algorithm).
+FLC_INLINE at::Half half_from_float(float f) {
+  float base = (std::fabs(f) * float_of(UINT32_C(239) << 23)) * float_of(UINT32_C(17) << 23);
+  const uint32_t w = bits_of(f);
+  const uint32_t shl1_w = w + w;
+  const uint32_t sign = w & UINT32_C(0x80000000);
+  uint32_t bias = shl1_w & UINT32_C(0xFF000000);
+  bias = select_bits(bias < UINT32_C(0x71000000), UINT32_C(0x71000000), bias);
+  base = float_of((bias >> 1) + UINT32_C(0x07800000)) + base;
+  const uint32_t b = bits_of(base);
+  const uint32_t nonsign = ((b >> 13) & UINT32_C(0x00007C00)) + (b & UINT32_C(0x00000FFF));
+  const uint32_t bits = (sign >> 16) | select_bits(shl1_w > UINT32_C(0xFF000000), UINT32_C(0x7E00), nonsign);
+  return at::Half(static_cast<uint16_t>(bits), at::Half::from_bits());
+}
+
+template <typename scalar_t>
+FLC_INLINE scalar_t from_float(float f);
+template <>
+FLC_INLINE at::BFloat16 from_float<at::BFloat16>(float f) {
+  return bf16_from_float(f);
+}
+template <>
+FLC_INLINE at::Half from_float<at::Half>(float f) {
+  return half_from_float(f);
 }
 
 // The chunk [src, src + n) as acc_t: the input itself when it is already acc_t, else a converted
@@ -95,32 +197,17 @@ FLC_INLINE const acc_t* chunk_as_acc(const scalar_t* src, int64_t n, acc_t* buff
   } else {
     FLC_SIMD()
     for (int64_t i = 0; i < n; ++i) {
-      buffer[i] = static_cast<acc_t>(src[i]);
+      buffer[i] = to_float(src[i]);
     }
     return buffer;
   }
 }
 
-// fp32 -> bf16 with round-to-nearest-even, NaN kept a (quiet) NaN: c10::BFloat16(float) computes the
-// same thing but its NaN test is a branch, which keeps the loop from vectorizing.
-FLC_INLINE uint16_t bf16_bits_from_float(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof(u));
-  const uint32_t rounded = (u + UINT32_C(0x7FFF) + ((u >> 16) & 1)) >> 16;
-  return (u & UINT32_C(0x7FFFFFFF)) > UINT32_C(0x7F800000) ? UINT16_C(0x7FC0) : static_cast<uint16_t>(rounded);
-}
-
-FLC_INLINE void store_chunk(const float* src, int64_t n, at::BFloat16* dst) {
-  uint16_t* bits = reinterpret_cast<uint16_t*>(dst);  // BFloat16 is its 16 bits (c10 relies on it too)
+template <typename scalar_t>
+FLC_INLINE void store_chunk(const float* src, int64_t n, scalar_t* dst) {
   FLC_SIMD()
   for (int64_t i = 0; i < n; ++i) {
-    bits[i] = bf16_bits_from_float(src[i]);
-  }
-}
-
-FLC_INLINE void store_chunk(const float* src, int64_t n, at::Half* dst) {
-  for (int64_t i = 0; i < n; ++i) {
-    dst[i] = static_cast<at::Half>(src[i]);
+    dst[i] = from_float<scalar_t>(src[i]);
   }
 }
 
@@ -170,17 +257,18 @@ FLC_INLINE void forward_rows_impl(const scalar_t* logits, const int64_t* target,
   alignas(64) acc_t buffer[std::is_same_v<scalar_t, acc_t> ? 1 : kChunk];
   for (int64_t r = begin; r < end; ++r) {
     const scalar_t* row = logits + r * V;
-    acc_t lse, sum;
-    row_lse_and_sum<scalar_t, acc_t>(row, V, buffer, lse, sum);
-    lse_out[r] = lse;
     const int64_t t = target[r];
-    if (t == ignore_index) {
+    if (t == ignore_index) {  // padding: nothing to compute (the backward writes zeros without lse)
       nll[r] = 0;
       smooth[r] = 0;
+      lse_out[r] = 0;
       continue;
     }
     TORCH_CHECK(t >= 0 && t < V, "fused_cross_entropy: target ", t, " at row ", r, " is out of bounds for ", V,
                 " classes (and is not ignore_index=", ignore_index, ")");
+    acc_t lse, sum;
+    row_lse_and_sum<scalar_t, acc_t>(row, V, buffer, lse, sum);
+    lse_out[r] = lse;
     nll[r] = lse - static_cast<acc_t>(row[t]);
     smooth[r] = static_cast<acc_t>(V) * lse - sum;
   }
@@ -268,21 +356,9 @@ int64_t grain_rows(int64_t V) {
   return std::max<int64_t>(1, 32768 / std::max<int64_t>(V, 1));
 }
 
-void check_inputs(const at::Tensor& logits, const at::Tensor& target, const char* op) {
-  TORCH_CHECK(logits.dim() == 2, op, ": logits must be 2-D [N, V], got shape ", logits.sizes());
-  TORCH_CHECK(logits.size(1) > 0, op, ": logits need at least one class (V >= 1), got shape ", logits.sizes());
-  TORCH_CHECK(at::isFloatingType(logits.scalar_type()), op, ": logits must be floating point, got ",
-              logits.scalar_type());
-  TORCH_CHECK(target.scalar_type() == at::kLong, op, ": target must be int64, got ", target.scalar_type());
-  TORCH_CHECK(target.dim() == 1 && target.size(0) == logits.size(0), op, ": target must be [N] with N = ",
-              logits.size(0), " (the logits' rows), got shape ", target.sizes());
-  TORCH_CHECK(target.device() == logits.device(), op, ": target is on ", target.device(), " but logits are on ",
-              logits.device());
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& logits_in, const at::Tensor& target_in,
                                                            int64_t ignore_index) {
-  check_inputs(logits_in, target_in, "fused_cross_entropy_forward");
+  check_fused_cross_entropy_forward_inputs(logits_in, target_in);
   const at::Tensor logits = logits_in.contiguous();
   const at::Tensor target = target_in.contiguous();
   const int64_t N = logits.size(0), V = logits.size(1);
@@ -312,18 +388,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_cpu(const at::Tensor& log
 
 at::Tensor backward_cpu(const at::Tensor& grad_nll_in, const at::Tensor& grad_smooth_in, const at::Tensor& logits_in,
                         const at::Tensor& target_in, const at::Tensor& lse_in, int64_t ignore_index) {
-  const char* op = "fused_cross_entropy_backward";
-  check_inputs(logits_in, target_in, op);
+  check_fused_cross_entropy_backward_inputs(grad_nll_in, grad_smooth_in, logits_in, target_in, lse_in);
   const int64_t N = logits_in.size(0), V = logits_in.size(1);
   const auto acc_dtype = at::toOpMathType(logits_in.scalar_type());
-  for (const at::Tensor* v : {&grad_nll_in, &grad_smooth_in, &lse_in}) {
-    TORCH_CHECK(v->dim() == 1 && v->size(0) == N, op, ": grad_nll, grad_smooth and lse must be [N] with N = ", N,
-                ", got shape ", v->sizes());
-    TORCH_CHECK(v->device() == logits_in.device(), op, ": all inputs must be on ", logits_in.device(), ", got ",
-                v->device());
-  }
-  TORCH_CHECK(lse_in.scalar_type() == acc_dtype, op, ": lse must be ", acc_dtype, " (from the forward), got ",
-              lse_in.scalar_type());
   const at::Tensor logits = logits_in.contiguous();
   const at::Tensor target = target_in.contiguous();
   const at::Tensor lse = lse_in.contiguous();
