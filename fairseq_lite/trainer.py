@@ -79,7 +79,7 @@ class Trainer:
                 broadcast_buffers=False)
         if cfg.common.compile:
             # Compiled once, on the first batches; checkpoints still save self.model's plain names.
-            self.train_model = torch.compile(self.train_model)
+            self.train_model = torch.compile(self.train_model, mode=str(cfg.common.compile_mode))
         self._dummy_batch = None  # stands in for a rank's empty batch, so collectives still match
         self.oom_skips = 0
         self.criterion = criterion.to(self.device)

@@ -17,6 +17,7 @@ from fairseq_lite.dataclass.base import ChoiceEnum, FairseqDataclass, cfg_field
 LOG_FORMAT_CHOICES = ChoiceEnum(["json", "none", "simple", "tqdm"])
 DDP_BACKEND_CHOICES = ChoiceEnum(["pytorch_ddp", "c10d", "no_c10d", "legacy_ddp", "fully_sharded"])
 DATASET_IMPL_CHOICES = ChoiceEnum(["mmap"])
+COMPILE_MODE_CHOICES = ChoiceEnum(["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"])
 
 
 @dataclass
@@ -42,6 +43,8 @@ class CommonConfig(FairseqDataclass):
     empty_cache_freq: int = cfg_field(0, "how often to clear the PyTorch CUDA cache (0 to disable)")
     profile: bool = cfg_field(False, "enable autograd profiler emit_nvtx")
     compile: bool = cfg_field(False, "torch.compile the model for training (the first updates are slow while it compiles)")
+    compile_mode: COMPILE_MODE_CHOICES = cfg_field("default", "torch.compile mode with --compile: reduce-overhead uses CUDA "
+                                                              "graphs (best with fixed batch shapes, e.g. language models)")
 
 
 @dataclass
