@@ -67,8 +67,10 @@ def run_mode(mode: str, data: str, args, workdir: str) -> dict:
         f"optimization.max_update={args.updates}", "optimization.lr=[0.0003]", "optimization.clip_norm=1.0",
         "lr_scheduler=inverse_sqrt", "lr_scheduler.warmup_updates=10", "optimizer.adam_betas='(0.9,0.95)'",
         "checkpoint.no_save=true", f"common.log_interval={args.log_interval}", "common.log_format=json",
-        f"common.compile={'true' if compiled else 'false'}", f"hydra.run.dir={workdir}/{mode}",
+        f"common.compile={'true' if compiled else 'false'}", f"hydra.run.dir={workdir}/{mode.replace('=', '_')}",
     ]
+    if "=" in compiled:  # e.g. bf16+compile=reduce-overhead
+        overrides.append(f"common.compile_mode={compiled.split('=', 1)[1]}")
     if precision in ("fp16", "bf16", "amp", "memory_efficient_fp16"):
         overrides.append(f"common.{precision}=true")
     if args.tiny:
@@ -100,7 +102,8 @@ def run_mode(mode: str, data: str, args, workdir: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modes", nargs="+", default=["bf16", "bf16+compile", "fp32", "fp16", "memory_efficient_fp16", "amp"],
-                        help="precision[+compile] for each run: fp32, bf16, fp16, memory_efficient_fp16, amp")
+                        help="precision[+compile[=MODE]] for each run: fp32, bf16, fp16, memory_efficient_fp16, amp; "
+                             "MODE is a torch.compile mode, e.g. reduce-overhead")
     parser.add_argument("--arch", default="transformer_lm_gpt")
     parser.add_argument("--updates", type=int, default=60)
     parser.add_argument("--log-interval", type=int, default=10)
@@ -127,7 +130,7 @@ def main() -> None:
     layers, width = (2, 64) if args.tiny else (12, 768)
     baseline = None
     for r in results:
-        name = r["mode"].replace("+", "_")
+        name = r["mode"].replace("+", "_").replace("=", "_").replace("-", "_")
         if "error" in r:
             print(f"{name}_error: {r['error']!r}")
             continue
@@ -143,7 +146,8 @@ def main() -> None:
         baseline = baseline or (r if r["mode"] == "bf16" else None)
     for r in results:
         if baseline and "error" not in r and r is not baseline:
-            print(f"{r['mode'].replace('+', '_')}_vs_bf16: {r['wps'] / baseline['wps']:.2f}x")
+            print(f"{r['mode'].replace('+', '_').replace('=', '_').replace('-', '_')}_vs_bf16: "
+                  f"{r['wps'] / baseline['wps']:.2f}x")
 
 
 if __name__ == "__main__":
