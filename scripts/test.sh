@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Set up ./.venv if needed, then run the whole test suite. Extra arguments go to pytest.
+# Set up ./.venv if needed, then run the whole test suite (with the compiled kernels, then the parts that
+# use them again on their PyTorch references). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 export PATH="$PWD/.venv/bin:$PATH"
-exec python -m pytest -q tests "$@"
+# setup.sh builds the compiled kernels unless FAIRSEQ_LITE_BUILD_EXT=0: then a test checks that they load.
+if [ "${FAIRSEQ_LITE_BUILD_EXT:-1}" != 0 ]; then export FAIRSEQ_LITE_REQUIRE_EXT=${FAIRSEQ_LITE_REQUIRE_EXT:-1}; fi
+python -m pytest -q tests "$@"
+# The same behaviour on the PyTorch references of the compiled kernels: the kernel tests compare both
+# paths already; these run training, batching and decoding end to end with the extension forced off.
+FAIRSEQ_LITE_FORCE_REFERENCE=1 python -m pytest -q "$@" tests/test_training.py tests/test_criterion.py \
+  tests/test_label_smoothed_ce.py tests/test_data_utils.py tests/test_token_block_dataset.py \
+  tests/test_sequence_generator.py tests/test_generate_translation.py
