@@ -22,8 +22,13 @@ def extensions():
     a CUDA build of torch are present."""
     if os.environ.get("FAIRSEQ_LITE_BUILD_EXT", "1") == "0":
         return [], {}
-    import torch
-    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+    try:
+        import torch
+        from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+    except ImportError:
+        raise SystemExit("fairseq-lite compiles its kernels against the installed torch, and none was found: "
+                         "run `pip install torch==2.13.0` first, then `pip install --no-build-isolation .` "
+                         "(or set FAIRSEQ_LITE_BUILD_EXT=0 to install without the kernels)")
 
     csrc = ROOT / "fairseq_lite" / "csrc"
     cpp = sorted(str(p.relative_to(ROOT)) for p in csrc.glob("*.cpp"))
