@@ -77,8 +77,8 @@ def test_no_smoothing_equals_cross_entropy():
     ce_loss, ce_size, ce_log = CrossEntropyCriterion(OmegaConf.create({"sentence_avg": False}), Task())(model, sample())
     assert size == ce_size == 8
     torch.testing.assert_close(loss, ce_loss, rtol=1e-6, atol=0)
-    assert log["loss"] == pytest.approx(ce_log["loss"], rel=1e-6)
-    assert log["nll_loss"] == pytest.approx(log["loss"], rel=1e-6)
+    assert float(log["loss"]) == pytest.approx(float(ce_log["loss"]), rel=1e-6)
+    assert float(log["nll_loss"]) == pytest.approx(float(log["loss"]), rel=1e-6)
     stats = LabelSmoothedCrossEntropyCriterion.reduce_metrics(log)
     ce_stats = CrossEntropyCriterion.reduce_metrics(ce_log)
     for key in ("loss", "nll_loss", "ppl"):
