@@ -18,7 +18,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 stamp="$VENV/.fairseq-lite-installed"
-want=$( (cat setup.py scripts/setup.sh fairseq_lite/csrc/*; echo "extras=$EXTRAS") | sha256sum | cut -d' ' -f1)
+want=$( (cat setup.py pyproject.toml scripts/setup.sh fairseq_lite/csrc/*; echo "extras=$EXTRAS") | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c "import fairseq_lite, torch" 2>/dev/null; then
   exit 0
 fi

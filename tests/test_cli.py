@@ -144,8 +144,11 @@ def test_regular_install_finds_its_config_tree(tmp_path):
     """A non-editable install carries config/ inside the package, and commands compose from it."""
     root = Path(__file__).resolve().parent.parent
     target = tmp_path / "site"
-    run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
-         "--target", str(target), str(root)], cwd=tmp_path, timeout=600)
+    # Without the compiled kernels (FAIRSEQ_LITE_BUILD_EXT=0): this is about the config tree, and
+    # compiling them again would take minutes.
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
+                    "--target", str(target), str(root)], cwd=tmp_path, timeout=600, check=True,
+                   env=dict(os.environ, FAIRSEQ_LITE_BUILD_EXT="0"))
     code = ("import fairseq_lite, sys; from fairseq_lite.dataclass.compose import bundled_config_dir, compose_config;"
             "d = bundled_config_dir(); assert d.startswith(sys.argv[1]), d;"
             "cfg = compose_config(['task=language_modeling', 'task.data=D', 'model=transformer_lm/transformer_lm_gpt']);"
