@@ -10,6 +10,7 @@ import torch
 
 from fairseq_lite.data.lm_context_window_dataset import LMContextWindowDataset
 from fairseq_lite.errors import ConfigError
+from fairseq_lite.kernels.cross_entropy import softmax_cross_entropy
 from fairseq_lite.trainer import move_to_device
 
 logger = logging.getLogger(__name__)
@@ -48,9 +49,9 @@ def score_batches(model, batches: Iterable[Dict], device: torch.device, pad_idx:
         with autocast() if autocast is not None else contextlib.nullcontext():
             logits, _ = model(**sample["net_input"])
         target = sample["target"]
-        # fp32 log-softmax: bf16 logits would cost perplexity digits.
-        token_nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), target,
-                                                      ignore_index=pad_idx, reduction="none")
+        # The fused kernel reads the logits once and accumulates in fp32 (bf16 logits would cost
+        # perplexity digits), without an fp32 copy of the [tokens, vocab] logits.
+        token_nll = softmax_cross_entropy(logits, target, ignore_index=pad_idx, reduce=False)[1].view_as(target)
         mask = target.ne(pad_idx)
         nll_sum += float(token_nll[mask].sum())
         ntokens += int(mask.sum())
