@@ -249,7 +249,9 @@ class CheckpointManager:
         for name in os.listdir(self.ckpt.save_dir):
             if name.startswith("checkpoint") and name.endswith(".pt"):
                 try:
-                    state = torch.load(os.path.join(self.ckpt.save_dir, name), map_location="cpu", weights_only=True)
+                    # mmap: only the small entries are read, not the tensors of a full checkpoint
+                    state = torch.load(os.path.join(self.ckpt.save_dir, name), map_location="cpu",
+                                       weights_only=True, mmap=True)
                 except Exception:  # not ours or unreadable: keep everything rather than guess
                     return
                 if isinstance(state, dict) and state.get("sharded_state"):

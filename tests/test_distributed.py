@@ -162,3 +162,15 @@ def test_ctrl_c_with_spawned_workers_saves_and_says_so(tiny_data_bin, tmp_path):
     resumed = run([*args[:-1], f"hydra.run.dir={tmp_path}/resumed",
                    "optimization.max_update=" + str(saved + 2)], cwd=tmp_path)
     assert f'"num_updates": {saved + 2}' in resumed.stdout
+
+
+def test_a_user_error_in_spawned_workers_is_one_line(tiny_data_bin, tmp_path):
+    """A mistake only the workers can see (fp16 on a CPU) ends the command with its one-line message and
+    exit 1, not spawn's traceback of each worker."""
+    proc = run([command("fairseq-hydra-train"),
+                *tiny_lm_overrides(tiny_data_bin, tmp_path / "ckpt", max_update=4, extra=EXTRA + ["common.fp16=true"]),
+                "distributed_training.distributed_world_size=2", f"hydra.run.dir={tmp_path}"], cwd=tmp_path,
+               check=False)
+    assert proc.returncode == 1
+    assert "error: common.fp16=true needs a CUDA GPU" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout and "ProcessRaisedException" not in proc.stderr

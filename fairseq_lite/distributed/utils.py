@@ -68,8 +68,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# A worker that stops on a user error (FairseqLiteError) exits with this code after handing the error to
+# the parent, which raises it as its own: one line for the user, not spawn's traceback of every worker.
+_USER_ERROR_EXIT = 3
+
+
 def _spawned_worker(local_rank: int, main: Callable, plain_cfg: dict, init_method: str, world_size: int,
-                    log_files: List[str]) -> None:
+                    log_files: List[str], user_errors) -> None:
     from fairseq_lite.cli_utils import setup_logging
     from fairseq_lite.dataclass.compose import config_from_dict
 
@@ -79,7 +84,7 @@ def _spawned_worker(local_rank: int, main: Callable, plain_cfg: dict, init_metho
         handler = logging.FileHandler(path)
         handler.setFormatter(logging.getLogger().handlers[0].formatter)
         logging.getLogger().addHandler(handler)
-    from fairseq_lite.errors import TrainingInterrupted
+    from fairseq_lite.errors import FairseqLiteError, TrainingInterrupted
     from fairseq_lite.training import GracefulStop
 
     # Ctrl-C reaches every process of the terminal's group: let the parent alone take it and pass it on
@@ -92,6 +97,9 @@ def _spawned_worker(local_rank: int, main: Callable, plain_cfg: dict, init_metho
         main(cfg)
     except TrainingInterrupted as stop:
         sys.exit(128 + stop.signum)  # the parent reports it, once
+    except FairseqLiteError as error:
+        user_errors.put(error)
+        sys.exit(_USER_ERROR_EXIT)
     finally:
         dist.destroy_process_group()
 
@@ -101,8 +109,9 @@ def _spawn_and_wait(world_size: int, args: tuple) -> None:
     SIGTERM (they save and stop), and their orderly stop becomes this command's TrainingInterrupted."""
     from fairseq_lite.errors import TrainingInterrupted
 
-    context = torch.multiprocessing.start_processes(_spawned_worker, args=args, nprocs=world_size, join=False,
-                                                    start_method="spawn")
+    user_errors = torch.multiprocessing.get_context("spawn").SimpleQueue()
+    context = torch.multiprocessing.start_processes(_spawned_worker, args=(*args, user_errors), nprocs=world_size,
+                                                    join=False, start_method="spawn")
     received = []
 
     def forward(signum, frame):
@@ -123,6 +132,8 @@ def _spawn_and_wait(world_size: int, args: tuple) -> None:
             name = signal.Signals(received[0]).name
             raise TrainingInterrupted(received[0], f"stopped by {name}: the workers saved checkpoint_last.pt; "
                                                    f"rerun the same command to resume") from None
+        if e.exit_code == _USER_ERROR_EXIT and not user_errors.empty():
+            raise user_errors.get() from None
         raise
     finally:
         for sig, handler in previous.items():
