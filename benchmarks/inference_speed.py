@@ -204,6 +204,8 @@ def main():
     parser.add_argument("--gen-len", type=int, default=32, help="tokens per hypothesis (min-len = max-len-b)")
     parser.add_argument("--repeat", type=int, default=3, help="copies of the raw plays given to preprocess")
     parser.add_argument("--preprocess-repeats", type=int, default=1, help="preprocess runs per tool and --workers")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep data, checkpoints and outputs here (default: a temporary directory, removed)")
     args = parser.parse_args()
     chosen = [b.strip() for b in args.only.split(",") if b.strip()]
     unknown = [b for b in chosen if b not in BENCHMARKS]
@@ -215,8 +217,8 @@ def main():
     print_value("reference", f"fairseq {version} ({args.fairseq_python})")
     with tempfile.TemporaryDirectory(prefix="inference_speed_") as tmp:
         for name in chosen:
-            workdir = Path(tmp) / name
-            workdir.mkdir()
+            workdir = (args.workdir or Path(tmp)) / name
+            workdir.mkdir(parents=True, exist_ok=args.workdir is not None)
             BENCHMARKS[name](args, workdir)
 
 

@@ -80,3 +80,4 @@ def test_kv_cache_equals_full_recompute_on_a_trained_translation_model(translati
         assert [h["tokens"].tolist() for h in a] == [h["tokens"].tolist() for h in b]
         torch.testing.assert_close(torch.stack([h["score"] for h in a]), torch.stack([h["score"] for h in b]),
                                    atol=1e-5, rtol=0)
+

@@ -182,6 +182,23 @@ def test_sampling_is_reproducible_with_a_seed_and_returns_beam_samples():
     assert all(len(h) == 4 for h in first)
 
 
+@pytest.mark.parametrize("incremental", [True, False])
+def test_one_encoder_output_per_sentence_gives_the_hypotheses_of_one_per_hypothesis(incremental):
+    """The decoder shares a sentence's encoder output among its hypotheses; it moves only when sentences
+    finish. The hypotheses must be those of per-hypothesis copies (fairseq's layout)."""
+    model = TinyModel(D, encoder=True, seed=3)  # its first sentence finishes long before the others
+    grouped = SequenceGenerator(model, D, beam_size=2, max_len_b=30, use_incremental=incremental)
+    per_hypothesis = SequenceGenerator(model, D, beam_size=2, max_len_b=30, use_incremental=incremental)
+    per_hypothesis.model.grouped_encoder_out = False
+    assert grouped.model.grouped_encoder_out
+    moves = []
+    reorder = grouped.model.reorder_encoder_out
+    grouped.model.reorder_encoder_out = lambda out, order: (moves.append(order.tolist()), reorder(out, order))[1]
+    out = grouped.generate(sample_of())
+    assert moves == [[1, 2]]  # once, one row per sentence, when the first sentence left
+    assert_same_hypos(out, per_hypothesis.generate(sample_of()))
+
+
 @pytest.mark.parametrize("encoder", [True, False])
 def test_a_batch_decodes_like_each_sentence_alone(encoder):
     model = TinyModel(D, encoder, seed=1)

@@ -108,6 +108,50 @@ def test_reorder_encoder_out_and_incremental_state_follow_beams():
     torch.testing.assert_close(step[:, 0], full[:, -1], atol=1e-5, rtol=1e-5)
 
 
+def test_encoder_output_shared_by_groups_of_rows_equals_one_copy_per_row():
+    """Beam search keeps one encoder output per sentence; rows i*g..i*g+g-1 of the decoder read row i."""
+    model = tiny_model()
+    src, lengths = left_pad([LONG, SHORT]), torch.LongTensor([8, 5])
+    g = 3
+    prev = torch.randint(4, 40, (2 * g, 4))
+    prev[:, 0] = 2
+    with torch.no_grad():
+        encoder_out = model.encoder(src, lengths)
+        repeated = model.encoder.reorder_encoder_out(encoder_out, torch.arange(2).repeat_interleave(g))
+        full, _ = model.decoder(prev, encoder_out=repeated)
+        torch.testing.assert_close(model.decoder(prev, encoder_out=encoder_out)[0], full, atol=1e-5, rtol=1e-5)
+        state = {}
+        steps = [model.decoder(prev[:, :t + 1], encoder_out=encoder_out, incremental_state=state)[0]
+                 for t in range(2)]
+        torch.testing.assert_close(torch.cat(steps, 1), full[:, :2], atol=1e-5, rtol=1e-5)
+        caches = [c for c in state.values() if "group" in c]
+        assert caches and all(c["prev_key"].size(0) == 2 and c["group"] == g for c in caches)
+
+        # Hypotheses swapping places within their sentence leave the shared cache as it is ...
+        keys = [c["prev_key"] for c in caches]
+        within = torch.LongTensor([2, 0, 1, 3, 3, 5])
+        model.decoder.reorder_incremental_state(state, within)
+        assert all(c["prev_key"] is k for c, k in zip(caches, keys))
+        step, _ = model.decoder(prev[within, :3], encoder_out=encoder_out, incremental_state=state)
+        full, _ = model.decoder(prev[within, :3], encoder_out=repeated)
+        torch.testing.assert_close(step[:, 0], full[:, -1], atol=1e-5, rtol=1e-5)
+
+        # ... and a sentence leaving takes its encoder rows along.
+        second = torch.LongTensor([3, 4, 5])
+        model.decoder.reorder_incremental_state(state, second)
+        assert all(c["prev_key"].size(0) == 1 for c in caches)
+        kept = model.encoder.reorder_encoder_out(encoder_out, torch.LongTensor([1]))
+        tokens = prev[within][second, :4]
+        step, _ = model.decoder(tokens, encoder_out=kept, incremental_state=state)
+        full, _ = model.decoder(tokens, encoder_out=model.encoder.reorder_encoder_out(kept, torch.zeros(3).long()))
+        torch.testing.assert_close(step[:, 0], full[:, -1], atol=1e-5, rtol=1e-5)
+
+        with pytest.raises(ValueError, match="cannot reorder 2 rows that share encoder rows in groups of 3"):
+            model.decoder.reorder_incremental_state(state, torch.LongTensor([0, 1]))
+        with pytest.raises(ValueError, match="5 query rows cannot share 2 encoder rows"):
+            model.decoder(prev[:5, :2], encoder_out=encoder_out)
+
+
 def test_share_all_embeddings_ties_encoder_decoder_and_output():
     model = tiny_model(share_all_embeddings=True)
     assert model.encoder.embed_tokens.weight is model.decoder.embed_tokens.weight

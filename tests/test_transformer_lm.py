@@ -160,6 +160,23 @@ def test_reorder_incremental_state_follows_beams():
     assert torch.allclose(torch.cat(rest, 1), full[:, 3:], atol=1e-5)
 
 
+def test_reorders_before_a_step_compose():
+    """The self-attention cache applies a reorder at the next step, fused with the append: two reorders
+    in a row must act as their composition."""
+    model = make_model()
+    tokens = random_tokens(3, 5)
+    state = {}
+    incremental_logits(model, tokens[:, :3], state)
+    first, second = torch.tensor([2, 2, 0, 1]), torch.tensor([3, 0, 1])
+    model.decoder.reorder_incremental_state(state, first)
+    model.decoder.reorder_incremental_state(state, second)
+    reordered = tokens[first][second]
+    with torch.no_grad():
+        rest = [model(reordered[:, : t + 1], incremental_state=state)[0] for t in range(3, 5)]
+        full, _ = model(reordered)
+    torch.testing.assert_close(torch.cat(rest, 1), full[:, 3:], atol=1e-5, rtol=1e-5)
+
+
 def test_tied_embeddings_share_the_parameter():
     tied = make_model(share_decoder_input_output_embed=True)
     untied = make_model()

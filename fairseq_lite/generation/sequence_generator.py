@@ -6,7 +6,9 @@ Layout of the search state, for `bsz` sentences still being decoded and `beam` h
   scores: (bsz*beam) x (max_len+1)   cumulative log-probability after each step
 A hypothesis whose best continuation is eos is *finalized*: copied out with its score normalized
 by length**lenpen. A sentence is done when `beam` hypotheses are finalized (or at max_len); done
-sentences leave the batch, and the KV cache and encoder output are reordered to follow the rows.
+sentences leave the batch, and the KV cache and encoder output are reordered to follow the rows. A
+decoder that supports it keeps one encoder output per sentence (not per hypothesis), which moves only
+when sentences leave.
 """
 
 import math
@@ -30,6 +32,9 @@ class EnsembleModel(nn.Module):
         self.has_encoder = all(getattr(m, "encoder", None) is not None for m in models)
         self.incremental = use_incremental and all(
             hasattr(getattr(m, "decoder", None), "reorder_incremental_state") for m in models)
+        # One encoder output per sentence, shared by its hypotheses (see FairseqDecoder).
+        self.grouped_encoder_out = self.has_encoder and all(
+            getattr(m.decoder, "supports_grouped_encoder_out", False) for m in models)
 
     def max_decoder_positions(self) -> int:
         limits = []
@@ -67,7 +72,8 @@ class EnsembleModel(nn.Module):
                 # The decoder embeds only the newest token and reads the rest from its cache.
                 kwargs["incremental_state"] = states[i]
             logits, extra = m.decoder(tokens, **kwargs)
-            last = (logits[:, -1:, :] / temperature, extra)
+            logits = logits[:, -1:, :]
+            last = (logits if temperature == 1.0 else logits / temperature, extra)
             all_lprobs.append(m.get_normalized_probs(last, log_probs=True)[:, -1, :])
         if len(all_lprobs) == 1:
             return all_lprobs[0]
@@ -177,10 +183,12 @@ class SequenceGenerator(nn.Module):
             raise ValueError(f"min_len ({self.min_len}) cannot be larger than max_len ({max_len}); "
                              f"adjust --min-len / --max-len-a / --max-len-b")
 
-        # Every sentence is decoded `beam` times: repeat its encoder output once, up front.
         encoder_outs = self.model.forward_encoder(net_input)
-        encoder_outs = self.model.reorder_encoder_out(
-            encoder_outs, torch.arange(bsz, device=device).repeat_interleave(beam))
+        grouped = self.model.grouped_encoder_out
+        if not grouped:
+            # Every sentence is decoded `beam` times: repeat its encoder output once, up front.
+            encoder_outs = self.model.reorder_encoder_out(
+                encoder_outs, torch.arange(bsz, device=device).repeat_interleave(beam))
         states: List[Dict[str, Any]] = [{} for _ in self.model.models]
 
         scores = torch.zeros(bsz * beam, max_len + 1, device=device)
@@ -204,14 +212,17 @@ class SequenceGenerator(nn.Module):
                     # Rows of removed sentences are gone: shift each beam index to its new row.
                     shift = batch_idxs - torch.arange(batch_idxs.numel(), device=device)
                     reorder_state = (reorder_state.view(-1, beam) + shift.unsqueeze(-1) * beam).view(-1)
+                    if grouped:
+                        encoder_outs = self.model.reorder_encoder_out(encoder_outs, batch_idxs)
                 self.model.reorder_incremental_state(states, reorder_state)
-                encoder_outs = self.model.reorder_encoder_out(encoder_outs, reorder_state)
+                if not grouped:
+                    encoder_outs = self.model.reorder_encoder_out(encoder_outs, reorder_state)
 
             lprobs = self.model.forward_decoder(tokens[:, :step + 1], encoder_outs, states, self.temperature)
-            lprobs = lprobs.float()
-            lprobs[lprobs != lprobs] = -math.inf
+            lprobs = lprobs.float().nan_to_num_(nan=-math.inf, posinf=math.inf, neginf=-math.inf)
             lprobs[:, self.pad] = -math.inf
-            lprobs[:, self.unk] -= self.unk_penalty
+            if self.unk_penalty:
+                lprobs[:, self.unk] -= self.unk_penalty
             if step >= max_len:  # only eos is left
                 lprobs[:, :self.eos] = -math.inf
                 lprobs[:, self.eos + 1:] = -math.inf

@@ -44,6 +44,11 @@ class BaseFairseqModel(nn.Module):
 
 
 class FairseqDecoder(nn.Module):
+    # True when the decoder accepts an encoder_out with fewer rows than prev_output_tokens, B = g * B_enc,
+    # rows i*g ... i*g+g-1 reading encoder row i. Beam search then keeps one encoder output per sentence
+    # (not one per hypothesis) and reorders it only when sentences finish.
+    supports_grouped_encoder_out: bool = False
+
     def __init__(self, dictionary: Any):
         super().__init__()
         self.dictionary = dictionary

@@ -47,6 +47,8 @@ def _get(cfg: Any, name: str, default: Any = None) -> Any:
 
 
 class TransformerDecoder(FairseqIncrementalDecoder):
+    supports_grouped_encoder_out = True  # see MultiheadAttention: its encoder attention shares rows
+
     def __init__(self, cfg: Any, dictionary: Any, embed_tokens: nn.Embedding, no_encoder_attn: bool = False):
         super().__init__(dictionary)
         embed_dim = cfg.decoder_embed_dim

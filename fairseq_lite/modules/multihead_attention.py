@@ -5,20 +5,27 @@ fairseq (q_proj, k_proj, v_proj, out_proj) so its checkpoints map over one to on
 
 Incremental decoding keeps per-module state in a plain dict `incremental_state`, keyed by a
 name unique to each attention module:
-  self-attention:            {"prev_key", "prev_value": B x H x S x D, "prev_key_padding_mask": B x S or None}
-  encoder-decoder attention: {"prev_key", "prev_value"} computed once from the encoder output.
+  self-attention:            {"prev_key", "prev_value": B x H x S x D, "prev_key_padding_mask": B x S or None,
+                              "pending_order": rows to take at the next step, or None}
+  encoder-decoder attention: {"prev_key", "prev_value": B_enc x H x S x D, computed once from the encoder
+                              output, "group": query rows per encoder row}
+
+Encoder-decoder attention accepts an encoder output with fewer rows than the query: with B = g * B_enc,
+query rows i*g ... i*g+g-1 all read encoder row i. Beam search uses this to keep one encoder output (and
+one projected key/value cache) per sentence instead of one per hypothesis: g = beam. Those g queries
+attend together, as one query of g*T positions (no causal mask across the encoder output).
 """
 
 import itertools
 import math
-from typing import Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-IncrementalState = Dict[str, Dict[str, Optional[Tensor]]]
+IncrementalState = Dict[str, Dict[str, Any]]
 
 _instance_ids = itertools.count()
 
@@ -79,47 +86,40 @@ class MultiheadAttention(nn.Module):
         causal: bool = False,
     ) -> Tensor:
         """
-        query: B x T x C. key: B x S x kdim, the encoder output (ignored for self-attention, and
-        after the first step of incremental decoding). key_padding_mask: B x S (or B x T for the
-        new self-attention steps), True at pads. causal: mask future positions (self-attention).
-        Returns B x T x C.
+        query: B x T x C. key: B_enc x S x kdim, the encoder output (B_enc divides B; ignored for
+        self-attention, and after the first step of incremental decoding). key_padding_mask: B_enc x S
+        (or B x T for the new self-attention steps), True at pads. causal: mask future positions
+        (self-attention). Returns B x T x C.
         """
         bsz, tgt_len, _ = query.shape
-        q = self._split_heads(self.q_proj(query))
         cache = None
         if incremental_state is not None:
             cache = incremental_state.setdefault(self.cache_key, {})
 
         if self.self_attention:
-            k = self._split_heads(self.k_proj(query))
-            v = self._split_heads(self.v_proj(query))
-            if cache is not None:
-                if cache.get("prev_key") is not None:
-                    k = torch.cat([cache["prev_key"], k], dim=2)
-                    v = torch.cat([cache["prev_value"], v], dim=2)
-                key_padding_mask = _append_padding_mask(cache.get("prev_key_padding_mask"), key_padding_mask,
-                                                        prev_len=k.size(2) - tgt_len, new_len=tgt_len)
-                cache.update(prev_key=k, prev_value=v, prev_key_padding_mask=key_padding_mask)
-        elif cache is not None and cache.get("prev_key") is not None:
-            # The encoder output does not change while decoding: project it once.
-            k, v = cache["prev_key"], cache["prev_value"]
+            q = self._split_heads(self.q_proj(query))
+            k, v, key_padding_mask = self._self_attention_kv(query, key_padding_mask, cache)
         else:
-            assert key is not None, "encoder-decoder attention needs the encoder output as key"
-            k = self._split_heads(self.k_proj(key))
-            v = self._split_heads(self.v_proj(key))
+            k, v = self._encoder_kv(key, cache)
+            group = bsz // k.size(0)
+            if group * k.size(0) != bsz:
+                raise ValueError(f"encoder-decoder attention: {bsz} query rows cannot share {k.size(0)} encoder "
+                                 f"rows (the query's rows must be a multiple of the encoder output's)")
             if cache is not None:
-                cache.update(prev_key=k, prev_value=v)
+                cache["group"] = group
+            # Each encoder row's `group` query rows attend as one query of group * tgt_len positions.
+            q = self._split_heads(self.q_proj(query.reshape(k.size(0), group * tgt_len, -1)))
 
-        src_len = k.size(2)
+        q_len, src_len = q.size(2), k.size(2)
         has_padding = key_padding_mask is not None and bool(key_padding_mask.any())
         attn_mask = None
         is_causal = False
         if has_padding:
-            attn_mask = _build_mask(tgt_len, src_len, key_padding_mask, causal, device=q.device)
-        elif causal and tgt_len == src_len:
+            attn_mask = _build_mask(q_len, src_len, key_padding_mask, causal, device=q.device)
+        elif causal and q_len == src_len:
             is_causal = True  # no mask tensor: lets SDPA pick its fused kernels
-        elif causal and tgt_len > 1:
-            attn_mask = _build_mask(tgt_len, src_len, None, causal, device=q.device)
+        elif causal and q_len > 1:
+            attn_mask = _build_mask(q_len, src_len, None, causal, device=q.device)
         # (A single new step with no padding may attend to every cached key: no mask at all.)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, is_causal=is_causal,
@@ -128,14 +128,81 @@ class MultiheadAttention(nn.Module):
         out = out.transpose(1, 2).reshape(bsz, tgt_len, self.embed_dim)
         return self.out_proj(out)
 
+    def _self_attention_kv(self, query: Tensor, key_padding_mask: Optional[Tensor],
+                           cache: Optional[Dict[str, Any]]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """Keys/values of the new positions, appended to the cached ones when decoding incrementally."""
+        k = self._split_heads(self.k_proj(query))
+        v = self._split_heads(self.v_proj(query))
+        if cache is None:
+            return k, v, key_padding_mask
+        tgt_len = query.size(1)
+        prev_k = cache.get("prev_key")
+        if prev_k is not None:
+            order = cache.pop("pending_order", None)
+            k = _gather_and_append(prev_k, k, order)
+            v = _gather_and_append(cache["prev_value"], v, order)
+            prev_mask = cache.get("prev_key_padding_mask")
+            if order is not None and prev_mask is not None:
+                cache["prev_key_padding_mask"] = prev_mask.index_select(0, order)
+        key_padding_mask = _append_padding_mask(cache.get("prev_key_padding_mask"), key_padding_mask,
+                                                prev_len=k.size(2) - tgt_len, new_len=tgt_len)
+        cache.update(prev_key=k, prev_value=v, prev_key_padding_mask=key_padding_mask)
+        return k, v, key_padding_mask
+
+    def _encoder_kv(self, key: Optional[Tensor], cache: Optional[Dict[str, Any]]) -> Tuple[Tensor, Tensor]:
+        if cache is not None and cache.get("prev_key") is not None:
+            # The encoder output does not change while decoding: project it once.
+            return cache["prev_key"], cache["prev_value"]
+        if key is None:
+            raise ValueError("encoder-decoder attention needs the encoder output as key")
+        k = self._split_heads(self.k_proj(key))
+        v = self._split_heads(self.v_proj(key))
+        if cache is not None:
+            cache.update(prev_key=k, prev_value=v)
+        return k, v
+
     def reorder_incremental_state(self, incremental_state: IncrementalState, new_order: Tensor) -> None:
-        """Select/duplicate batch rows of the cache, e.g. to follow the surviving beams."""
+        """Make row i of the cache what row new_order[i] was, e.g. to follow the surviving beams.
+
+        Self-attention defers the copy to the next step, where it is fused with appending the new
+        keys/values (one pass over the cache instead of two). An encoder-attention cache shared by
+        groups of g rows moves only when whole groups do: new_order must keep each group's rows
+        together, in blocks of g (beam search's order does).
+        """
         cache = incremental_state.get(self.cache_key)
-        if not cache:
+        if not cache or cache.get("prev_key") is None:
             return
-        for name, value in cache.items():
-            if value is not None:
-                cache[name] = value.index_select(0, new_order)
+        if self.self_attention:
+            pending = cache.get("pending_order")
+            cache["pending_order"] = new_order if pending is None else pending.index_select(0, new_order)
+            return
+        group = cache.get("group", 1)
+        rows = cache["prev_key"].size(0)
+        if group == 1:
+            order = new_order
+        else:
+            if new_order.numel() % group:
+                raise ValueError(f"encoder-decoder attention: cannot reorder {new_order.numel()} rows that share "
+                                 f"encoder rows in groups of {group}")
+            order = torch.div(new_order[::group], group, rounding_mode="floor")
+            if order.numel() == rows and torch.equal(order, torch.arange(rows, device=order.device)):
+                return  # the hypotheses moved within their sentences only: nothing to do
+        cache["prev_key"] = cache["prev_key"].index_select(0, order)
+        cache["prev_value"] = cache["prev_value"].index_select(0, order)
+
+
+def _gather_and_append(prev: Tensor, new: Tensor, order: Optional[Tensor]) -> Tensor:
+    """torch.cat([prev.index_select(0, order), new], dim=2), copying the cache once instead of twice."""
+    if order is None:
+        return torch.cat([prev, new], dim=2)
+    if prev.device.type != "cpu" or (torch.is_grad_enabled() and (prev.requires_grad or new.requires_grad)):
+        # index_select's out= has no autograd, and is only relied on for CPU tensors here.
+        return torch.cat([prev.index_select(0, order), new], dim=2)
+    prev_len = prev.size(2)
+    out = prev.new_empty(order.numel(), prev.size(1), prev_len + new.size(2), prev.size(3))
+    torch.index_select(prev, 0, order, out=out[:, :, :prev_len])
+    out[:, :, prev_len:] = new
+    return out
 
 
 def _append_padding_mask(prev: Optional[Tensor], new: Optional[Tensor], prev_len: int,
