@@ -1,7 +1,8 @@
 """Checkpoint files: fairseq's names, atomic writes, exact resume, and loading for inference.
 
 A checkpoint holds only tensors and plain Python containers (the config included, resolved), so
-`torch.load(path, weights_only=True)` reads it and loading one never runs code.
+`torch.load(path, weights_only=True)` reads it and loading one never runs code. Checkpoints written by
+fairseq 0.12.2 load too, for inference and fine-tuning (see fairseq_checkpoint.py).
 
 A fully_sharded (FSDP) run writes its model and optimizer state as a torch.distributed.checkpoint
 directory under `<save_dir>/shards/`, one file per rank; its checkpoint_*.pt files hold everything else
@@ -10,6 +11,7 @@ switches the .pt files to it, so a kill during a save leaves the previous checkp
 no checkpoint names any more are removed.
 """
 
+import argparse
 import logging
 import os
 import re
@@ -24,6 +26,7 @@ from omegaconf import DictConfig
 import fairseq_lite
 from fairseq_lite.dataclass.compose import config_from_dict, to_plain_dict
 from fairseq_lite.errors import CheckpointError
+from fairseq_lite.fairseq_checkpoint import convert_fairseq_checkpoint, is_fairseq_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +81,22 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def torch_load_weights_only(path: str, mmap: bool = False) -> Any:
+    """torch.load that unpickles tensors and plain containers only (never runs code from the file)."""
+    # fairseq 0.12.2 keeps an argparse.Namespace in some configs: plain data, safe to allow.
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+
+
 def load_checkpoint_to_cpu(path: str) -> Dict[str, Any]:
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch_load_weights_only(path)
     except Exception as e:  # torch raises many types for a truncated or foreign file
         raise CheckpointError(f"cannot read checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    if isinstance(state, dict) and is_fairseq_checkpoint(state):
+        return convert_fairseq_checkpoint(state, path)
     if not isinstance(state, dict) or "model" not in state or "cfg" not in state:
         raise CheckpointError(f"{path} is not a fairseq-lite checkpoint (no 'model'/'cfg' entries)")
     return state
@@ -295,6 +307,10 @@ class CheckpointManager:
                 self._load_pretrained(trainer, self.ckpt.finetune_from_model)
             return None
         state = load_checkpoint_to_cpu(path)
+        if state.get("written_by") == "fairseq":
+            raise CheckpointError(f"{path} was written by fairseq: its optimizer and data-iterator states cannot be "
+                                  f"resumed; start a new run from its weights with "
+                                  f"checkpoint.finetune_from_model={path}")
         if state.get("sharded_state"):
             state["sharded_state"] = os.path.join(os.path.dirname(os.path.abspath(path)), state["sharded_state"])
         try:

@@ -64,10 +64,12 @@ def _flag_value(argv: Sequence[str], flag: str) -> Optional[str]:
 
 def checkpoint_task_name(path: str) -> str:
     """The task a checkpoint was trained with, read without loading its weights into memory."""
+    from fairseq_lite.checkpoint import torch_load_weights_only
+
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = torch_load_weights_only(path, mmap=True)
         return str(state["cfg"]["task"]["_name"])
     except Exception as e:  # a truncated or foreign file: say so in one line
         raise CheckpointError(f"cannot read checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
