@@ -41,6 +41,8 @@ UNSUPPORTED_MODEL_OPTIONS = {
     "decoder_xformers_att_config": None,
     "encoder_xformers_att_config": None,
 }
+# The same for the task: an LM whose output vocabulary is cut to the first N words has another output layer.
+UNSUPPORTED_TASK_OPTIONS = {"output_dictionary_size": -1}
 
 
 def is_fairseq_checkpoint(state: Mapping[str, Any]) -> bool:
@@ -63,6 +65,9 @@ def convert_fairseq_checkpoint(state: Dict[str, Any], path: str) -> Dict[str, An
             values = vars(values)
         if group == "model":
             plain[group] = _model_config(values, path)
+        elif group == "task":
+            _refuse_unsupported(values, UNSUPPORTED_TASK_OPTIONS, "task", path)
+            plain[group] = _known_fields(group, values)
         elif group in SETTINGS_GROUPS or group in COMPONENT_GROUPS:
             plain[group] = _known_fields(group, values)
     if isinstance(plain.get("common"), dict):
@@ -77,15 +82,21 @@ def _model_config(values: Any, path: str) -> Dict[str, Any]:
     if not isinstance(values, Mapping) or not values.get("_name"):
         raise CheckpointError(f"{path}: its model config names no model or architecture")
     values = dict(values)
-    for option, off in UNSUPPORTED_MODEL_OPTIONS.items():
-        if values.get(option, off) not in (off, None, False, 0, ""):
-            raise CheckpointError(f"{path}: the fairseq model uses {option}={values[option]!r}, which fairseq-lite "
-                                  f"does not implement")
+    _refuse_unsupported(values, UNSUPPORTED_MODEL_OPTIONS, "model", path)
     name = values["_name"]
     if name in ARCH_REGISTRY:
         # fairseq names the architecture; its values are all in the checkpoint already.
         values["_name"] = ARCH_REGISTRY[name].model
     return _known_fields("model", values)
+
+
+def _refuse_unsupported(values: Any, unsupported: Mapping[str, Any], what: str, path: str) -> None:
+    if not isinstance(values, Mapping):
+        return
+    for option, off in unsupported.items():
+        if values.get(option, off) not in (off, None, False, 0, ""):
+            raise CheckpointError(f"{path}: the fairseq {what} uses {option}={values[option]!r}, which fairseq-lite "
+                                  f"does not implement")
 
 
 def _known_fields(group: str, values: Any) -> Any:

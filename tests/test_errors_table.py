@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+FAIRSEQ_LM = ROOT / "tests" / "fixtures" / "fairseq_0.12.2" / "checkpoints" / "transformer_lm.pt"
 BASE = ("task=language_modeling task.data=DATA task.tokens_per_sample=32 model=transformer_lm "
         "model.decoder_layers=1 "
         "model.decoder_embed_dim=32 model.decoder_ffn_embed_dim=64 model.decoder_attention_heads=2 "
@@ -50,7 +51,7 @@ def test_mistake_gets_its_message(command, message, tiny_data_bin, tmp_path, mon
 
     def fill(text):
         return text.replace("BASE", BASE).replace("LEGACY", LEGACY).replace("DATA", str(tiny_data_bin)) \
-            .replace("TMP", str(tmp_path))
+            .replace("TMP", str(tmp_path)).replace("FAIRSEQ_LM", str(FAIRSEQ_LM))
 
     argv = shlex.split(fill(command))
     entry = {"fairseq-hydra-train": hydra_train.cli_main, "fairseq-train": train.cli_main}[argv[0]]

@@ -89,12 +89,14 @@ def test_a_run_starts_from_fairseq_weights_but_does_not_resume_fairseqs_training
                               f"checkpoint.restore_file={LM}"]))
 
 
-def test_a_fairseq_model_option_fairseq_lite_lacks_is_a_one_line_error(tmp_path):
+@pytest.mark.parametrize("group, option, value", [("model", "adaptive_softmax_cutoff", "100,500"),
+                                                   ("model", "decoder_layers_to_keep", "0"),
+                                                   ("task", "output_dictionary_size", 100)])
+def test_a_fairseq_option_fairseq_lite_lacks_is_a_one_line_error(tmp_path, group, option, value):
     state = fairseq_state(LM)
-    state["cfg"]["model"]["adaptive_softmax_cutoff"] = "100,500"
-    path = tmp_path / "adaptive.pt"
+    state["cfg"][group][option] = value
+    path = tmp_path / "unsupported.pt"
     torch.save(state, path)
-    with pytest.raises(CheckpointError, match=r"adaptive\.pt: the fairseq model uses "
-                                              r"adaptive_softmax_cutoff='100,500', which fairseq-lite does not "
-                                              r"implement"):
+    with pytest.raises(CheckpointError, match=rf"unsupported\.pt: the fairseq {group} uses {option}={value!r}, "
+                                              rf"which fairseq-lite does not implement"):
         load_checkpoint_to_cpu(str(path))
