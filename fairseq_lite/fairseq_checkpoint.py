@@ -14,10 +14,13 @@ layouts, so a fairseq run can be fine-tuned from (weights only) but not resumed.
 """
 
 import argparse
+import logging
 import re
 from typing import Any, Dict, Mapping
 
 from fairseq_lite.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
 
 FAIRSEQ_ONLY_WEIGHTS = re.compile(r"(\.version|\._float_tensor"
                                   r"|^encoder\.layers\.\d+\.(in_proj|out_proj|fc1|fc2)_(weight|bias))$")
@@ -68,6 +71,10 @@ def convert_fairseq_checkpoint(state: Dict[str, Any], path: str) -> Dict[str, An
         elif group == "task":
             _refuse_unsupported(values, UNSUPPORTED_TASK_OPTIONS, "task", path)
             plain[group] = _known_fields(group, values)
+        elif group in COMPONENT_GROUPS and not _is_registered(group, values):
+            # The training run's criterion, optimizer, bpe, ... do not shape the network: one that
+            # fairseq-lite lacks (nag, gpt2 bpe, moses, ...) is left out instead of failing the load.
+            logger.info(f"{path}: leaving out the fairseq {group} {_name_of(values)!r}, which fairseq-lite lacks")
         elif group in SETTINGS_GROUPS or group in COMPONENT_GROUPS:
             plain[group] = _known_fields(group, values)
     if isinstance(plain.get("common"), dict):
@@ -97,6 +104,17 @@ def _refuse_unsupported(values: Any, unsupported: Mapping[str, Any], what: str, 
         if values.get(option, off) not in (off, None, False, 0, ""):
             raise CheckpointError(f"{path}: the fairseq {what} uses {option}={values[option]!r}, which fairseq-lite "
                                   f"does not implement")
+
+
+def _name_of(values: Any) -> Any:
+    return values.get("_name") if isinstance(values, Mapping) else values
+
+
+def _is_registered(group: str, values: Any) -> bool:
+    from fairseq_lite.registry import COMPONENT_REGISTRIES
+
+    name = _name_of(values)
+    return name is None or name in COMPONENT_REGISTRIES[group].entries
 
 
 def _known_fields(group: str, values: Any) -> Any:

@@ -100,3 +100,19 @@ def test_a_fairseq_option_fairseq_lite_lacks_is_a_one_line_error(tmp_path, group
     with pytest.raises(CheckpointError, match=rf"unsupported\.pt: the fairseq {group} uses {option}={value!r}, "
                                               rf"which fairseq-lite does not implement"):
         load_checkpoint_to_cpu(str(path))
+
+
+def test_training_components_fairseq_lite_lacks_are_left_out_for_inference(tmp_path):
+    """nag, reduce_lr_on_plateau, gpt2 bpe, moses: they shaped the training run, not the network."""
+    state = fairseq_state(MT)
+    state["cfg"]["optimizer"] = {"_name": "nag", "momentum": 0.99}
+    state["cfg"]["lr_scheduler"] = {"_name": "reduce_lr_on_plateau"}
+    state["cfg"]["bpe"] = {"_name": "gpt2"}
+    state["cfg"]["tokenizer"] = {"_name": "moses"}
+    path = tmp_path / "nag.pt"
+    torch.save(state, path)
+    cfg, _, model = load_model_for_inference(str(path), task_overrides={"data": str(FIXTURES / "joined")})
+    assert cfg.model._name == "transformer" and cfg.optimizer is None and cfg.bpe is None
+    _, _, reference = load_model_for_inference(str(MT), task_overrides={"data": str(FIXTURES / "joined")})
+    for (name, a), (_, b) in zip(model.state_dict().items(), reference.state_dict().items()):
+        assert torch.equal(a, b), name
