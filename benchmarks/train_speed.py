@@ -144,6 +144,9 @@ def main():
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="intra-op threads for both tools (default: torch's default here)")
     parser.add_argument("--data", help="binarized LM data dir (default: the demo corpus, binarized in a temp dir)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="fp32 comparisons with fresh processes; with more than one, the ratio reported is the "
+                             "median of the rounds' ratios (one process's speed varies from start to start)")
     parser.add_argument("--lite-env", action="append", default=[], metavar="KEY=VALUE",
                         help="also time fairseq-lite with this environment variable set (repeatable), in the same "
                              "turns, e.g. THP_MEM_ALLOC_ENABLE=1")
@@ -152,6 +155,8 @@ def main():
     if bad:
         parser.error(f"--lite-env expects KEY=VALUE, got {bad}")
     lite_env = dict(kv.split("=", 1) for kv in args.lite_env)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
 
     version = check_fairseq_python(args.fairseq_python)
     print_value("machine", machine_line())
@@ -167,8 +172,9 @@ def main():
         runs = {"fairseq_fp32": ("fairseq", False, {}), "lite_fp32": ("lite", False, {})}
         if lite_env:  # a third run in the same turns: fairseq-lite under a candidate setting
             runs["lite_fp32_env"] = ("lite", False, lite_env)
-        results = timed_training(runs, data, args.fairseq_python, workdir, args.skip, args.updates, args.slice,
-                                 args.threads)
+        rounds = [timed_training(runs, data, args.fairseq_python, workdir, args.skip, args.updates, args.slice,
+                                 args.threads) for _ in range(args.rounds)]
+        results = dict(rounds[0])
         bf16_note = None
         if not args.no_bf16:
             native = native_bf16_matmul()
@@ -197,6 +203,15 @@ def main():
     ref = summary["fairseq_fp32"]
     print_ratio("train_wps_ratio_fp32", summary["lite_fp32"]["median"], ref["median"], target=1.5)
     print_ratio("train_wps_ratio_fp32_pooled", summary["lite_fp32"]["pooled"], ref["pooled"])
+    if len(rounds) > 1:
+        ratios = []
+        for i, round_results in enumerate(rounds, 1):
+            lite, fairseq = (words_per_second(round_results[name]) for name in ("lite_fp32", "fairseq_fp32"))
+            ratios.append(lite["median"] / fairseq["median"])
+            print_value(f"round_{i}", f"fairseq {fairseq['ms_per_update']:.0f} ms/update, lite "
+                                      f"{lite['ms_per_update']:.0f} ms/update: {ratios[-1]:.2f}x")
+        print_ratio(f"train_wps_ratio_fp32_median_of_{len(rounds)}_rounds", statistics.median(ratios), 1.0,
+                    target=1.5)
     if "lite_fp32_env" in summary:
         setting = " ".join(args.lite_env)
         print_ratio(f"train_wps_ratio_fp32_with_{setting}", summary["lite_fp32_env"]["median"], ref["median"], 1.5)
