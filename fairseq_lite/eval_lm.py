@@ -11,6 +11,7 @@ import torch
 from fairseq_lite.data.lm_context_window_dataset import LMContextWindowDataset
 from fairseq_lite.errors import ConfigError
 from fairseq_lite.kernels.cross_entropy import softmax_cross_entropy
+from fairseq_lite.models.fairseq_model import normalizes_with_log_softmax
 from fairseq_lite.trainer import move_to_device
 
 logger = logging.getLogger(__name__)
@@ -41,18 +42,25 @@ def score_batches(model, batches: Iterable[Dict], device: torch.device, pad_idx:
                   word_probs_dictionary=None) -> Dict[str, float]:
     """Sum of target-token log-probabilities (nats) and the number of scored tokens."""
     model.eval()
+    log_softmax_model = normalizes_with_log_softmax(model)
     nll_sum, ntokens = 0.0, 0
     for sample in batches:
         if not sample:
             continue
         sample = move_to_device(sample, device)
         with autocast() if autocast is not None else contextlib.nullcontext():
-            logits, _ = model(**sample["net_input"])
+            net_output = model(**sample["net_input"])
         target = sample["target"]
-        # The fused kernel reads the logits once and accumulates in fp32 (bf16 logits would cost
-        # perplexity digits), without an fp32 copy of the [tokens, vocab] logits.
-        token_nll = softmax_cross_entropy(logits, target, ignore_index=pad_idx, reduce=False)[1].view_as(target)
         mask = target.ne(pad_idx)
+        if log_softmax_model:
+            # The fused kernel reads the logits once and accumulates in fp32 (bf16 logits would cost
+            # perplexity digits), without an fp32 copy of the [tokens, vocab] logits.
+            token_nll = softmax_cross_entropy(net_output[0], target, ignore_index=pad_idx,
+                                              reduce=False)[1].view_as(target)
+        else:  # the model's own normalization (adaptive softmax, temperature, ...)
+            lprobs = model.get_normalized_probs(net_output, log_probs=True).float()
+            token_nll = -lprobs.gather(-1, target.masked_fill(~mask, 0).unsqueeze(-1)).squeeze(-1)
+            token_nll = token_nll.masked_fill(~mask, 0.0)
         nll_sum += float(token_nll[mask].sum())
         ntokens += int(mask.sum())
         if word_probs_dictionary is not None:

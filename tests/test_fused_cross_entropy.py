@@ -369,3 +369,19 @@ def test_criteria_use_a_custom_normalization():
         loss, _, log = criterion(TemperatureModel(logits.clone()), sample)
         assert loss.item() == pytest.approx(want.item(), rel=1e-6)
         assert log["loss"] == pytest.approx(want.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("model_cls", [FixedLogitsModel, TemperatureModel])
+def test_eval_lm_scores_with_the_models_own_normalization(model_cls):
+    """eval-lm takes the fused kernel only for a plain log_softmax model; a model with its own
+    normalization is scored with get_normalized_probs."""
+    from fairseq_lite.eval_lm import score_batches
+
+    logits, sample = make_sample()
+    model = model_cls(logits)
+    scores = score_batches(model, [sample], torch.device("cpu"), PAD)
+    lprobs = model.get_normalized_probs((logits, {}), log_probs=True)
+    mask = sample["target"].ne(PAD)
+    expected = -lprobs.gather(-1, sample["target"].unsqueeze(-1)).squeeze(-1)[mask].sum()
+    assert scores["ntokens"] == int(mask.sum())
+    assert scores["nll_sum"] == pytest.approx(float(expected), rel=1e-5)

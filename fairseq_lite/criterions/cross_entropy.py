@@ -12,8 +12,7 @@ from torch import Tensor
 from fairseq_lite.criterions.fairseq_criterion import FairseqCriterion
 from fairseq_lite.dataclass.base import FairseqDataclass
 from fairseq_lite.kernels.cross_entropy import softmax_cross_entropy
-from fairseq_lite.models.fairseq_model import (BaseFairseqModel, FairseqDecoder, FairseqEncoderDecoderModel,
-                                               FairseqLanguageModel)
+from fairseq_lite.models.fairseq_model import normalizes_with_log_softmax
 from fairseq_lite.registry import register_criterion
 
 
@@ -24,37 +23,6 @@ class CrossEntropyCriterionConfig(FairseqDataclass):
 
 def _to_number(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The model under torch.compile's and DDP's wrappers (FSDP2 keeps the model's own class)."""
-    while True:
-        if hasattr(model, "_orig_mod"):  # torch.compile
-            model = model._orig_mod
-        elif isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        else:
-            return model
-
-
-def _inherits_method(obj: Any, name: str, base_impl: Any) -> bool:
-    return name not in vars(obj) and getattr(type(obj), name, None) is base_impl
-
-
-def normalizes_with_log_softmax(model: nn.Module) -> bool:
-    """Whether model.get_normalized_probs(net_output, log_probs=True) is log_softmax(net_output[0])
-    (in fp32): true when neither the model nor its decoder overrides get_normalized_probs. The criteria
-    then compute the loss from the logits with the fused kernel (fairseq_lite/kernels/cross_entropy.py),
-    which never builds the [N, V] log-probabilities; a model with its own normalization (an adaptive
-    softmax, a temperature, a copy mechanism...) keeps the log-probabilities path."""
-    model = _unwrap(model)
-    if _inherits_method(model, "get_normalized_probs", BaseFairseqModel.get_normalized_probs):
-        return True
-    delegates_to_decoder = any(_inherits_method(model, "get_normalized_probs", cls.get_normalized_probs)
-                               for cls in (FairseqEncoderDecoderModel, FairseqLanguageModel))
-    decoder = getattr(model, "decoder", None)
-    return delegates_to_decoder and isinstance(decoder, FairseqDecoder) and \
-        _inherits_method(decoder, "get_normalized_probs", FairseqDecoder.get_normalized_probs)
 
 
 @register_criterion("cross_entropy", dataclass=CrossEntropyCriterionConfig)
