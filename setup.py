@@ -25,21 +25,31 @@ def extensions():
     try:
         import torch
         from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
-    except ImportError:
-        raise SystemExit("fairseq-lite compiles its kernels against the installed torch, and none was found: "
-                         "run `pip install torch==2.13.0` first, then `pip install --no-build-isolation .` "
-                         "(or set FAIRSEQ_LITE_BUILD_EXT=0 to install without the kernels)")
+    except ImportError as e:
+        raise SystemExit(
+            "fairseq-lite compiles its kernels against the installed torch, and none was found: "
+            "run `pip install torch==2.13.0` first, then `pip install --no-build-isolation .` "
+            "(or set FAIRSEQ_LITE_BUILD_EXT=0 to install without the kernels)"
+        ) from e
 
     csrc = ROOT / "fairseq_lite" / "csrc"
     cpp = sorted(str(p.relative_to(ROOT)) for p in csrc.glob("*.cpp"))
     cuda = sorted(str(p.relative_to(ROOT)) for p in csrc.glob("*.cu"))
     cxx = ["-O3", "-fopenmp", "-std=c++17"]
-    with_cuda = bool(cuda) and torch.version.cuda is not None and CUDA_HOME is not None \
+    with_cuda = (
+        bool(cuda)
+        and torch.version.cuda is not None
+        and CUDA_HOME is not None
         and os.environ.get("FAIRSEQ_LITE_BUILD_CUDA", "1") != "0"
+    )
     if with_cuda:
-        ext = CUDAExtension("fairseq_lite._C", cpp + cuda, define_macros=[("WITH_CUDA", None)],
-                            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17"]},
-                            extra_link_args=["-fopenmp"])
+        ext = CUDAExtension(
+            "fairseq_lite._C",
+            cpp + cuda,
+            define_macros=[("WITH_CUDA", None)],
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17"]},
+            extra_link_args=["-fopenmp"],
+        )
     else:
         ext = CppExtension("fairseq_lite._C", cpp, extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"])
     return [ext], {"build_ext": BuildExtension}
@@ -78,7 +88,8 @@ setup(
         # Hydra plugins fairseq-hydra-train is tested with: SLURM launching and Optuna sweeps.
         "slurm": ["hydra-submitit-launcher>=1.2"],
         "sweep": ["hydra-optuna-sweeper>=1.2"],
-        "test": ["pytest>=7", "hydra-submitit-launcher>=1.2", "hydra-optuna-sweeper>=1.2"],
+        # ruff is pinned: another version could format the same code differently and fail the check.
+        "test": ["pytest>=7", "hydra-submitit-launcher>=1.2", "hydra-optuna-sweeper>=1.2", "ruff==0.16.9"],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,

@@ -17,8 +17,9 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ FAIRSEQ_SCRIPT = textwrap.dedent("""
 """)
 
 
-def best_of(repeats: int, fn: Callable[[], Any]) -> Tuple[float, Any]:
+def best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
     best, out = float("inf"), None
     for _ in range(repeats):
         start = time.perf_counter()
@@ -63,7 +64,7 @@ def best_of(repeats: int, fn: Callable[[], Any]) -> Tuple[float, Any]:
     return best, out
 
 
-def on_both_paths(repeats: int, fn: Callable[[], Any]) -> Tuple[float, float, Any, Any]:
+def on_both_paths(repeats: int, fn: Callable[[], Any]) -> tuple[float, float, Any, Any]:
     with kernels.force_reference(False):
         compiled_s, compiled = best_of(repeats, fn)
     with kernels.force_reference(True):
@@ -94,14 +95,16 @@ def bench_batch_by_size(args: argparse.Namespace) -> None:
     for order, indices in orders.items():
         ntok = sizes[indices]
         compiled_s, reference_s, compiled, reference = on_both_paths(
-            args.repeats, lambda: batch_by_size(indices, num_tokens_vec=ntok, max_tokens=MAX_TOKENS))
+            args.repeats, lambda: batch_by_size(indices, num_tokens_vec=ntok, max_tokens=MAX_TOKENS)
+        )
         lengths[order] = np.array([len(b) for b in compiled], dtype=np.int64)
         identical = len(compiled) == len(reference) and all(np.array_equal(a, b) for a, b in zip(compiled, reference))
         print(f"batch_by_size.{order}.batches: {len(compiled)}")
         report(f"batch_by_size.{order}", compiled_s, reference_s, identical)
         with kernels.force_reference(False):
-            op_s, _ = best_of(args.repeats, lambda: torch.ops.fairseq_lite.batch_by_size(
-                torch.from_numpy(ntok), MAX_TOKENS, -1, 1))
+            op_s, _ = best_of(
+                args.repeats, lambda: torch.ops.fairseq_lite.batch_by_size(torch.from_numpy(ntok), MAX_TOKENS, -1, 1)
+            )
         print(f"batch_by_size.{order}.compiled_op_only_s: {op_s:.4f}")
     fairseq_batch_by_size(args, orders, sizes, lengths)
 
@@ -114,8 +117,11 @@ def fairseq_batch_by_size(args: argparse.Namespace, orders, sizes: np.ndarray, l
         for order, indices in orders.items():
             np.save(f"{workdir}/{order}_indices.npy", indices.astype(np.int64))
             np.save(f"{workdir}/{order}_ntok.npy", sizes[indices])
-        proc = subprocess.run([args.fairseq_python, "-c", FAIRSEQ_SCRIPT, workdir, str(MAX_TOKENS), str(args.repeats)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [args.fairseq_python, "-c", FAIRSEQ_SCRIPT, workdir, str(MAX_TOKENS), str(args.repeats)],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             print(f"batch_by_size.fairseq_cython: skipped (fairseq failed: {last})")
@@ -138,7 +144,8 @@ def bench_token_blocks(args: argparse.Namespace) -> None:
     print(f"token_blocks.block_size: {args.block_size}")
     for mode in ("complete", "complete_doc", "none", "eos"):
         compiled_s, reference_s, compiled, reference = on_both_paths(
-            args.repeats, lambda: _build_blocks(sizes, mode, args.block_size, 1))
+            args.repeats, lambda: _build_blocks(sizes, mode, args.block_size, 1)
+        )
         identical = all(np.array_equal(a, b) for a, b in zip(compiled, reference))
         print(f"token_blocks.{mode}.blocks: {len(compiled[0])}")
         report(f"token_blocks.{mode}", compiled_s, reference_s, identical)
@@ -151,8 +158,10 @@ def bench_ngram(args: argparse.Namespace) -> None:
     tokens = torch.randint(4, 12, (rows, step + 1), generator=gen)
     lprobs = torch.log_softmax(torch.randn(rows, vocab, generator=gen), dim=1)
     block = NGramRepeatBlock(n)
-    print(f"ngram_block.shape: bsz*beam={rows} step={step} vocab={vocab} n={n} device=cpu "
-          f"torch_threads={torch.get_num_threads()}")
+    print(
+        f"ngram_block.shape: bsz*beam={rows} step={step} vocab={vocab} n={n} device=cpu "
+        f"torch_threads={torch.get_num_threads()}"
+    )
     # Blocking is in place and costs the same whether or not an entry is already -inf, so the steps are
     # timed on one lprobs tensor (no clone in the timing); the outputs are compared on fresh copies.
     steps, repeats = 20, max(args.repeats, 5)
@@ -173,8 +182,11 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=100_000_000, help="tokens to cut into blocks")
     parser.add_argument("--block-size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--fairseq-python", default=FAIRSEQ_PYTHON,
-                        help="python with fairseq 0.12.2 installed, for its Cython batch_by_size")
+    parser.add_argument(
+        "--fairseq-python",
+        default=FAIRSEQ_PYTHON,
+        help="python with fairseq 0.12.2 installed, for its Cython batch_by_size",
+    )
     args = parser.parse_args()
 
     if not kernels.extension_available():

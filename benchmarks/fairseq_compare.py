@@ -16,9 +16,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -26,40 +26,79 @@ ROOT = BENCH_DIR.parent
 # print the same `key=value` fields ("... wps=3314.1, ups=1.62, wpb=2048, ... num_updates=25, ...").
 FIELD = re.compile(r"(\w+)=([-+0-9.eE]+)")
 DEFAULT_FAIRSEQ_PYTHON = os.environ.get("FAIRSEQ_PYTHON", "/tmp/fairseq-ref/bin/python")
-SETUP_HINT = ("create it with `bash benchmarks/setup_fairseq_reference.sh` (about 4 minutes; installs fairseq "
-              "0.12.2 into /tmp/fairseq-ref, FAIRSEQ_REF=DIR to put it elsewhere), then pass "
-              "--fairseq-python DIR/bin/python or set FAIRSEQ_PYTHON")
+SETUP_HINT = (
+    "create it with `bash benchmarks/setup_fairseq_reference.sh` (about 4 minutes; installs fairseq "
+    "0.12.2 into /tmp/fairseq-ref, FAIRSEQ_REF=DIR to put it elsewhere), then pass "
+    "--fairseq-python DIR/bin/python or set FAIRSEQ_PYTHON"
+)
 
 # The tiny LM of the issue, as fairseq-train flags that both tools accept unchanged (the demo's model:
 # examples/language_model/demo.sh). Validation and checkpoints are off: only the updates are timed.
 TINY_LM_FLAGS = [
-    "--task", "language_modeling", "--tokens-per-sample", "128",
-    "--arch", "transformer_lm", "--decoder-layers", "2", "--decoder-embed-dim", "128",
-    "--decoder-ffn-embed-dim", "512", "--decoder-attention-heads", "4", "--share-decoder-input-output-embed",
+    "--task",
+    "language_modeling",
+    "--tokens-per-sample",
+    "128",
+    "--arch",
+    "transformer_lm",
+    "--decoder-layers",
+    "2",
+    "--decoder-embed-dim",
+    "128",
+    "--decoder-ffn-embed-dim",
+    "512",
+    "--decoder-attention-heads",
+    "4",
+    "--share-decoder-input-output-embed",
     # fairseq 0.12.2's transformer_lm keeps decoder_input_dim = decoder_output_dim = 512 whatever
     # --decoder-embed-dim says (dataclass defaults of 512 win over base_lm_architecture's fallback), which
     # adds 128->512 projections and a 9288x512 output layer: 5.3M parameters instead of 1.6M. Saying 128
     # explicitly gives both tools the same 1.6M-parameter model.
-    "--decoder-input-dim", "128", "--decoder-output-dim", "128",
-    "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "0.003",
-    "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "100",
-    "--max-tokens", "2048", "--num-workers", "0", "--seed", "1", "--cpu",
+    "--decoder-input-dim",
+    "128",
+    "--decoder-output-dim",
+    "128",
+    "--optimizer",
+    "adam",
+    "--adam-betas",
+    "(0.9, 0.98)",
+    "--lr",
+    "0.003",
+    "--lr-scheduler",
+    "inverse_sqrt",
+    "--warmup-updates",
+    "100",
+    "--max-tokens",
+    "2048",
+    "--num-workers",
+    "0",
+    "--seed",
+    "1",
+    "--cpu",
 ]
 
 
 # --- the reference install ------------------------------------------------------------------------
 def add_fairseq_python_arg(parser) -> None:
-    parser.add_argument("--fairseq-python", default=DEFAULT_FAIRSEQ_PYTHON,
-                        help="python of the virtualenv holding fairseq 0.12.2 (default: $FAIRSEQ_PYTHON or "
-                             "/tmp/fairseq-ref/bin/python)")
+    parser.add_argument(
+        "--fairseq-python",
+        default=DEFAULT_FAIRSEQ_PYTHON,
+        help="python of the virtualenv holding fairseq 0.12.2 (default: $FAIRSEQ_PYTHON or "
+        "/tmp/fairseq-ref/bin/python)",
+    )
 
 
 def check_fairseq_python(python: str) -> str:
     """The reference's version, or exit with how to create it."""
     if not Path(python).exists():
         sys.exit(f"error: no fairseq 0.12.2 reference at {python}: {SETUP_HINT}")
-    probe = subprocess.run([python, "-c", "import fairseq; print(fairseq.__version__)"], capture_output=True,
-                           text=True, env=tool_env("fairseq"), cwd="/")
+    probe = subprocess.run(
+        [python, "-c", "import fairseq; print(fairseq.__version__)"],
+        capture_output=True,
+        text=True,
+        env=tool_env("fairseq"),
+        cwd="/",
+    )
     if probe.returncode != 0:
         tail = (probe.stderr.strip().splitlines() or ["?"])[-1]
         sys.exit(f"error: {python} cannot import fairseq ({tail}): {SETUP_HINT}")
@@ -70,7 +109,7 @@ def check_fairseq_python(python: str) -> str:
 
 
 # --- running the two tools the same way ------------------------------------------------------------
-def tool_env(tool: str, threads: Optional[int] = None) -> Dict[str, str]:
+def tool_env(tool: str, threads: int | None = None) -> dict[str, str]:
     env = dict(os.environ)
     # The reference must import its own fairseq/fairseq_cli, never this checkout's fairseq_cli.
     env.pop("PYTHONPATH", None)
@@ -83,7 +122,7 @@ def tool_env(tool: str, threads: Optional[int] = None) -> Dict[str, str]:
     return env
 
 
-def command(tool: str, name: str, fairseq_python: str) -> List[str]:
+def command(tool: str, name: str, fairseq_python: str) -> list[str]:
     """`fairseq-<name>` of either tool, run by that tool's python: fairseq-lite's console-script module,
     or fairseq 0.12.2's through fairseq_ref_shim.py (its runtime fixes for torch 2.13).
 
@@ -101,12 +140,20 @@ class Run:
     seconds: float  # wall time of the whole command, interpreter start included
 
 
-def run_tool(tool: str, name: str, args: Sequence[str], fairseq_python: str, cwd: Path,
-             threads: Optional[int] = None, check: bool = True) -> Run:
+def run_tool(
+    tool: str,
+    name: str,
+    args: Sequence[str],
+    fairseq_python: str,
+    cwd: Path,
+    threads: int | None = None,
+    check: bool = True,
+) -> Run:
     cmd = command(tool, name, fairseq_python) + [str(a) for a in args]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(tool, threads), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=tool_env(tool, threads), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     seconds = time.perf_counter() - start
     if check and proc.returncode != 0:
         tail = "\n".join(proc.stdout.splitlines()[-25:])
@@ -125,14 +172,15 @@ class SlicedProcesses:
     are dropped.
     """
 
-    def __init__(self, commands: Dict[str, Tuple[List[str], Dict[str, str]]], cwd: Path):
-        self.procs: Dict[str, subprocess.Popen] = {}
-        self.lines: Dict[str, List[Tuple[float, str]]] = {}
-        self.running: Dict[str, List[Tuple[float, float]]] = {}  # (resumed, paused) per process
+    def __init__(self, commands: dict[str, tuple[list[str], dict[str, str]]], cwd: Path):
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.lines: dict[str, list[tuple[float, str]]] = {}
+        self.running: dict[str, list[tuple[float, float]]] = {}  # (resumed, paused) per process
         for name, (cmd, env) in commands.items():
             env = {**env, "PYTHONUNBUFFERED": "1"}
-            self.procs[name] = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                                stderr=subprocess.STDOUT, text=True, bufsize=1)
+            self.procs[name] = subprocess.Popen(
+                cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            )
             self.lines[name] = []
             self.running[name] = [(time.perf_counter(), float("inf"))]
             threading.Thread(target=self._read, args=(name,), daemon=True).start()
@@ -168,14 +216,18 @@ class SlicedProcesses:
     def output(self, name: str) -> str:
         return "".join(line for _, line in self.lines[name])
 
-    def update_times(self, name: str, after_update: int) -> List[Tuple[float, Dict[str, float]]]:
+    def update_times(self, name: str, after_update: int) -> list[tuple[float, dict[str, float]]]:
         """(seconds, log fields) of every logged interval after `after_update` that ran without a pause."""
-        rows = [(t, {k: float(v) for k, v in FIELD.findall(line)}) for t, line in list(self.lines[name])
-                if "wps=" in line and "num_updates=" in line]
+        rows = [
+            (t, {k: float(v) for k, v in FIELD.findall(line)})
+            for t, line in list(self.lines[name])
+            if "wps=" in line and "num_updates=" in line
+        ]
         out = []
         for (t0, _), (t1, fields) in zip(rows, rows[1:]):
-            if fields["num_updates"] > after_update and \
-                    any(start <= t0 and t1 <= end for start, end in self.running[name]):
+            if fields["num_updates"] > after_update and any(
+                start <= t0 and t1 <= end for start, end in self.running[name]
+            ):
                 out.append((t1 - t0, fields))
         return out
 
@@ -200,9 +252,23 @@ def prepare_lm_data(workdir: Path) -> str:
     dest = workdir / "data-bin"
     from fairseq_cli.preprocess import main as preprocess
 
-    preprocess(["--only-source", "--trainpref", str(tokens / "train.tokens"), "--validpref",
-                str(tokens / "valid.tokens"), "--testpref", str(tokens / "test.tokens"), "--destdir", str(dest),
-                "--thresholdsrc", "2", "--workers", "2"])
+    preprocess(
+        [
+            "--only-source",
+            "--trainpref",
+            str(tokens / "train.tokens"),
+            "--validpref",
+            str(tokens / "valid.tokens"),
+            "--testpref",
+            str(tokens / "test.tokens"),
+            "--destdir",
+            str(dest),
+            "--thresholdsrc",
+            "2",
+            "--workers",
+            "2",
+        ]
+    )
     return str(dest)
 
 
@@ -212,7 +278,7 @@ def print_value(name: str, value, unit: str = "") -> None:
     print(f"{name}: {text}{(' ' + unit) if unit else ''}", flush=True)
 
 
-def print_ratio(name: str, lite: Optional[float], ref: Optional[float], target: Optional[float] = None) -> None:
+def print_ratio(name: str, lite: float | None, ref: float | None, target: float | None = None) -> None:
     if not lite or not ref:
         print(f"{name}: n/a", flush=True)
         return
@@ -226,10 +292,21 @@ def machine_line() -> str:
 
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    return (f"{os.cpu_count()} cores, {cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-            f"fairseq-lite {commit}")
-
+    cpu = (
+        next(
+            (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
+    commit = (
+        subprocess.run(
+            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True
+        ).stdout.strip()
+        or "unknown"
+    )
+    return (
+        f"{os.cpu_count()} cores, {cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"fairseq-lite {commit}"
+    )

@@ -24,7 +24,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Callable, Dict, Optional
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +50,7 @@ def torch_log_softmax_nll(logits, target):
     return F.nll_loss(F.log_softmax(logits.float(), dim=-1), target, ignore_index=IGNORE_INDEX, reduction="sum")
 
 
-IMPLEMENTATIONS: Dict[str, Callable] = {"fused": fused, "reference": reference, "torch": torch_log_softmax_nll}
+IMPLEMENTATIONS: dict[str, Callable] = {"fused": fused, "reference": reference, "torch": torch_log_softmax_nll}
 
 
 class PeakMemory:
@@ -70,7 +70,7 @@ class PeakMemory:
                 f.write("5")  # reset the peak resident set size to the current one
             self.base = self._status_kb("VmRSS") * 1024
 
-    def peak(self) -> Optional[int]:
+    def peak(self) -> int | None:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
             return torch.cuda.max_memory_allocated() - self.base
@@ -142,9 +142,9 @@ def main(argv=None) -> None:
             target = torch.randint(0, vocab, (tokens,), generator=g)
             target[::20] = IGNORE_INDEX
             target = target.to(device)
-            times: Dict[str, float] = {}
-            peaks: Dict[str, Optional[int]] = {}
-            losses: Dict[str, float] = {}
+            times: dict[str, float] = {}
+            peaks: dict[str, int | None] = {}
+            losses: dict[str, float] = {}
             for _ in range(args.repeats):
                 for name, impl in impls.items():
                     seconds, peak, value = fwd_bwd(impl, logits, target, memory)
@@ -156,7 +156,7 @@ def main(argv=None) -> None:
                 print(f"{name}_fwd_bwd_ms_{case}: {times[name] * 1e3:.1f}")
             for name in impls:
                 if peaks[name] is not None:
-                    print(f"{name}_peak_mb_{case}: {peaks[name] / 2 ** 20:.1f}")
+                    print(f"{name}_peak_mb_{case}: {peaks[name] / 2**20:.1f}")
             for name in impls:
                 if name != "fused" and "fused" in impls:
                     print(f"fused_vs_{name}_speedup_{case}: {times[name] / times['fused']:.2f}x")

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import torch
 
@@ -23,13 +23,13 @@ sys.path.insert(0, str(ROOT))
 PLAY = ROOT / "examples" / "language_model" / "data" / "shakespeare" / "as_you_like_it_gut.txt"
 
 
-def tokenized_lines(path: Path) -> List[str]:
+def tokenized_lines(path: Path) -> list[str]:
     token = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
     lines = [" ".join(token.findall(line)) for line in path.read_text(encoding="utf-8").splitlines()]
     return [line for line in lines if len(line.split()) >= 4]
 
 
-def train_small_lm(workdir: Path, updates: int) -> Tuple[str, str]:
+def train_small_lm(workdir: Path, updates: int) -> tuple[str, str]:
     """A 2-layer, 128-wide LM trained for ~100 updates: enough to produce text-like output."""
     from fairseq_cli.preprocess import main as preprocess
     from fairseq_lite.dataclass.compose import compose_config
@@ -40,25 +40,54 @@ def train_small_lm(workdir: Path, updates: int) -> Tuple[str, str]:
     (workdir / "train.txt").write_text("\n".join(lines[:split]) + "\n")
     (workdir / "test.txt").write_text("\n".join(lines[split:]) + "\n")
     data = workdir / "data-bin"
-    preprocess(["--only-source", "--trainpref", str(workdir / "train.txt"), "--testpref", str(workdir / "test.txt"),
-                "--destdir", str(data), "--workers", "1"])
+    preprocess(
+        [
+            "--only-source",
+            "--trainpref",
+            str(workdir / "train.txt"),
+            "--testpref",
+            str(workdir / "test.txt"),
+            "--destdir",
+            str(data),
+            "--workers",
+            "1",
+        ]
+    )
     save_dir = workdir / "checkpoints"
-    train(compose_config([
-        "task=language_modeling", f"task.data={data}", "task.tokens_per_sample=96",
-        "model=transformer_lm/transformer_lm_gpt", "model.decoder_layers=2", "model.decoder_embed_dim=128",
-        "model.decoder_ffn_embed_dim=512", "model.decoder_attention_heads=4", "model.dropout=0.1",
-        "optimizer=adam", "optimization.lr=[0.002]", "lr_scheduler=inverse_sqrt", "lr_scheduler.warmup_updates=50",
-        f"optimization.max_update={updates}", "dataset.max_tokens=1024", "dataset.num_workers=0",
-        "dataset.disable_validation=true", f"checkpoint.save_dir={save_dir}", "checkpoint.no_epoch_checkpoints=true",
-        "common.log_format=none",
-    ]))
+    train(
+        compose_config(
+            [
+                "task=language_modeling",
+                f"task.data={data}",
+                "task.tokens_per_sample=96",
+                "model=transformer_lm/transformer_lm_gpt",
+                "model.decoder_layers=2",
+                "model.decoder_embed_dim=128",
+                "model.decoder_ffn_embed_dim=512",
+                "model.decoder_attention_heads=4",
+                "model.dropout=0.1",
+                "optimizer=adam",
+                "optimization.lr=[0.002]",
+                "lr_scheduler=inverse_sqrt",
+                "lr_scheduler.warmup_updates=50",
+                f"optimization.max_update={updates}",
+                "dataset.max_tokens=1024",
+                "dataset.num_workers=0",
+                "dataset.disable_validation=true",
+                f"checkpoint.save_dir={save_dir}",
+                "checkpoint.no_epoch_checkpoints=true",
+                "common.log_format=none",
+            ]
+        )
+    )
     return str(save_dir / "checkpoint_last.pt"), str(data)
 
 
-def batches(task: Any, subset: str, num_sentences: int, batch_size: int) -> List[Dict[str, Any]]:
+def batches(task: Any, subset: str, num_sentences: int, batch_size: int) -> list[dict[str, Any]]:
     task.load_dataset(subset)
-    itr = task.get_batch_iterator(dataset=task.dataset(subset), max_sentences=batch_size,
-                                  disable_iterator_cache=True).next_epoch_itr(shuffle=False)
+    itr = task.get_batch_iterator(
+        dataset=task.dataset(subset), max_sentences=batch_size, disable_iterator_cache=True
+    ).next_epoch_itr(shuffle=False)
     out, seen = [], 0
     for sample in itr:
         if seen >= num_sentences:
@@ -68,7 +97,7 @@ def batches(task: Any, subset: str, num_sentences: int, batch_size: int) -> List
     return out
 
 
-def run(generator: Any, task: Any, samples: List[Dict[str, Any]], prefix_size: int):
+def run(generator: Any, task: Any, samples: list[dict[str, Any]], prefix_size: int):
     from fairseq_lite.generation import inference_step
 
     hypos, tokens = [], 0
@@ -91,8 +120,9 @@ def main() -> None:
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--max-len-b", type=int, default=60)
     parser.add_argument("--prefix-size", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1 keeps timings steady on a shared machine)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 keeps timings steady on a shared machine)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each mode, interleaved; best kept")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -41,14 +41,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data-bin")
         os.makedirs(data)
-        make_data_bin(data, 50253, train_tokens=args.tokens_per_sample * args.batch_size * (args.warmup + args.steps + 5),
-                      line_len=args.tokens_per_sample)
+        make_data_bin(
+            data,
+            50253,
+            train_tokens=args.tokens_per_sample * args.batch_size * (args.warmup + args.steps + 5),
+            line_len=args.tokens_per_sample,
+        )
         overrides = [
-            "task=language_modeling", f"task.data={data}", f"task.tokens_per_sample={args.tokens_per_sample}",
-            "model=transformer_lm/transformer_lm_gpt", "model.dropout=0.0", "model.attention_dropout=0.0",
-            "model.share_decoder_input_output_embed=true", f"dataset.batch_size={args.batch_size}",
-            "dataset.max_tokens=null", "dataset.num_workers=2", "optimization.clip_norm=1.0",
-            f"common.compile={'true' if args.compile else 'false'}", f"checkpoint.save_dir={tmp}/ckpt",
+            "task=language_modeling",
+            f"task.data={data}",
+            f"task.tokens_per_sample={args.tokens_per_sample}",
+            "model=transformer_lm/transformer_lm_gpt",
+            "model.dropout=0.0",
+            "model.attention_dropout=0.0",
+            "model.share_decoder_input_output_embed=true",
+            f"dataset.batch_size={args.batch_size}",
+            "dataset.max_tokens=null",
+            "dataset.num_workers=2",
+            "optimization.clip_norm=1.0",
+            f"common.compile={'true' if args.compile else 'false'}",
+            f"checkpoint.save_dir={tmp}/ckpt",
         ] + ([f"common.{args.precision}=true"] if args.precision != "fp32" else [])
         cfg = compose_config(overrides)
         task = TASK_REGISTRY.build(cfg.task)

@@ -59,23 +59,41 @@ def model_flops_per_token(n_params: int, position_params: int, layers: int, widt
 def run_mode(mode: str, data: str, args, workdir: str) -> dict:
     precision, _, compiled = mode.partition("+")
     overrides = [
-        "task=language_modeling", f"task.data={data}", f"task.tokens_per_sample={args.tokens_per_sample}",
-        f"model=transformer_lm/{args.arch}", "model.dropout=0.0", "model.attention_dropout=0.0",
+        "task=language_modeling",
+        f"task.data={data}",
+        f"task.tokens_per_sample={args.tokens_per_sample}",
+        f"model=transformer_lm/{args.arch}",
+        "model.dropout=0.0",
+        "model.attention_dropout=0.0",
         "model.share_decoder_input_output_embed=true",
-        f"dataset.batch_size={args.batch_size}", "dataset.max_tokens=null", "dataset.disable_validation=true",
+        f"dataset.batch_size={args.batch_size}",
+        "dataset.max_tokens=null",
+        "dataset.disable_validation=true",
         "dataset.num_workers=2",
-        f"optimization.max_update={args.updates}", "optimization.lr=[0.0003]", "optimization.clip_norm=1.0",
-        "lr_scheduler=inverse_sqrt", "lr_scheduler.warmup_updates=10", "optimizer.adam_betas='(0.9,0.95)'",
-        "checkpoint.no_save=true", f"common.log_interval={args.log_interval}", "common.log_format=json",
-        f"common.compile={'true' if compiled else 'false'}", f"hydra.run.dir={workdir}/{mode.replace('=', '_')}",
+        f"optimization.max_update={args.updates}",
+        "optimization.lr=[0.0003]",
+        "optimization.clip_norm=1.0",
+        "lr_scheduler=inverse_sqrt",
+        "lr_scheduler.warmup_updates=10",
+        "optimizer.adam_betas='(0.9,0.95)'",
+        "checkpoint.no_save=true",
+        f"common.log_interval={args.log_interval}",
+        "common.log_format=json",
+        f"common.compile={'true' if compiled else 'false'}",
+        f"hydra.run.dir={workdir}/{mode.replace('=', '_')}",
     ]
     if "=" in compiled:  # e.g. bf16+compile=reduce-overhead
         overrides.append(f"common.compile_mode={compiled.split('=', 1)[1]}")
     if precision in ("fp16", "bf16", "amp", "memory_efficient_fp16"):
         overrides.append(f"common.{precision}=true")
     if args.tiny:
-        overrides += ["common.cpu=true", "model.decoder_layers=2", "model.decoder_embed_dim=64",
-                      "model.decoder_ffn_embed_dim=128", "model.decoder_attention_heads=2"]
+        overrides += [
+            "common.cpu=true",
+            "model.decoder_layers=2",
+            "model.decoder_embed_dim=64",
+            "model.decoder_ffn_embed_dim=128",
+            "model.decoder_attention_heads=2",
+        ]
     cmd = [sys.executable, "-m", "fairseq_cli.hydra_train", *overrides]
     start = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -94,16 +112,25 @@ def run_mode(mode: str, data: str, args, workdir: str) -> dict:
     params = re.search(r"num\. model params: ([\d,]+)", proc.stdout + proc.stderr)
     # The first interval holds start-up (and compilation): the steady state is the rest.
     steady = [float(r["wps"]) for r in records[1:]] or [float(r["wps"]) for r in records]
-    return {"mode": mode, "wps": statistics.median(steady) if steady else float("nan"), "intervals": len(records),
-            "loss": float(records[-1]["loss"]) if records else float("nan"), "wall_s": wall,
-            "params": int(params.group(1).replace(",", "")) if params else None}
+    return {
+        "mode": mode,
+        "wps": statistics.median(steady) if steady else float("nan"),
+        "intervals": len(records),
+        "loss": float(records[-1]["loss"]) if records else float("nan"),
+        "wall_s": wall,
+        "params": int(params.group(1).replace(",", "")) if params else None,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--modes", nargs="+", default=["bf16", "bf16+compile", "fp32", "fp16", "memory_efficient_fp16", "amp"],
-                        help="precision[+compile[=MODE]] for each run: fp32, bf16, fp16, memory_efficient_fp16, amp; "
-                             "MODE is a torch.compile mode, e.g. reduce-overhead")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["bf16", "bf16+compile", "fp32", "fp16", "memory_efficient_fp16", "amp"],
+        help="precision[+compile[=MODE]] for each run: fp32, bf16, fp16, memory_efficient_fp16, amp; "
+        "MODE is a torch.compile mode, e.g. reduce-overhead",
+    )
     parser.add_argument("--arch", default="transformer_lm_gpt")
     parser.add_argument("--updates", type=int, default=60)
     parser.add_argument("--log-interval", type=int, default=10)
@@ -124,8 +151,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data-bin")
         os.makedirs(data)
-        make_data_bin(data, vocab_words, train_tokens=args.tokens_per_sample * args.batch_size * (args.updates + 5),
-                      line_len=args.tokens_per_sample)
+        make_data_bin(
+            data,
+            vocab_words,
+            train_tokens=args.tokens_per_sample * args.batch_size * (args.updates + 5),
+            line_len=args.tokens_per_sample,
+        )
         results = [run_mode(mode, data, args, tmp) for mode in args.modes]
     layers, width = (2, 64) if args.tiny else (12, 768)
     baseline = None
@@ -139,15 +170,18 @@ def main() -> None:
         print(f"{name}_wall_s: {r['wall_s']:.1f}")
         if r["params"]:
             print(f"{name}_params: {r['params']}")
-            flops = model_flops_per_token(r["params"], args.tokens_per_sample * width, layers, width,
-                                          args.tokens_per_sample)
+            flops = model_flops_per_token(
+                r["params"], args.tokens_per_sample * width, layers, width, args.tokens_per_sample
+            )
             if peak:
                 print(f"{name}_mfu: {100 * flops * r['wps'] / peak:.1f}%")
         baseline = baseline or (r if r["mode"] == "bf16" else None)
     for r in results:
         if baseline and "error" not in r and r is not baseline:
-            print(f"{r['mode'].replace('+', '_').replace('=', '_').replace('-', '_')}_vs_bf16: "
-                  f"{r['wps'] / baseline['wps']:.2f}x")
+            print(
+                f"{r['mode'].replace('+', '_').replace('=', '_').replace('-', '_')}_vs_bf16: "
+                f"{r['wps'] / baseline['wps']:.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -43,61 +43,146 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fairseq_compare import (ROOT, TINY_LM_FLAGS, add_fairseq_python_arg, check_fairseq_python,  # noqa: E402
-                             machine_line, prepare_lm_data, print_ratio, print_value, run_tool, startup_seconds)
+from fairseq_compare import (  # noqa: E402
+    ROOT,
+    TINY_LM_FLAGS,
+    add_fairseq_python_arg,
+    check_fairseq_python,
+    machine_line,
+    prepare_lm_data,
+    print_ratio,
+    print_value,
+    run_tool,
+    startup_seconds,
+)
 
 TOOLS = ("fairseq", "lite")
 PLAYS = ROOT / "examples" / "language_model" / "data" / "shakespeare"
 # examples/translation/run.sh's model; dropout and the label-smoothed loss do not change decoding speed.
 MT_FLAGS = [
-    "--task", "translation", "--source-lang", "en", "--target-lang", "es",
-    "--arch", "transformer_iwslt_de_en", "--share-all-embeddings",
-    "--encoder-layers", "3", "--decoder-layers", "3", "--encoder-embed-dim", "256", "--decoder-embed-dim", "256",
-    "--encoder-ffn-embed-dim", "512", "--decoder-ffn-embed-dim", "512",
-    "--encoder-attention-heads", "4", "--decoder-attention-heads", "4", "--dropout", "0.2",
-    "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
-    "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--lr", "0.002", "--lr-scheduler", "inverse_sqrt",
-    "--warmup-updates", "200", "--max-tokens", "4096", "--num-workers", "0", "--seed", "1", "--cpu",
+    "--task",
+    "translation",
+    "--source-lang",
+    "en",
+    "--target-lang",
+    "es",
+    "--arch",
+    "transformer_iwslt_de_en",
+    "--share-all-embeddings",
+    "--encoder-layers",
+    "3",
+    "--decoder-layers",
+    "3",
+    "--encoder-embed-dim",
+    "256",
+    "--decoder-embed-dim",
+    "256",
+    "--encoder-ffn-embed-dim",
+    "512",
+    "--decoder-ffn-embed-dim",
+    "512",
+    "--encoder-attention-heads",
+    "4",
+    "--decoder-attention-heads",
+    "4",
+    "--dropout",
+    "0.2",
+    "--criterion",
+    "label_smoothed_cross_entropy",
+    "--label-smoothing",
+    "0.1",
+    "--optimizer",
+    "adam",
+    "--adam-betas",
+    "(0.9, 0.98)",
+    "--lr",
+    "0.002",
+    "--lr-scheduler",
+    "inverse_sqrt",
+    "--warmup-updates",
+    "200",
+    "--max-tokens",
+    "4096",
+    "--num-workers",
+    "0",
+    "--seed",
+    "1",
+    "--cpu",
 ]
 
 
-def alternate(repeats: int, run: Callable[[str], float]) -> Dict[str, List[float]]:
+def alternate(repeats: int, run: Callable[[str], float]) -> dict[str, list[float]]:
     """run(tool) `repeats` times per tool, fairseq and lite taking turns (and turns going first)."""
-    values: Dict[str, List[float]] = {tool: [] for tool in TOOLS}
+    values: dict[str, list[float]] = {tool: [] for tool in TOOLS}
     for i in range(repeats):
-        for tool in (TOOLS if i % 2 == 0 else TOOLS[::-1]):
+        for tool in TOOLS if i % 2 == 0 else TOOLS[::-1]:
             values[tool].append(run(tool))
     return values
 
 
-def report(prefix: str, unit: str, values: Dict[str, List[float]], target: float) -> None:
+def report(prefix: str, unit: str, values: dict[str, list[float]], target: float) -> None:
     for tool in TOOLS:
         runs = ", ".join(f"{v:.1f}" for v in values[tool])
         print_value(f"{prefix}_{tool}", f"{statistics.median(values[tool]):.1f} {unit} (median; runs: {runs})")
     print_ratio(f"{prefix}_ratio", statistics.median(values["lite"]), statistics.median(values["fairseq"]), target)
 
 
-def train(tool: str, flags: List[str], updates: int, save_dir: Path, args, workdir: Path) -> str:
-    run_tool(tool, "train", [*flags, "--max-update", updates, "--disable-validation", "--no-epoch-checkpoints",
-                             "--save-dir", save_dir, "--log-format", "simple"], args.fairseq_python, workdir)
+def train(tool: str, flags: list[str], updates: int, save_dir: Path, args, workdir: Path) -> str:
+    run_tool(
+        tool,
+        "train",
+        [
+            *flags,
+            "--max-update",
+            updates,
+            "--disable-validation",
+            "--no-epoch-checkpoints",
+            "--save-dir",
+            save_dir,
+            "--log-format",
+            "simple",
+        ],
+        args.fairseq_python,
+        workdir,
+    )
     return str(save_dir / "checkpoint_last.pt")
 
 
 def bench_eval_lm(args, workdir: Path) -> None:
     data = prepare_lm_data(workdir / "lm")
-    ckpts = {tool: train(tool, [data, *TINY_LM_FLAGS], args.lm_updates, workdir / f"lm_{tool}", args, workdir)
-             for tool in TOOLS}
-    ppl: Dict[str, str] = {}
+    ckpts = {
+        tool: train(tool, [data, *TINY_LM_FLAGS], args.lm_updates, workdir / f"lm_{tool}", args, workdir)
+        for tool in TOOLS
+    }
+    ppl: dict[str, str] = {}
 
     def run(tool: str) -> float:
-        out = run_tool(tool, "eval-lm", [data, "--path", ckpts[tool], "--gen-subset", "test", "--tokens-per-sample",
-                                         "128", "--max-tokens", "8192", "--num-workers", "0", "--cpu"],
-                       args.fairseq_python, workdir, threads=args.threads).output
+        out = run_tool(
+            tool,
+            "eval-lm",
+            [
+                data,
+                "--path",
+                ckpts[tool],
+                "--gen-subset",
+                "test",
+                "--tokens-per-sample",
+                "128",
+                "--max-tokens",
+                "8192",
+                "--num-workers",
+                "0",
+                "--cpu",
+            ],
+            args.fairseq_python,
+            workdir,
+            threads=args.threads,
+        ).output
         found = re.search(r"Evaluated ([\d,]+) tokens in [\d.]+s \(([\d.]+) tokens/s\)", out)
         ppl[tool] = re.search(r"Perplexity: ([\d.]+)", out).group(1)
         if not found or found.group(1) == "0":
@@ -106,35 +191,82 @@ def bench_eval_lm(args, workdir: Path) -> None:
         return float(found.group(2))
 
     values = alternate(args.repeats, run)
-    print_value("eval_lm_model", f"tiny LM of train_speed.py, {args.lm_updates} updates; test perplexity: "
-                                 f"fairseq {ppl['fairseq']}, lite {ppl['lite']}")
+    print_value(
+        "eval_lm_model",
+        f"tiny LM of train_speed.py, {args.lm_updates} updates; test perplexity: "
+        f"fairseq {ppl['fairseq']}, lite {ppl['lite']}",
+    )
     report("eval_lm_tokens_per_s", f"tokens/s at {args.threads} thread(s)", values, target=1.5)
 
 
 def bench_generate(args, workdir: Path) -> None:
     spm = workdir / "mt" / "spm"
-    subprocess.run([sys.executable, str(ROOT / "examples" / "translation" / "prepare_kjv_rv1909.py"),
-                    "--out", str(spm)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "translation" / "prepare_kjv_rv1909.py"), "--out", str(spm)],
+        check=True,
+        capture_output=True,
+    )
     for lang in ("en", "es"):  # the benchmark's test subset: the first verses of the example's test split
         lines = (spm / f"test.{lang}").read_text(encoding="utf-8").splitlines(keepends=True)
-        (spm / f"bench.{lang}").write_text("".join(lines[:args.gen_sentences]), encoding="utf-8")
+        (spm / f"bench.{lang}").write_text("".join(lines[: args.gen_sentences]), encoding="utf-8")
     data = workdir / "mt" / "data-bin"
     from fairseq_cli.preprocess import main as preprocess
 
     # fairseq-train 0.12.2 loads the valid split even with --disable-validation.
-    preprocess(["--source-lang", "en", "--target-lang", "es", "--joined-dictionary", "--trainpref", str(spm / "train"),
-                "--validpref", str(spm / "valid"), "--testpref", str(spm / "bench"), "--destdir", str(data),
-                "--workers", "2"])
-    ckpts = {tool: train(tool, [str(data), *MT_FLAGS], args.mt_updates, workdir / f"mt_{tool}", args, workdir)
-             for tool in TOOLS}
+    preprocess(
+        [
+            "--source-lang",
+            "en",
+            "--target-lang",
+            "es",
+            "--joined-dictionary",
+            "--trainpref",
+            str(spm / "train"),
+            "--validpref",
+            str(spm / "valid"),
+            "--testpref",
+            str(spm / "bench"),
+            "--destdir",
+            str(data),
+            "--workers",
+            "2",
+        ]
+    )
+    ckpts = {
+        tool: train(tool, [str(data), *MT_FLAGS], args.mt_updates, workdir / f"mt_{tool}", args, workdir)
+        for tool in TOOLS
+    }
     n = args.gen_len
-    counts: Dict[str, str] = {}
+    counts: dict[str, str] = {}
 
     def run(tool: str) -> float:
-        out = run_tool(tool, "generate", [data, "--path", ckpts[tool], "--gen-subset", "test", "--beam", "5",
-                                          "--batch-size", "64", "--min-len", n, "--max-len-a", "0", "--max-len-b", n,
-                                          "--num-workers", "0", "--cpu"], args.fairseq_python, workdir,
-                       threads=args.threads).output
+        out = run_tool(
+            tool,
+            "generate",
+            [
+                data,
+                "--path",
+                ckpts[tool],
+                "--gen-subset",
+                "test",
+                "--beam",
+                "5",
+                "--batch-size",
+                "64",
+                "--min-len",
+                n,
+                "--max-len-a",
+                "0",
+                "--max-len-b",
+                n,
+                "--num-workers",
+                "0",
+                "--cpu",
+            ],
+            args.fairseq_python,
+            workdir,
+            threads=args.threads,
+        ).output
         found = re.search(r"Translated ([\d,]+) sentences \(([\d,]+) tokens\) in [\d.]+s \(([\d.]+) sentences/s", out)
         if not found:
             sys.exit(f"error: no 'Translated ...' line from {tool} generate:\n{out[-2000:]}")
@@ -142,8 +274,11 @@ def bench_generate(args, workdir: Path) -> None:
         return float(found.group(3))
 
     values = alternate(args.repeats, run)
-    print_value("generate_setup", f"beam 5, batch 64, every hypothesis {n} tokens + EOS; translated: "
-                                  f"fairseq {counts['fairseq']}, lite {counts['lite']}")
+    print_value(
+        "generate_setup",
+        f"beam 5, batch 64, every hypothesis {n} tokens + EOS; translated: "
+        f"fairseq {counts['fairseq']}, lite {counts['lite']}",
+    )
     report("generate_sentences_per_s", f"sentences/s at {args.threads} thread(s)", values, target=2.0)
 
 
@@ -154,26 +289,38 @@ def bench_preprocess(args, workdir: Path) -> None:
     raw.write_bytes(text * args.repeat)
     with open(raw, encoding="utf-8") as f:  # lines as both tools read them (text mode)
         lines = sum(1 for _ in f)
-    print_value("preprocess_input", f"{lines:,} lines ({raw.stat().st_size / 1e6:.1f} MB): the raw plays "
-                                    f"x{args.repeat}, --only-source")
-    startup = {tool: statistics.median(startup_seconds(tool, "preprocess", args.fairseq_python, workdir)
-                                       for _ in range(2)) for tool in TOOLS}
-    print_value("preprocess_startup_s", f"fairseq {startup['fairseq']:.2f}, lite {startup['lite']:.2f} "
-                                        f"(`fairseq-preprocess --help`)")
+    print_value(
+        "preprocess_input",
+        f"{lines:,} lines ({raw.stat().st_size / 1e6:.1f} MB): the raw plays x{args.repeat}, --only-source",
+    )
+    startup = {
+        tool: statistics.median(startup_seconds(tool, "preprocess", args.fairseq_python, workdir) for _ in range(2))
+        for tool in TOOLS
+    }
+    print_value(
+        "preprocess_startup_s",
+        f"fairseq {startup['fairseq']:.2f}, lite {startup['lite']:.2f} (`fairseq-preprocess --help`)",
+    )
     for workers in (1, 2):
-        walls: Dict[str, List[float]] = {}
+        walls: dict[str, list[float]] = {}
 
         def run(tool: str) -> float:
             dest = workdir / f"pre_{tool}_{workers}"
-            wall = run_tool(tool, "preprocess", ["--only-source", "--trainpref", raw, "--destdir", dest,
-                                                 "--workers", workers], args.fairseq_python, workdir).seconds
+            wall = run_tool(
+                tool,
+                "preprocess",
+                ["--only-source", "--trainpref", raw, "--destdir", dest, "--workers", workers],
+                args.fairseq_python,
+                workdir,
+            ).seconds
             walls.setdefault(tool, []).append(wall)
             return wall
 
         alternate(args.preprocess_repeats, run)
         for name in ("dict.txt", "train.bin", "train.idx"):
-            if (workdir / f"pre_fairseq_{workers}" / name).read_bytes() != \
-                    (workdir / f"pre_lite_{workers}" / name).read_bytes():
+            if (workdir / f"pre_fairseq_{workers}" / name).read_bytes() != (
+                workdir / f"pre_lite_{workers}" / name
+            ).read_bytes():
                 print_value(f"preprocess_workers{workers}_identical_outputs", f"NO ({name} differs)")
                 break
         else:
@@ -181,9 +328,11 @@ def bench_preprocess(args, workdir: Path) -> None:
         wall = {tool: statistics.median(walls[tool]) for tool in TOOLS}
         net = {tool: lines / max(wall[tool] - startup[tool], 1e-3) for tool in TOOLS}
         for tool in TOOLS:
-            print_value(f"preprocess_workers{workers}_{tool}",
-                        f"{wall[tool]:.2f} s wall, {lines / wall[tool]:,.0f} lines/s end to end, "
-                        f"{net[tool]:,.0f} lines/s net of start-up")
+            print_value(
+                f"preprocess_workers{workers}_{tool}",
+                f"{wall[tool]:.2f} s wall, {lines / wall[tool]:,.0f} lines/s end to end, "
+                f"{net[tool]:,.0f} lines/s net of start-up",
+            )
         print_ratio(f"preprocess_workers{workers}_lines_per_s_ratio", net["lite"], net["fairseq"], target=3.0)
         print_ratio(f"preprocess_workers{workers}_lines_per_s_ratio_end_to_end", wall["fairseq"], wall["lite"])
 
@@ -192,8 +341,9 @@ BENCHMARKS = {"eval-lm": bench_eval_lm, "generate": bench_generate, "preprocess"
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_fairseq_python_arg(parser)
     parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {list(BENCHMARKS)}")
     parser.add_argument("--repeats", type=int, default=3, help="eval-lm and generate runs per tool")
@@ -204,8 +354,12 @@ def main():
     parser.add_argument("--gen-len", type=int, default=32, help="tokens per hypothesis (min-len = max-len-b)")
     parser.add_argument("--repeat", type=int, default=3, help="copies of the raw plays given to preprocess")
     parser.add_argument("--preprocess-repeats", type=int, default=1, help="preprocess runs per tool and --workers")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="keep data, checkpoints and outputs here (default: a temporary directory, removed)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep data, checkpoints and outputs here (default: a temporary directory, removed)",
+    )
     args = parser.parse_args()
     chosen = [b.strip() for b in args.only.split(",") if b.strip()]
     unknown = [b for b in chosen if b not in BENCHMARKS]

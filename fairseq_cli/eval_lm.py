@@ -2,7 +2,7 @@
 
 import logging
 import sys
-from typing import Dict, Optional, Sequence
+from collections.abc import Sequence
 
 from fairseq_lite.cli_utils import setup_logging, user_errors_exit
 from fairseq_lite.dataclass.legacy_args import LegacyParser
@@ -13,15 +13,21 @@ logger = logging.getLogger("fairseq_cli.eval_lm")
 EVAL_GROUPS = ("common", "common_eval", "dataset", "eval_lm")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Optional[float]]:
+def main(argv: Sequence[str] | None = None) -> dict[str, float | None]:
     from fairseq_lite.checkpoint import load_for_command
     from fairseq_lite.eval_lm import evaluate
     from fairseq_lite.optim.precision import Precision
     from fairseq_lite.trainer import select_device
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = LegacyParser("fairseq-eval-lm", "Evaluate a language model (loss in base 2, perplexity).",
-                          EVAL_GROUPS, ("task",), positional_data=True, defaults={"task": "language_modeling"})
+    parser = LegacyParser(
+        "fairseq-eval-lm",
+        "Evaluate a language model (loss in base 2, perplexity).",
+        EVAL_GROUPS,
+        ("task",),
+        positional_data=True,
+        defaults={"task": "language_modeling"},
+    )
     _, given, targets = parser.parse(argv)
     values = {key: value for dest, value in given.items() for key in targets[dest]}
     path = values.get("common_eval.path")

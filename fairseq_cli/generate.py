@@ -5,7 +5,8 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Dict, Optional, Sequence, TextIO
+from collections.abc import Sequence
+from typing import Any, TextIO
 
 import torch
 
@@ -17,12 +18,13 @@ GENERATE_GROUPS = ("common", "common_eval", "dataset", "generation")
 LOG_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from fairseq_lite.generation.inference import prepare
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    setup = prepare("fairseq-generate", "Generate translations (or continuations) of a binarized data split.",
-                    argv, GENERATE_GROUPS)
+    setup = prepare(
+        "fairseq-generate", "Generate translations (or continuations) of a binarized data split.", argv, GENERATE_GROUPS
+    )
     cfg = setup.cfg
     if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:
         cfg.dataset.max_tokens = 12000
@@ -35,7 +37,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     final = os.path.join(results_path, f"generate-{cfg.dataset.gen_subset}.txt")
     tmp = os.path.join(results_path, f".generate-{cfg.dataset.gen_subset}.txt.tmp{os.getpid()}")
     # fairseq's log lines (the "Translated ..." summary among them) go to the results file too.
-    handler: Optional[logging.Handler] = None
+    handler: logging.Handler | None = None
     try:
         with open(tmp, "w", encoding="utf-8") as out:
             handler = logging.StreamHandler(out)
@@ -59,7 +61,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     return result
 
 
-def _generate(setup, out: TextIO) -> Dict[str, Any]:
+def _generate(setup, out: TextIO) -> dict[str, Any]:
     from fairseq_lite.generation import inference_step
     from fairseq_lite.generation.inference import hypothesis_lines, resolve_max_positions
     from fairseq_lite.scoring import build_scorer
@@ -70,11 +72,17 @@ def _generate(setup, out: TextIO) -> Dict[str, Any]:
     task.load_dataset(subset)
     ds = cfg.dataset
     itr = task.get_batch_iterator(
-        dataset=task.dataset(subset), max_tokens=ds.max_tokens, max_sentences=ds.batch_size,
+        dataset=task.dataset(subset),
+        max_tokens=ds.max_tokens,
+        max_sentences=ds.batch_size,
         max_positions=resolve_max_positions(task.max_positions(), model.max_positions()),
         ignore_invalid_inputs=ds.skip_invalid_size_inputs_valid_test,
-        required_batch_size_multiple=ds.required_batch_size_multiple, seed=cfg.common.seed,
-        num_shards=ds.num_shards, shard_id=ds.shard_id, num_workers=0, disable_iterator_cache=True,
+        required_batch_size_multiple=ds.required_batch_size_multiple,
+        seed=cfg.common.seed,
+        num_shards=ds.num_shards,
+        shard_id=ds.shard_id,
+        num_workers=0,
+        disable_iterator_cache=True,
     ).next_epoch_itr(shuffle=False)
 
     src_dict = getattr(task, "source_dictionary", None)
@@ -107,14 +115,15 @@ def _generate(setup, out: TextIO) -> Dict[str, Any]:
             target_str = ""
             if has_target:
                 target_tokens = _strip_pad(sample["target"][i], tgt_dict.pad()).int().cpu()
-                target_str = decode_fn(tgt_dict.string(target_tokens, post_process, escape_unk=True,
-                                                       extra_symbols_to_ignore=strip))
+                target_str = decode_fn(
+                    tgt_dict.string(target_tokens, post_process, escape_unk=True, extra_symbols_to_ignore=strip)
+                )
             lines = []
             if src_dict is not None:
                 lines.append(f"S-{sample_id}\t{src_str}")
             if has_target:
                 lines.append(f"T-{sample_id}\t{target_str}")
-            for j, hypo in enumerate(hypos[i][:cfg.generation.nbest]):
+            for j, hypo in enumerate(hypos[i][: cfg.generation.nbest]):
                 hypo_lines, _, detok = hypothesis_lines(sample_id, hypo, tgt_dict, post_process, strip, decode_fn)
                 lines += hypo_lines
                 if has_target and j == 0:
@@ -130,11 +139,19 @@ def _generate(setup, out: TextIO) -> Dict[str, Any]:
     logger.info("NOTE: hypothesis and token scores are output in base 2")
     sent_rate = num_sentences / gen_time if gen_time > 0 else 0.0
     tok_rate = num_tokens / gen_time if gen_time > 0 else 0.0
-    logger.info(f"Translated {num_sentences:,} sentences ({num_tokens:,} tokens) in {gen_time:.1f}s "
-                f"({sent_rate:.2f} sentences/s, {tok_rate:.2f} tokens/s)")
-    result: Dict[str, Any] = {"num_sentences": num_sentences, "num_tokens": num_tokens, "elapsed": gen_time,
-                              "sentences_per_second": sent_rate, "tokens_per_second": tok_rate,
-                              "bleu": None, "result_string": None}
+    logger.info(
+        f"Translated {num_sentences:,} sentences ({num_tokens:,} tokens) in {gen_time:.1f}s "
+        f"({sent_rate:.2f} sentences/s, {tok_rate:.2f} tokens/s)"
+    )
+    result: dict[str, Any] = {
+        "num_sentences": num_sentences,
+        "num_tokens": num_tokens,
+        "elapsed": gen_time,
+        "sentences_per_second": sent_rate,
+        "tokens_per_second": tok_rate,
+        "bleu": None,
+        "result_string": None,
+    }
     if has_target and num_sentences > 0:
         result_string = scorer.result_string()
         print(f"Generate {cfg.dataset.gen_subset} with beam={cfg.generation.beam}: {result_string}", file=out)

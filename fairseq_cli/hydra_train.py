@@ -7,13 +7,17 @@ mistake is one line (`fairseq-hydra-train: error: ...`) instead of Hydra's multi
 import logging
 import os
 import sys
-from typing import List, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
 from fairseq_lite.cli_utils import one_line, user_errors_exit
-from fairseq_lite.dataclass.compose import CONFIG_NAME, bundled_config_dir, compose_config, finalize_config, \
-    user_dir_from_overrides
+from fairseq_lite.dataclass.compose import (
+    CONFIG_NAME,
+    bundled_config_dir,
+    compose_config,
+    finalize_config,
+    user_dir_from_overrides,
+)
 from fairseq_lite.dataclass.initialize import hydra_init, import_components
 from fairseq_lite.dataclass.overrides import first_sweep_values, normalize_overrides
 from fairseq_lite.errors import FairseqLiteError, TrainingInterrupted
@@ -22,16 +26,38 @@ logger = logging.getLogger("fairseq_cli.hydra_train")
 
 # Hydra's own flags: (names, takes a value).
 _HYDRA_FLAGS = {
-    "--config-path": True, "-cp": True, "--config-name": True, "-cn": True, "--config-dir": True, "-cd": True,
-    "--cfg": True, "-c": True, "--package": True, "-p": True, "--info": False, "-i": False,
-    "--experimental-rerun": True, "--shell-completion": False, "-sc": False,
+    "--config-path": True,
+    "-cp": True,
+    "--config-name": True,
+    "-cn": True,
+    "--config-dir": True,
+    "-cd": True,
+    "--cfg": True,
+    "-c": True,
+    "--package": True,
+    "-p": True,
+    "--info": False,
+    "-i": False,
+    "--experimental-rerun": True,
+    "--shell-completion": False,
+    "-sc": False,
 }
 # Flags after which Hydra prints something instead of running a job.
-_NO_RUN_FLAGS = {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i", "--version",
-                 "--shell-completion", "-sc"}
+_NO_RUN_FLAGS = {
+    "--cfg",
+    "-c",
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "--version",
+    "--shell-completion",
+    "-sc",
+}
 
 
-def split_argv(argv: List[str]) -> Tuple[List[str], List[str]]:
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     """Hydra flags (kept as given) and overrides (to normalize)."""
     flags, overrides = [], []
     i = 0
@@ -49,7 +75,7 @@ def split_argv(argv: List[str]) -> Tuple[List[str], List[str]]:
     return flags, overrides
 
 
-def flag_value(flags: List[str], *names: str) -> Optional[str]:
+def flag_value(flags: list[str], *names: str) -> str | None:
     for i, flag in enumerate(flags):
         name, sep, value = flag.partition("=")
         if name in names:
@@ -57,7 +83,7 @@ def flag_value(flags: List[str], *names: str) -> Optional[str]:
     return None
 
 
-def check_before_running(flags: List[str], overrides: List[str]) -> None:
+def check_before_running(flags: list[str], overrides: list[str]) -> None:
     """Compose once (the first job of a sweep) so that user errors surface as one line."""
     if any(f.split("=", 1)[0] in _NO_RUN_FLAGS for f in flags):
         return
@@ -66,10 +92,14 @@ def check_before_running(flags: List[str], overrides: List[str]) -> None:
         if first is None:
             return
         overrides = first
-    task_overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra.") and
-                      not o.lstrip("+~").startswith("hydra/")]
-    compose_config(task_overrides, config_dir=flag_value(flags, "--config-dir", "-cd"),
-                   config_name=flag_value(flags, "--config-name", "-cn") or CONFIG_NAME)
+    task_overrides = [
+        o for o in overrides if not o.lstrip("+~").startswith("hydra.") and not o.lstrip("+~").startswith("hydra/")
+    ]
+    compose_config(
+        task_overrides,
+        config_dir=flag_value(flags, "--config-dir", "-cd"),
+        config_name=flag_value(flags, "--config-name", "-cn") or CONFIG_NAME,
+    )
 
 
 def place_outputs_in_run_dir(cfg: DictConfig) -> None:
@@ -88,15 +118,17 @@ def place_outputs_in_run_dir(cfg: DictConfig) -> None:
         cfg.common.tensorboard_logdir = os.path.join(run_dir, "tensorboard")
 
 
-def hydra_main(cfg: DictConfig) -> Optional[float]:
+def hydra_main(cfg: DictConfig) -> float | None:
     """Hydra's task function. Returns the best validation value, for Hydra sweepers to optimize."""
     from fairseq_lite.distributed import call_main
     from fairseq_lite.training import train
 
     try:
         # Each job of a sweep (possibly in a fresh process, e.g. on SLURM) needs the plugins too.
-        import_components(OmegaConf.select(cfg, "common.user_dir", default=None) or
-                          OmegaConf.select(cfg, "_group_.common.user_dir", default=None))
+        import_components(
+            OmegaConf.select(cfg, "common.user_dir", default=None)
+            or OmegaConf.select(cfg, "_group_.common.user_dir", default=None)
+        )
         cfg = finalize_config(cfg)
         place_outputs_in_run_dir(cfg)
         logger.info("\n" + OmegaConf.to_yaml(cfg))
@@ -121,9 +153,11 @@ def cli_main() -> None:
     check_before_running(flags, overrides)
     hydra_init()
     given = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
-    run_defaults = [o for o in ("hydra/job_logging=fairseq_lite", "hydra.job.name=train",
-                                "hydra.help.app_name=fairseq-hydra-train")
-                    if o.split("=", 1)[0] not in given]
+    run_defaults = [
+        o
+        for o in ("hydra/job_logging=fairseq_lite", "hydra.job.name=train", "hydra.help.app_name=fairseq-hydra-train")
+        if o.split("=", 1)[0] not in given
+    ]
     sys.argv = [sys.argv[0], *flags, *run_defaults, *normalize_overrides(overrides)]
     main = hydra.main(config_path=bundled_config_dir(), config_name=CONFIG_NAME, version_base="1.3")(hydra_main)
     main()

@@ -5,7 +5,8 @@ import fileinput
 import logging
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 
@@ -16,9 +17,9 @@ logger = logging.getLogger("fairseq_cli.interactive")
 INTERACTIVE_GROUPS = ("common", "common_eval", "dataset", "generation", "interactive")
 
 
-def buffered_read(path: str, buffer_size: int) -> Iterator[List[str]]:
+def buffered_read(path: str, buffer_size: int) -> Iterator[list[str]]:
     """Lines in groups of `buffer_size`; from a pipe each group is yielded as soon as it is read."""
-    buffer: List[str] = []
+    buffer: list[str] = []
     with fileinput.input(files=[path], openhook=fileinput.hook_encoded("utf-8")) as lines:
         for line in lines:
             buffer.append(line.strip())
@@ -29,7 +30,7 @@ def buffered_read(path: str, buffer_size: int) -> Iterator[List[str]]:
         yield buffer
 
 
-def make_batches(lines: List[str], setup, batch_size: Optional[int], max_tokens: Optional[int]) -> Iterator[Dict[str, Any]]:
+def make_batches(lines: list[str], setup, batch_size: int | None, max_tokens: int | None) -> Iterator[dict[str, Any]]:
     """Encode lines into samples like the task's inference datasets, shortest first (less padding);
     each sample's "id" is the line's index in `lines`."""
     from fairseq_lite.data.data_utils import collate_tokens
@@ -45,31 +46,35 @@ def make_batches(lines: List[str], setup, batch_size: Optional[int], max_tokens:
         tokens = [torch.cat([t.new_tensor([start]), t[:-1]]) for t in tokens]
     left_pad = bool(getattr(task.cfg, "left_pad_source", True)) if has_encoder else False
     order = sorted(range(len(tokens)), key=lambda i: len(tokens[i]))
-    batch: List[int] = []
+    batch: list[int] = []
     for index in order + [None]:
         if index is not None:
             width = max([len(tokens[i]) for i in batch] + [len(tokens[index])])
-            full = (batch_size is not None and len(batch) >= batch_size) or \
-                (max_tokens is not None and batch and width * (len(batch) + 1) > max_tokens)
+            full = (batch_size is not None and len(batch) >= batch_size) or (
+                max_tokens is not None and batch and width * (len(batch) + 1) > max_tokens
+            )
             if not full:
                 batch.append(index)
                 continue
         if batch:
             src = collate_tokens([tokens[i] for i in batch], src_dict.pad(), src_dict.eos(), left_pad=left_pad)
-            yield {"id": torch.tensor(batch), "net_input": {
-                "src_tokens": src, "src_lengths": torch.tensor([len(tokens[i]) for i in batch])}}
+            yield {
+                "id": torch.tensor(batch),
+                "net_input": {"src_tokens": src, "src_lengths": torch.tensor([len(tokens[i]) for i in batch])},
+            }
         batch = [index] if index is not None else []
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     from fairseq_lite.generation import inference_step
     from fairseq_lite.generation.inference import hypothesis_lines, prepare
     from fairseq_lite.trainer import move_to_device
 
     argv = sys.argv[1:] if argv is None else list(argv)
     start_time = time.perf_counter()
-    setup = prepare("fairseq-interactive", "Translate or continue raw text, one line per input.",
-                    argv, INTERACTIVE_GROUPS)
+    setup = prepare(
+        "fairseq-interactive", "Translate or continue raw text, one line per input.", argv, INTERACTIVE_GROUPS
+    )
     cfg = setup.cfg
     buffer_size = max(1, cfg.interactive.buffer_size)
     batch_size, max_tokens = cfg.dataset.batch_size, cfg.dataset.max_tokens
@@ -77,6 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         batch_size = 1
     if batch_size is not None and batch_size > buffer_size:
         from fairseq_lite.errors import ConfigError
+
         raise ConfigError(f"--batch-size {batch_size} cannot be larger than --buffer-size {buffer_size}")
 
     tgt_dict = setup.task.target_dictionary
@@ -102,16 +108,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 results.append((start_id + line_id, src[src.ne(tgt_dict.pad())], hypos[i], elapsed / len(hypos)))
 
         for line_id, src_tokens, hypos, seconds in sorted(results, key=lambda r: r[0]):
-            out = [f"S-{line_id}\t{src_dict.string(src_tokens, post_process)}",
-                   f"W-{line_id}\t{seconds:.3f}\tseconds"]
-            for hypo in hypos[:min(len(hypos), cfg.generation.nbest)]:
+            out = [f"S-{line_id}\t{src_dict.string(src_tokens, post_process)}", f"W-{line_id}\t{seconds:.3f}\tseconds"]
+            for hypo in hypos[: min(len(hypos), cfg.generation.nbest)]:
                 out += hypothesis_lines(line_id, hypo, tgt_dict, post_process, strip, setup.decode_fn)[0]
             print("\n".join(out), flush=True)
         start_id += len(lines)
         count += len(lines)
 
-    logger.info(f"Total time: {time.perf_counter() - start_time:.3f} seconds; "
-                f"translation time: {total_translate_time:.3f}")
+    logger.info(
+        f"Total time: {time.perf_counter() - start_time:.3f} seconds; translation time: {total_translate_time:.3f}"
+    )
     return count
 
 

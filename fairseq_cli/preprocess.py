@@ -16,7 +16,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import List, Optional, Sequence, Union
+from collections.abc import Sequence
 
 from fairseq_lite.cli_utils import setup_logging, user_errors_exit
 from fairseq_lite.data.binarizer import binarize_file
@@ -39,23 +39,45 @@ def get_parser() -> argparse.ArgumentParser:
     add("-s", "--source-lang", default=None, metavar="SRC", help="source language")
     add("-t", "--target-lang", default=None, metavar="TARGET", help="target language")
     add("--trainpref", metavar="FP", default=None, help="train file prefix (also used to build dictionaries)")
-    add("--validpref", metavar="FP", default=None,
-        help="comma separated, valid file prefixes (words missing from train set are replaced with <unk>)")
-    add("--testpref", metavar="FP", default=None,
-        help="comma separated, test file prefixes (words missing from train set are replaced with <unk>)")
+    add(
+        "--validpref",
+        metavar="FP",
+        default=None,
+        help="comma separated, valid file prefixes (words missing from train set are replaced with <unk>)",
+    )
+    add(
+        "--testpref",
+        metavar="FP",
+        default=None,
+        help="comma separated, test file prefixes (words missing from train set are replaced with <unk>)",
+    )
     add("--align-suffix", metavar="FP", default=None, help="alignment file suffix (not supported)")
     add("--destdir", metavar="DIR", default="data-bin", help="destination dir")
-    add("--thresholdtgt", metavar="N", default=0, type=int,
-        help="map words appearing less than threshold times to unknown")
-    add("--thresholdsrc", metavar="N", default=0, type=int,
-        help="map words appearing less than threshold times to unknown")
+    add(
+        "--thresholdtgt",
+        metavar="N",
+        default=0,
+        type=int,
+        help="map words appearing less than threshold times to unknown",
+    )
+    add(
+        "--thresholdsrc",
+        metavar="N",
+        default=0,
+        type=int,
+        help="map words appearing less than threshold times to unknown",
+    )
     add("--tgtdict", metavar="FP", help="reuse given target dictionary")
     add("--srcdict", metavar="FP", help="reuse given source dictionary")
     add("--nwordstgt", metavar="N", default=-1, type=int, help="number of target words to retain")
     add("--nwordssrc", metavar="N", default=-1, type=int, help="number of source words to retain")
     add("--alignfile", metavar="ALIGN", default=None, help="an alignment file (not supported)")
-    add("--dataset-impl", metavar="FORMAT", default="mmap",
-        help="output dataset implementation (only 'mmap' is supported)")
+    add(
+        "--dataset-impl",
+        metavar="FORMAT",
+        default="mmap",
+        help="output dataset implementation (only 'mmap' is supported)",
+    )
     add("--joined-dictionary", action="store_true", help="Generate joined dictionary")
     add("--only-source", action="store_true", help="Only process the source language")
     add("--padding-factor", metavar="N", default=8, type=int, help="Pad dictionary size to be multiple of N")
@@ -77,15 +99,15 @@ def get_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------- file names (as fairseq)
 
 
-def _lang_file(prefix: str, lang: Optional[str]) -> str:
+def _lang_file(prefix: str, lang: str | None) -> str:
     return f"{prefix}.{lang}" if lang else prefix
 
 
-def _dict_path(lang: Optional[str], destdir: str) -> str:
+def _dict_path(lang: str | None, destdir: str) -> str:
     return os.path.join(destdir, _lang_file("dict", lang) + ".txt")
 
 
-def dataset_dest_prefix(args: argparse.Namespace, output_prefix: str, lang: Optional[str]) -> str:
+def dataset_dest_prefix(args: argparse.Namespace, output_prefix: str, lang: str | None) -> str:
     base = os.path.join(args.destdir, output_prefix)
     if lang is not None:
         return f"{base}.{args.source_lang}-{args.target_lang}.{lang}"
@@ -94,7 +116,7 @@ def dataset_dest_prefix(args: argparse.Namespace, output_prefix: str, lang: Opti
     return f"{base}.{args.source_lang}-{args.target_lang}"
 
 
-def _splits(args: argparse.Namespace) -> List[tuple[str, str, str]]:
+def _splits(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     """(flag, input prefix, output name) for every dataset to write, in fairseq's order."""
     splits = []
     if args.trainpref:
@@ -122,9 +144,7 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     if not args.only_source and not (args.source_lang and args.target_lang):
-        raise ConfigError(
-            "both --source-lang (-s) and --target-lang (-t) are needed, unless --only-source is given"
-        )
+        raise ConfigError("both --source-lang (-s) and --target-lang (-t) are needed, unless --only-source is given")
     if args.joined_dictionary and args.srcdict and args.tgtdict:
         raise ConfigError("cannot use both --srcdict and --tgtdict with --joined-dictionary")
     target = not args.only_source
@@ -168,7 +188,9 @@ def _prepare_destdir(args: argparse.Namespace) -> None:
         path = _dict_path(lang, destdir)
         # fairseq refuses too: a second run would silently mix two vocabularies in one destdir.
         if not given and os.path.exists(path):
-            raise DataError(f"{path} already exists; remove it, choose another --destdir, or reuse it with {flag} {path}")
+            raise DataError(
+                f"{path} already exists; remove it, choose another --destdir, or reuse it with {flag} {path}"
+            )
 
 
 # ---------------------------------------------------------------- dictionaries and datasets
@@ -186,7 +208,7 @@ def _build_dictionary(filenames: Sequence[str], args: argparse.Namespace, src: b
     return d
 
 
-def _make_dictionaries(args: argparse.Namespace) -> tuple[Dictionary, Optional[Dictionary]]:
+def _make_dictionaries(args: argparse.Namespace) -> tuple[Dictionary, Dictionary | None]:
     target = not args.only_source
     train = lambda lang: _lang_file(args.trainpref, lang)  # noqa: E731
     if args.joined_dictionary:
@@ -210,7 +232,7 @@ def _make_dictionaries(args: argparse.Namespace) -> tuple[Dictionary, Optional[D
     return src_dict, tgt_dict
 
 
-def _make_all(lang: Optional[str], vocab: Dictionary, args: argparse.Namespace) -> None:
+def _make_all(lang: str | None, vocab: Dictionary, args: argparse.Namespace) -> None:
     for _, prefix, name in _splits(args):
         logger.info(f"[{lang}] Dictionary: {len(vocab)} types")
         input_file = _lang_file(prefix, lang)
@@ -218,7 +240,7 @@ def _make_all(lang: Optional[str], vocab: Dictionary, args: argparse.Namespace) 
         logger.info(f"[{lang}] {input_file}: {summary} (by {vocab.unk_word})")
 
 
-def main(argv: Union[Sequence[str], argparse.Namespace, None] = None) -> None:
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
     args = argv if isinstance(argv, argparse.Namespace) else get_parser().parse_args(argv)
     _check_args(args)
     _prepare_destdir(args)
@@ -245,7 +267,7 @@ def main(argv: Union[Sequence[str], argparse.Namespace, None] = None) -> None:
 
 
 @user_errors_exit(PROG)
-def cli_main(argv: Optional[Sequence[str]] = None) -> None:
+def cli_main(argv: Sequence[str] | None = None) -> None:
     setup_logging()
     main(sys.argv[1:] if argv is None else argv)
 

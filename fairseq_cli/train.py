@@ -2,7 +2,7 @@
 
 import logging
 import sys
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 from fairseq_lite.cli_utils import setup_logging, user_errors_exit
 from fairseq_lite.dataclass.compose import compose_config
@@ -13,20 +13,30 @@ logger = logging.getLogger("fairseq_cli.train")
 TRAIN_GROUPS = ("common", "distributed_training", "dataset", "optimization", "checkpoint")
 TRAIN_COMPONENTS = ("task", "model", "criterion", "optimizer", "lr_scheduler")
 # fairseq's defaults where it has them; optimizer has none in fairseq ("optimizer is required!").
-TRAIN_DEFAULTS = {"task": "language_modeling", "criterion": "cross_entropy", "optimizer": "adam",
-                  "lr_scheduler": "fixed"}
+TRAIN_DEFAULTS = {
+    "task": "language_modeling",
+    "criterion": "cross_entropy",
+    "optimizer": "adam",
+    "lr_scheduler": "fixed",
+}
 
 
 def train_parser() -> LegacyParser:
-    return LegacyParser("fairseq-train", "Train a model (fairseq's legacy command-line interface).",
-                        TRAIN_GROUPS, TRAIN_COMPONENTS, positional_data=True, defaults=TRAIN_DEFAULTS)
+    return LegacyParser(
+        "fairseq-train",
+        "Train a model (fairseq's legacy command-line interface).",
+        TRAIN_GROUPS,
+        TRAIN_COMPONENTS,
+        positional_data=True,
+        defaults=TRAIN_DEFAULTS,
+    )
 
 
-def legacy_overrides(argv: Sequence[str]) -> List[str]:
+def legacy_overrides(argv: Sequence[str]) -> list[str]:
     return train_parser().to_overrides(argv)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Optional[float]:
+def main(argv: Sequence[str] | None = None) -> float | None:
     from fairseq_lite.distributed import call_main
     from fairseq_lite.training import train
 

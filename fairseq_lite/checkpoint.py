@@ -18,7 +18,7 @@ import re
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -88,13 +88,15 @@ def torch_load_weights_only(path: str, mmap: bool = False) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
-def load_checkpoint_to_cpu(path: str) -> Dict[str, Any]:
+def load_checkpoint_to_cpu(path: str) -> dict[str, Any]:
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         state = torch_load_weights_only(path)
     except Exception as e:  # torch raises many types for a truncated or foreign file
-        raise CheckpointError(f"cannot read checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from e
     if isinstance(state, dict) and is_fairseq_checkpoint(state):
         return convert_fairseq_checkpoint(state, path)
     if not isinstance(state, dict) or "model" not in state or "cfg" not in state:
@@ -102,7 +104,7 @@ def load_checkpoint_to_cpu(path: str) -> Dict[str, Any]:
     return state
 
 
-def model_weights(state: Dict[str, Any], path: str, model: torch.nn.Module) -> Dict[str, torch.Tensor]:
+def model_weights(state: dict[str, Any], path: str, model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The full weights of a checkpoint read by load_checkpoint_to_cpu, gathered from its shard
     directory when a fully_sharded run wrote it (`model` gives the names and shapes)."""
     if state.get("model") is not None or not state.get("sharded_state"):
@@ -121,16 +123,16 @@ class CheckpointManager:
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
         self.ckpt = cfg.checkpoint
-        self.best: Optional[float] = None
+        self.best: float | None = None
         self.num_bad_validations = 0  # for --patience
-        self._executor: Optional[ThreadPoolExecutor] = None
+        self._executor: ThreadPoolExecutor | None = None
         self._pending = None
 
     # --- best metric and early stopping ---------------------------------------------------------
     def is_better(self, a: float, b: float) -> bool:
         return a > b if self.ckpt.maximize_best_checkpoint_metric else a < b
 
-    def update_best(self, metric: Optional[float]) -> bool:
+    def update_best(self, metric: float | None) -> bool:
         """Record a validation result; True when it is the best so far."""
         if metric is None:
             return False
@@ -148,7 +150,7 @@ class CheckpointManager:
         return False
 
     # --- saving ---------------------------------------------------------------------------------
-    def save(self, trainer, epoch_itr, val_metric: Optional[float], is_best: bool, extra: Dict[str, Any]) -> None:
+    def save(self, trainer, epoch_itr, val_metric: float | None, is_best: bool, extra: dict[str, Any]) -> None:
         from fairseq_lite.distributed import is_master
 
         if self.ckpt.no_save:
@@ -215,12 +217,14 @@ class CheckpointManager:
         trainer.save_sharded_state(directory)
         return directory
 
-    def _write(self, state: Dict[str, Any], paths, description: str) -> None:
+    def _write(self, state: dict[str, Any], paths, description: str) -> None:
         atomic_torch_save(state, paths[0])
         for path in paths[1:]:
             atomic_copy(paths[0], path)
-        logger.info(f"saved checkpoint {paths[0]} ({description}) "
-                    + (f"and copied it to {', '.join(os.path.basename(p) for p in paths[1:])}" if paths[1:] else ""))
+        logger.info(
+            f"saved checkpoint {paths[0]} ({description}) "
+            + (f"and copied it to {', '.join(os.path.basename(p) for p in paths[1:])}" if paths[1:] else "")
+        )
         self._remove_old()
         self._remove_unused_shards()
 
@@ -235,8 +239,12 @@ class CheckpointManager:
         keep = [
             (self.ckpt.keep_interval_updates, rf"checkpoint_\d+_(\d+){suffix}\.pt", False),
             (self.ckpt.keep_last_epochs, rf"checkpoint(\d+){suffix}\.pt", False),
-            (self.ckpt.keep_best_checkpoints, rf"checkpoint\.best_{re.escape(self.ckpt.best_checkpoint_metric)}"
-                                              rf"_(-?[\d.]+){suffix}\.pt", True),
+            (
+                self.ckpt.keep_best_checkpoints,
+                rf"checkpoint\.best_{re.escape(self.ckpt.best_checkpoint_metric)}"
+                rf"_(-?[\d.]+){suffix}\.pt",
+                True,
+            ),
         ]
         for limit, pattern, is_score in keep:
             if limit is None or limit < 0:
@@ -262,8 +270,9 @@ class CheckpointManager:
             if name.startswith("checkpoint") and name.endswith(".pt"):
                 try:
                     # mmap: only the small entries are read, not the tensors of a full checkpoint
-                    state = torch.load(os.path.join(self.ckpt.save_dir, name), map_location="cpu",
-                                       weights_only=True, mmap=True)
+                    state = torch.load(
+                        os.path.join(self.ckpt.save_dir, name), map_location="cpu", weights_only=True, mmap=True
+                    )
                 except Exception:  # not ours or unreadable: keep everything rather than guess
                     return
                 if isinstance(state, dict) and state.get("sharded_state"):
@@ -274,7 +283,7 @@ class CheckpointManager:
                 shutil.rmtree(path, ignore_errors=True)
 
     # --- loading --------------------------------------------------------------------------------
-    def restore_path(self) -> Tuple[str, bool]:
+    def restore_path(self) -> tuple[str, bool]:
         """The file to resume from, and whether the user named it explicitly."""
         restore_file = self.ckpt.restore_file
         if restore_file == "checkpoint_last.pt":
@@ -293,7 +302,7 @@ class CheckpointManager:
                 logger.info(f"removed {name}, left by an interrupted checkpoint write")
         self._remove_unused_shards()
 
-    def load(self, trainer) -> Optional[Dict[str, Any]]:
+    def load(self, trainer) -> dict[str, Any] | None:
         """Restore trainer state from the checkpoint to resume from; None when starting fresh."""
         from fairseq_lite.distributed import is_master
 
@@ -308,17 +317,22 @@ class CheckpointManager:
             return None
         state = load_checkpoint_to_cpu(path)
         if state.get("written_by") == "fairseq":
-            raise CheckpointError(f"{path} was written by fairseq: its optimizer and data-iterator states cannot be "
-                                  f"resumed; start a new run from its weights with "
-                                  f"checkpoint.finetune_from_model={path}")
+            raise CheckpointError(
+                f"{path} was written by fairseq: its optimizer and data-iterator states cannot be "
+                f"resumed; start a new run from its weights with "
+                f"checkpoint.finetune_from_model={path}"
+            )
         if state.get("sharded_state"):
             state["sharded_state"] = os.path.join(os.path.dirname(os.path.abspath(path)), state["sharded_state"])
         try:
-            trainer.load_state_dict(state, reset_optimizer=self.ckpt.reset_optimizer,
-                                    reset_lr_scheduler=self.ckpt.reset_lr_scheduler)
+            trainer.load_state_dict(
+                state, reset_optimizer=self.ckpt.reset_optimizer, reset_lr_scheduler=self.ckpt.reset_lr_scheduler
+            )
         except RuntimeError as e:
-            raise CheckpointError(f"{path} does not fit this model ({str(e).splitlines()[0]}); use another "
-                                  f"checkpoint.save_dir to start a new run") from e
+            raise CheckpointError(
+                f"{path} does not fit this model ({str(e).splitlines()[0]}); use another "
+                f"checkpoint.save_dir to start a new run"
+            ) from e
         extra = state.get("extra_state") or {}
         if not self.ckpt.reset_meters:
             self.best = extra.get("best")
@@ -332,17 +346,21 @@ class CheckpointManager:
             if getattr(trainer, "sharded", False):
                 from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-                set_model_state_dict(trainer.model, model_weights(state, path, trainer.model),
-                                     options=StateDictOptions(full_state_dict=True))
+                set_model_state_dict(
+                    trainer.model,
+                    model_weights(state, path, trainer.model),
+                    options=StateDictOptions(full_state_dict=True),
+                )
             else:
                 trainer.model.load_state_dict(model_weights(state, path, trainer.model), strict=True)
         except RuntimeError as e:
-            raise CheckpointError(f"checkpoint.finetune_from_model: {path} does not fit this model "
-                                  f"({str(e).splitlines()[0]})") from e
+            raise CheckpointError(
+                f"checkpoint.finetune_from_model: {path} does not fit this model ({str(e).splitlines()[0]})"
+            ) from e
         logger.info(f"loaded pretrained weights from {path} (optimizer, schedule and meters reset)")
 
 
-def load_model_for_inference(path: str, task_overrides: Optional[Dict[str, Any]] = None):
+def load_model_for_inference(path: str, task_overrides: dict[str, Any] | None = None):
     """Rebuild (cfg, task, model) from a checkpoint, for eval-lm and generation."""
     from fairseq_lite.registry import TASK_REGISTRY
 
@@ -355,12 +373,13 @@ def load_model_for_inference(path: str, task_overrides: Optional[Dict[str, Any]]
     try:
         model.load_state_dict(model_weights(state, path, model), strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the model its config describes "
-                              f"({str(e).splitlines()[0]})") from e
+        raise CheckpointError(
+            f"{path}: weights do not fit the model its config describes ({str(e).splitlines()[0]})"
+        ) from e
     return cfg, task, model
 
 
-def load_for_command(path: str, values: Dict[str, Any], groups) -> Tuple[DictConfig, Any, Any]:
+def load_for_command(path: str, values: dict[str, Any], groups) -> tuple[DictConfig, Any, Any]:
     """(cfg, task, model) for an inference command (eval-lm, generate, interactive).
 
     Task and model come from the checkpoint, with the command line's `task.*` values on top (a new

@@ -4,7 +4,7 @@ import contextlib
 import logging
 import math
 import time
-from typing import Dict, Iterable, Optional
+from collections.abc import Iterable
 
 import torch
 
@@ -22,8 +22,10 @@ def eval_lm_dataset(cfg, task, subset: str):
     context_window = cfg.eval_lm.context_window
     if context_window > 0:
         if context_window >= cfg.task.tokens_per_sample:
-            raise ConfigError(f"--context-window {context_window} must be smaller than --tokens-per-sample "
-                              f"{cfg.task.tokens_per_sample}")
+            raise ConfigError(
+                f"--context-window {context_window} must be smaller than --tokens-per-sample "
+                f"{cfg.task.tokens_per_sample}"
+            )
         # Score blocks of (tokens_per_sample - context_window) new tokens, each after up to
         # context_window tokens of history, so that history + block still fits the model.
         block = cfg.task.tokens_per_sample - context_window
@@ -32,14 +34,19 @@ def eval_lm_dataset(cfg, task, subset: str):
     task.load_dataset(subset)
     dataset = task.dataset(subset)
     if context_window > 0:
-        dataset = LMContextWindowDataset(dataset, tokens_per_sample=cfg.task.tokens_per_sample,
-                                         context_window=context_window, pad_idx=task.source_dictionary.pad())
+        dataset = LMContextWindowDataset(
+            dataset,
+            tokens_per_sample=cfg.task.tokens_per_sample,
+            context_window=context_window,
+            pad_idx=task.source_dictionary.pad(),
+        )
     return dataset
 
 
 @torch.no_grad()
-def score_batches(model, batches: Iterable[Dict], device: torch.device, pad_idx: int, autocast=None,
-                  word_probs_dictionary=None) -> Dict[str, float]:
+def score_batches(
+    model, batches: Iterable[dict], device: torch.device, pad_idx: int, autocast=None, word_probs_dictionary=None
+) -> dict[str, float]:
     """Sum of target-token log-probabilities (nats) and the number of scored tokens."""
     model.eval()
     log_softmax_model = normalizes_with_log_softmax(model)
@@ -55,8 +62,9 @@ def score_batches(model, batches: Iterable[Dict], device: torch.device, pad_idx:
         if log_softmax_model:
             # The fused kernel reads the logits once and accumulates in fp32 (bf16 logits would cost
             # perplexity digits), without an fp32 copy of the [tokens, vocab] logits.
-            token_nll = softmax_cross_entropy(net_output[0], target, ignore_index=pad_idx,
-                                              reduce=False)[1].view_as(target)
+            token_nll = softmax_cross_entropy(net_output[0], target, ignore_index=pad_idx, reduce=False)[1].view_as(
+                target
+            )
         else:  # the model's own normalization (adaptive softmax, temperature, ...)
             lprobs = model.get_normalized_probs(net_output, log_probs=True).float()
             token_nll = -lprobs.gather(-1, target.masked_fill(~mask, 0).unsqueeze(-1)).squeeze(-1)
@@ -65,39 +73,62 @@ def score_batches(model, batches: Iterable[Dict], device: torch.device, pad_idx:
         ntokens += int(mask.sum())
         if word_probs_dictionary is not None:
             for row_target, row_nll, row_mask in zip(target, token_nll, mask):
-                words = [f"{word_probs_dictionary[int(t)]} [{-float(n) / math.log(2):.2f}]"
-                         for t, n, m in zip(row_target, row_nll, row_mask) if m]
+                words = [
+                    f"{word_probs_dictionary[int(t)]} [{-float(n) / math.log(2):.2f}]"
+                    for t, n, m in zip(row_target, row_nll, row_mask)
+                    if m
+                ]
                 print(" ".join(words))
     return {"nll_sum": nll_sum, "ntokens": ntokens}
 
 
-def summarize(scores: Dict[str, float], elapsed: float) -> Dict[str, Optional[float]]:
+def summarize(scores: dict[str, float], elapsed: float) -> dict[str, float | None]:
     ntokens = scores["ntokens"]
     if ntokens == 0:
         return {"ntokens": 0, "loss": None, "ppl": None, "tokens_per_second": 0.0, "elapsed": elapsed}
     loss = scores["nll_sum"] / ntokens / math.log(2)
-    return {"ntokens": ntokens, "loss": loss, "ppl": 2 ** loss,
-            "tokens_per_second": ntokens / elapsed if elapsed > 0 else 0.0, "elapsed": elapsed}
+    return {
+        "ntokens": ntokens,
+        "loss": loss,
+        "ppl": 2**loss,
+        "tokens_per_second": ntokens / elapsed if elapsed > 0 else 0.0,
+        "elapsed": elapsed,
+    }
 
 
-def evaluate(cfg, task, model, device: torch.device, autocast=None) -> Dict[str, Optional[float]]:
+def evaluate(cfg, task, model, device: torch.device, autocast=None) -> dict[str, float | None]:
     subset = cfg.dataset.gen_subset
     dataset = eval_lm_dataset(cfg, task, subset)
     ds = cfg.dataset
     context = cfg.eval_lm.context_window > 0
     itr = task.get_batch_iterator(
-        dataset=dataset, max_tokens=ds.max_tokens, max_sentences=ds.batch_size,
-        max_positions=None, ignore_invalid_inputs=True, required_batch_size_multiple=ds.required_batch_size_multiple,
-        seed=cfg.common.seed, num_shards=ds.num_shards, shard_id=ds.shard_id,
+        dataset=dataset,
+        max_tokens=ds.max_tokens,
+        max_sentences=ds.batch_size,
+        max_positions=None,
+        ignore_invalid_inputs=True,
+        required_batch_size_multiple=ds.required_batch_size_multiple,
+        seed=cfg.common.seed,
+        num_shards=ds.num_shards,
+        shard_id=ds.shard_id,
         # the context-window collater keeps state between batches, so it must run in this process
-        num_workers=0 if context else ds.num_workers, disable_iterator_cache=True,
+        num_workers=0 if context else ds.num_workers,
+        disable_iterator_cache=True,
     ).next_epoch_itr(shuffle=False)
     start = time.perf_counter()
-    scores = score_batches(model, itr, device, task.target_dictionary.pad(), autocast=autocast,
-                           word_probs_dictionary=task.target_dictionary if cfg.eval_lm.output_word_probs else None)
+    scores = score_batches(
+        model,
+        itr,
+        device,
+        task.target_dictionary.pad(),
+        autocast=autocast,
+        word_probs_dictionary=task.target_dictionary if cfg.eval_lm.output_word_probs else None,
+    )
     result = summarize(scores, time.perf_counter() - start)
-    logger.info(f"Evaluated {result['ntokens']:,} tokens in {result['elapsed']:.1f}s "
-                f"({result['tokens_per_second']:.2f} tokens/s)")
+    logger.info(
+        f"Evaluated {result['ntokens']:,} tokens in {result['elapsed']:.1f}s "
+        f"({result['tokens_per_second']:.2f} tokens/s)"
+    )
     if result["loss"] is not None:
         logger.info(f"Loss (base 2): {result['loss']:.4f}, Perplexity: {result['ppl']:.2f}")
     return result

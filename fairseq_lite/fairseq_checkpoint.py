@@ -16,14 +16,17 @@ layouts, so a fairseq run can be fine-tuned from (weights only) but not resumed.
 import argparse
 import logging
 import re
-from typing import Any, Dict, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from fairseq_lite.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
-FAIRSEQ_ONLY_WEIGHTS = re.compile(r"(\.version|\._float_tensor"
-                                  r"|^encoder\.layers\.\d+\.(in_proj|out_proj|fc1|fc2)_(weight|bias))$")
+FAIRSEQ_ONLY_WEIGHTS = re.compile(
+    r"(\.version|\._float_tensor"
+    r"|^encoder\.layers\.\d+\.(in_proj|out_proj|fc1|fc2)_(weight|bias))$"
+)
 
 # Model options fairseq-lite does not implement, with the value that means "not used". A checkpoint that
 # uses one would load into a different network, so it is refused. (Training-only options such as layerdrop
@@ -52,7 +55,7 @@ def is_fairseq_checkpoint(state: Mapping[str, Any]) -> bool:
     return "optimizer_history" in state
 
 
-def convert_fairseq_checkpoint(state: Dict[str, Any], path: str) -> Dict[str, Any]:
+def convert_fairseq_checkpoint(state: dict[str, Any], path: str) -> dict[str, Any]:
     """{"model": weights, "cfg": plain dict} in fairseq-lite's terms, from a loaded fairseq checkpoint."""
     from fairseq_lite.dataclass.configs import COMPONENT_GROUPS, SETTINGS_GROUPS
     from fairseq_lite.dataclass.initialize import import_components
@@ -60,9 +63,11 @@ def convert_fairseq_checkpoint(state: Dict[str, Any], path: str) -> Dict[str, An
     import_components(None)  # registers the models and architectures the config is checked against
     cfg = state.get("cfg")
     if not isinstance(cfg, Mapping):
-        raise CheckpointError(f"{path} is a fairseq checkpoint without a 'cfg' entry (written before fairseq "
-                              f"0.10?); load and save it once with fairseq 0.12 to upgrade it")
-    plain: Dict[str, Any] = {}
+        raise CheckpointError(
+            f"{path} is a fairseq checkpoint without a 'cfg' entry (written before fairseq "
+            f"0.10?); load and save it once with fairseq 0.12 to upgrade it"
+        )
+    plain: dict[str, Any] = {}
     for group, values in cfg.items():
         if isinstance(values, argparse.Namespace):
             values = vars(values)
@@ -83,7 +88,7 @@ def convert_fairseq_checkpoint(state: Dict[str, Any], path: str) -> Dict[str, An
     return {"model": weights, "cfg": plain, "written_by": "fairseq"}
 
 
-def _model_config(values: Any, path: str) -> Dict[str, Any]:
+def _model_config(values: Any, path: str) -> dict[str, Any]:
     from fairseq_lite.registry import ARCH_REGISTRY
 
     if not isinstance(values, Mapping) or not values.get("_name"):
@@ -102,8 +107,9 @@ def _refuse_unsupported(values: Any, unsupported: Mapping[str, Any], what: str, 
         return
     for option, off in unsupported.items():
         if values.get(option, off) not in (off, None, False, 0, ""):
-            raise CheckpointError(f"{path}: the fairseq {what} uses {option}={values[option]!r}, which fairseq-lite "
-                                  f"does not implement")
+            raise CheckpointError(
+                f"{path}: the fairseq {what} uses {option}={values[option]!r}, which fairseq-lite does not implement"
+            )
 
 
 def _name_of(values: Any) -> Any:

@@ -1,7 +1,7 @@
 """Find where a NaN or inf came from: rerun the forward pass with hooks and name the first module
 (in execution order) whose output is not finite."""
 
-from typing import Callable, Optional, Tuple
+from collections.abc import Callable
 
 import torch
 
@@ -17,7 +17,7 @@ def _has_nonfinite(value) -> bool:
 
 
 @torch.no_grad()
-def first_nonfinite_module(model: torch.nn.Module, run_forward: Callable[[], object]) -> Optional[Tuple[str, str]]:
+def first_nonfinite_module(model: torch.nn.Module, run_forward: Callable[[], object]) -> tuple[str, str] | None:
     """(qualified name, class name) of the first module whose output has NaN/inf, or None."""
     found = []
     handles = []
@@ -26,6 +26,7 @@ def first_nonfinite_module(model: torch.nn.Module, run_forward: Callable[[], obj
         def check(module, inputs, output):
             if not found and _has_nonfinite(output):
                 found.append((name or "<model>", type(module).__name__))
+
         return check
 
     for name, module in model.named_modules():

@@ -5,8 +5,9 @@ is assembled *from* these registries (fairseq_lite/dataclass/configs.py), never 
 """
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Type
+from typing import Any
 
 from fairseq_lite.dataclass.base import FairseqDataclass
 from fairseq_lite.errors import RegistryError
@@ -16,42 +17,47 @@ from fairseq_lite.errors import RegistryError
 class Entry:
     name: str
     cls: Any
-    dataclass: Optional[Type[FairseqDataclass]]
+    dataclass: type[FairseqDataclass] | None
 
 
-def did_you_mean(name: str, choices: List[str]) -> str:
+def did_you_mean(name: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(str(name), choices, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 class Registry:
-    def __init__(self, kind: str, base_class: Optional[type] = None):
+    def __init__(self, kind: str, base_class: type | None = None):
         self.kind = kind  # config group name: "task", "model", "optimizer", ...
         self.base_class = base_class
-        self.entries: Dict[str, Entry] = {}
+        self.entries: dict[str, Entry] = {}
 
-    def register(self, name: str, dataclass: Optional[Type[FairseqDataclass]] = None) -> Callable:
+    def register(self, name: str, dataclass: type[FairseqDataclass] | None = None) -> Callable:
         def decorator(cls):
             existing = self.entries.get(name)
             if existing is not None:
                 # Re-importing the same module (e.g. a --user-dir plugin loaded twice) is harmless.
-                if getattr(existing.cls, "__qualname__", None) == getattr(cls, "__qualname__", None) and \
-                        getattr(existing.cls, "__module__", None) == getattr(cls, "__module__", None):
+                if getattr(existing.cls, "__qualname__", None) == getattr(cls, "__qualname__", None) and getattr(
+                    existing.cls, "__module__", None
+                ) == getattr(cls, "__module__", None):
                     self.entries[name] = Entry(name, cls, dataclass)
                     return cls
-                raise RegistryError(f"cannot register duplicate {self.kind} '{name}' "
-                                    f"({existing.cls.__module__}.{existing.cls.__qualname__} has it)")
+                raise RegistryError(
+                    f"cannot register duplicate {self.kind} '{name}' "
+                    f"({existing.cls.__module__}.{existing.cls.__qualname__} has it)"
+                )
             if self.base_class is not None and isinstance(cls, type) and not issubclass(cls, self.base_class):
                 raise RegistryError(f"{self.kind} '{name}' ({cls.__name__}) must extend {self.base_class.__name__}")
             if dataclass is not None and not issubclass(dataclass, FairseqDataclass):
-                raise RegistryError(f"{self.kind} '{name}': dataclass {dataclass.__name__} must extend FairseqDataclass")
+                raise RegistryError(
+                    f"{self.kind} '{name}': dataclass {dataclass.__name__} must extend FairseqDataclass"
+                )
             self.entries[name] = Entry(name, cls, dataclass)
             cls.__registered_name__ = name  # lets an instance say what it is called
             return cls
 
         return decorator
 
-    def choices(self) -> List[str]:
+    def choices(self) -> list[str]:
         return sorted(self.entries)
 
     def __contains__(self, name: str) -> bool:
@@ -59,16 +65,21 @@ class Registry:
 
     def get(self, name: str) -> Entry:
         if name not in self.entries:
-            raise RegistryError(f"unknown {self.kind} '{name}'{did_you_mean(name, self.choices())}; "
-                                f"choose from: {', '.join(self.choices())}")
+            raise RegistryError(
+                f"unknown {self.kind} '{name}'{did_you_mean(name, self.choices())}; "
+                f"choose from: {', '.join(self.choices())}"
+            )
         return self.entries[name]
 
     def build(self, cfg: Any, *args, **kwargs):
         """Instantiate the component named by `cfg._name` with `cfg` and any extra arguments."""
         name = cfg_name(cfg)
         if name is None:
-            raise RegistryError(f"no {self.kind} selected; set one, e.g. `{self.kind}={self.choices()[0]}`"
-                                if self.entries else f"no {self.kind} selected")
+            raise RegistryError(
+                f"no {self.kind} selected; set one, e.g. `{self.kind}={self.choices()[0]}`"
+                if self.entries
+                else f"no {self.kind} selected"
+            )
         entry = self.get(name)
         builder = getattr(entry.cls, f"build_{self.kind}", None)
         if builder is not None:
@@ -76,7 +87,7 @@ class Registry:
         return entry.cls(cfg, *args, **kwargs)
 
 
-def cfg_name(cfg: Any) -> Optional[str]:
+def cfg_name(cfg: Any) -> str | None:
     if cfg is None:
         return None
     if isinstance(cfg, str):
@@ -97,9 +108,18 @@ BPE_REGISTRY = Registry("bpe")
 TOKENIZER_REGISTRY = Registry("tokenizer")
 SCORING_REGISTRY = Registry("scoring")
 
-COMPONENT_REGISTRIES: Dict[str, Registry] = {
-    r.kind: r for r in (TASK_REGISTRY, MODEL_REGISTRY, CRITERION_REGISTRY, OPTIMIZER_REGISTRY,
-                        LR_SCHEDULER_REGISTRY, BPE_REGISTRY, TOKENIZER_REGISTRY, SCORING_REGISTRY)
+COMPONENT_REGISTRIES: dict[str, Registry] = {
+    r.kind: r
+    for r in (
+        TASK_REGISTRY,
+        MODEL_REGISTRY,
+        CRITERION_REGISTRY,
+        OPTIMIZER_REGISTRY,
+        LR_SCHEDULER_REGISTRY,
+        BPE_REGISTRY,
+        TOKENIZER_REGISTRY,
+        SCORING_REGISTRY,
+    )
 }
 
 register_task = TASK_REGISTRY.register
@@ -119,22 +139,24 @@ register_scorer = SCORING_REGISTRY.register
 class Architecture:
     name: str
     model: str
-    fill_defaults: Callable[[Dict[str, Any]], None]
+    fill_defaults: Callable[[dict[str, Any]], None]
 
-    def values(self, user_values: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    def values(self, user_values: dict[str, Any] | None = None) -> dict[str, Any]:
         values = dict(user_values or {})
         self.fill_defaults(values)
         return values
 
 
-ARCH_REGISTRY: Dict[str, Architecture] = {}
+ARCH_REGISTRY: dict[str, Architecture] = {}
 
 
 def register_model_architecture(model_name: str, arch_name: str) -> Callable:
     def decorator(fn):
         existing = ARCH_REGISTRY.get(arch_name)
-        if existing is not None and (existing.fill_defaults.__module__, existing.fill_defaults.__qualname__) != \
-                (fn.__module__, fn.__qualname__):
+        if existing is not None and (existing.fill_defaults.__module__, existing.fill_defaults.__qualname__) != (
+            fn.__module__,
+            fn.__qualname__,
+        ):
             raise RegistryError(f"cannot register duplicate architecture '{arch_name}'")
         ARCH_REGISTRY[arch_name] = Architecture(arch_name, model_name, fn)
         return fn
@@ -144,6 +166,8 @@ def register_model_architecture(model_name: str, arch_name: str) -> Callable:
 
 def get_architecture(arch_name: str) -> Architecture:
     if arch_name not in ARCH_REGISTRY:
-        raise RegistryError(f"unknown architecture '{arch_name}'{did_you_mean(arch_name, sorted(ARCH_REGISTRY))}; "
-                            f"choose from: {', '.join(sorted(ARCH_REGISTRY))}")
+        raise RegistryError(
+            f"unknown architecture '{arch_name}'{did_you_mean(arch_name, sorted(ARCH_REGISTRY))}; "
+            f"choose from: {', '.join(sorted(ARCH_REGISTRY))}"
+        )
     return ARCH_REGISTRY[arch_name]

@@ -7,7 +7,7 @@ fairseq_lite/checkpoint.py.
 import logging
 import math
 from contextlib import nullcontext
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import torch
 
@@ -58,14 +58,17 @@ class Trainer:
         dt = cfg.distributed_training
         # fully_sharded: FSDP2 shards self.model in place, and every forward is a collective.
         self.sharded = self.world_size > 1 and dt.ddp_backend == "fully_sharded"
-        self.precision = Precision(cfg.common, self.device, update_freq=cfg.optimization.update_freq[0],
-                                   world_size=self.world_size)
+        self.precision = Precision(
+            cfg.common, self.device, update_freq=cfg.optimization.update_freq[0], world_size=self.world_size
+        )
         # fp16: the model itself is fp16 and the optimizer keeps the fp32 master weights. FSDP keeps its
         # shards in fp32 instead (they are the master weights) and computes under fp16 autocast.
         self.half_model = self.precision.mode == "fp16" and not self.sharded
         if self.precision.mode == "fp16" and self.sharded and cfg.common.memory_efficient_fp16:
-            raise ConfigError("common.memory_efficient_fp16 does not work with ddp_backend=fully_sharded (its "
-                              "shards are already the only fp32 copy); use common.fp16=true")
+            raise ConfigError(
+                "common.memory_efficient_fp16 does not work with ddp_backend=fully_sharded (its "
+                "shards are already the only fp32 copy); use common.fp16=true"
+            )
         if self.half_model:
             self.model.half()
             criterion = criterion.half()
@@ -74,9 +77,12 @@ class Trainer:
             shard_model(self.model, self.device)
         elif self.world_size > 1:
             self.train_model = DistributedModel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                bucket_cap_mb=dt.bucket_cap_mb, find_unused_parameters=dt.find_unused_parameters,
-                broadcast_buffers=False)
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                bucket_cap_mb=dt.bucket_cap_mb,
+                find_unused_parameters=dt.find_unused_parameters,
+                broadcast_buffers=False,
+            )
         if cfg.common.compile:
             # Compiled once, on the first batches; checkpoints still save self.model's plain names.
             self.train_model = torch.compile(self.train_model, mode=str(cfg.common.compile_mode))
@@ -104,8 +110,9 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         params += [p for p in self.criterion.parameters() if p.requires_grad]
         if self.half_model:
-            self._optimizer = build_fp16_optimizer(self.cfg.optimizer, params,
-                                                   memory_efficient=self.cfg.common.memory_efficient_fp16)
+            self._optimizer = build_fp16_optimizer(
+                self.cfg.optimizer, params, memory_efficient=self.cfg.common.memory_efficient_fp16
+            )
         else:
             self._optimizer = OPTIMIZER_REGISTRY.build(self.cfg.optimizer, params)
         self._lr_scheduler = LR_SCHEDULER_REGISTRY.build(self.cfg.lr_scheduler, self._optimizer)
@@ -123,21 +130,38 @@ class Trainer:
         if load_dataset:
             self.task.load_dataset(ds.train_subset, epoch=epoch)
         return self.task.get_batch_iterator(
-            dataset=self.task.dataset(ds.train_subset), max_tokens=ds.max_tokens, max_sentences=ds.batch_size,
-            max_positions=self._max_positions(), ignore_invalid_inputs=True,
-            required_batch_size_multiple=ds.required_batch_size_multiple, seed=self.cfg.common.seed,
-            num_shards=self.world_size, shard_id=get_rank(), num_workers=ds.num_workers, epoch=epoch,
+            dataset=self.task.dataset(ds.train_subset),
+            max_tokens=ds.max_tokens,
+            max_sentences=ds.batch_size,
+            max_positions=self._max_positions(),
+            ignore_invalid_inputs=True,
+            required_batch_size_multiple=ds.required_batch_size_multiple,
+            seed=self.cfg.common.seed,
+            num_shards=self.world_size,
+            shard_id=get_rank(),
+            num_workers=ds.num_workers,
+            epoch=epoch,
             skip_remainder_batch=self.cfg.optimization.skip_remainder_batch,
-            data_buffer_size=ds.data_buffer_size, pin_memory=self.device.type == "cuda")
+            data_buffer_size=ds.data_buffer_size,
+            pin_memory=self.device.type == "cuda",
+        )
 
     def get_valid_iterator(self, subset: str) -> EpochBatchIterator:
         ds = self.cfg.dataset
         return self.task.get_batch_iterator(
-            dataset=self.task.dataset(subset), max_tokens=ds.max_tokens_valid, max_sentences=ds.batch_size_valid,
-            max_positions=self._max_positions(), ignore_invalid_inputs=ds.skip_invalid_size_inputs_valid_test,
-            required_batch_size_multiple=ds.required_batch_size_multiple, seed=self.cfg.common.seed,
-            num_shards=self.world_size, shard_id=get_rank(), num_workers=ds.num_workers, epoch=1,
-            disable_iterator_cache=True)
+            dataset=self.task.dataset(subset),
+            max_tokens=ds.max_tokens_valid,
+            max_sentences=ds.batch_size_valid,
+            max_positions=self._max_positions(),
+            ignore_invalid_inputs=ds.skip_invalid_size_inputs_valid_test,
+            required_batch_size_multiple=ds.required_batch_size_multiple,
+            seed=self.cfg.common.seed,
+            num_shards=self.world_size,
+            shard_id=get_rank(),
+            num_workers=ds.num_workers,
+            epoch=1,
+            disable_iterator_cache=True,
+        )
 
     def _max_positions(self):
         """The tighter of the task's and the model's limits (ints, or (source, target) pairs)."""
@@ -149,14 +173,14 @@ class Trainer:
         return min(m if not isinstance(m, (tuple, list)) else min(m) for m in limits)
 
     # --- steps ----------------------------------------------------------------------------------
-    def train_step(self, samples: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    def train_step(self, samples: list[dict[str, Any]]) -> dict[str, Any] | None:
         """Forward/backward every micro-batch, then one optimizer update. Returns the summed
         logging outputs plus gnorm, or None when there was nothing to train on."""
         # Dropout draws depend only on (seed, update): an interrupted run resumed from a checkpoint
         # therefore makes exactly the same draws as an uninterrupted one.
         torch.manual_seed(self.cfg.common.seed + self.num_updates)
         self.optimizer.zero_grad()
-        totals: Dict[str, float] = {}
+        totals: dict[str, float] = {}
         sample_size = 0.0
         last_sample = None
         for i, sample in enumerate(samples):
@@ -175,8 +199,8 @@ class Trainer:
             try:
                 with self._gradient_sync(last=i == len(samples) - 1):
                     _, size, logging_output = self.task.train_step(
-                        sample, self.train_model, self.criterion, self.precision, self.num_updates,
-                        ignore_grad=is_dummy)
+                        sample, self.train_model, self.criterion, self.precision, self.num_updates, ignore_grad=is_dummy
+                    )
             except torch.OutOfMemoryError as oom:
                 return self._out_of_memory(oom)
             if is_dummy:
@@ -193,8 +217,11 @@ class Trainer:
             sample_size = totals.pop("_update_sample_size")
         if sample_size == 0:
             return None
-        if not math.isfinite(totals.get("loss", 0.0)) and self.precision.loss_scaler is None \
-                and self.precision.scaler is None:  # fp16/amp: the loss scaler handles overflows
+        if (
+            not math.isfinite(totals.get("loss", 0.0))
+            and self.precision.loss_scaler is None
+            and self.precision.scaler is None
+        ):  # fp16/amp: the loss scaler handles overflows
             return self._nonfinite_loss(totals["loss"], last_sample)
         # Losses are sums over tokens: dividing the summed gradient by the number of tokens in the
         # whole update makes update_freq=k on batches of b equal one batch of k*b, and (DDP averages
@@ -236,18 +263,24 @@ class Trainer:
         where = f"update {self.num_updates + 1}"
         advice = "lower --max-tokens/--batch-size (and raise --update-freq to keep the batch size)"
         if self.world_size > 1:
-            raise OutOfMemoryError(f"out of GPU memory at {where} on rank {get_rank()}: with several ranks "
-                                   f"a batch cannot be skipped; {advice}") from oom
+            raise OutOfMemoryError(
+                f"out of GPU memory at {where} on rank {get_rank()}: with several ranks "
+                f"a batch cannot be skipped; {advice}"
+            ) from oom
         self.oom_skips += 1
         limit = self.cfg.optimization.max_oom_skips
         if self.oom_skips > limit:
-            raise OutOfMemoryError(f"out of GPU memory at {where}, {self.oom_skips} times in this run "
-                                   f"(optimization.max_oom_skips={limit}); {advice}") from oom
-        logger.warning(f"out of GPU memory at {where}: skipped this update ({self.oom_skips} of at most {limit}); "
-                       f"{str(oom).splitlines()[0] if str(oom) else ''}")
+            raise OutOfMemoryError(
+                f"out of GPU memory at {where}, {self.oom_skips} times in this run "
+                f"(optimization.max_oom_skips={limit}); {advice}"
+            ) from oom
+        logger.warning(
+            f"out of GPU memory at {where}: skipped this update ({self.oom_skips} of at most {limit}); "
+            f"{str(oom).splitlines()[0] if str(oom) else ''}"
+        )
         return None
 
-    def _nonfinite_loss(self, loss: float, sample: Dict[str, Any]) -> None:
+    def _nonfinite_loss(self, loss: float, sample: dict[str, Any]) -> None:
         """Skip the update (optimization.skip_nonfinite_loss) or stop, naming where it went wrong."""
         self.optimizer.zero_grad()
         if self.cfg.optimization.skip_nonfinite_loss:
@@ -258,8 +291,10 @@ class Trainer:
         if sample is None:  # this rank had only padding batches; another rank saw the non-finite loss
             raise NonFiniteLossError(f"loss is {loss} at update {self.num_updates + 1} (on another rank)")
         if self.sharded:  # a forward on this rank alone would wait for the others forever
-            raise NonFiniteLossError(f"loss is {loss} at update {self.num_updates + 1}; try a lower learning "
-                                     f"rate, --clip-norm, or optimization.skip_nonfinite_loss=true")
+            raise NonFiniteLossError(
+                f"loss is {loss} at update {self.num_updates + 1}; try a lower learning "
+                f"rate, --clip-norm, or optimization.skip_nonfinite_loss=true"
+            )
 
         def forward():
             torch.manual_seed(self.cfg.common.seed + self.num_updates)  # the same dropout as the step
@@ -268,13 +303,17 @@ class Trainer:
 
         self.model.train()
         culprit = first_nonfinite_module(self.model, forward)
-        where = f"the first non-finite output came from {culprit[0]} ({culprit[1]})" if culprit else \
-            "every module's output was finite, so the gradients or the loss itself overflowed"
+        where = (
+            f"the first non-finite output came from {culprit[0]} ({culprit[1]})"
+            if culprit
+            else "every module's output was finite, so the gradients or the loss itself overflowed"
+        )
         raise NonFiniteLossError(
             f"loss is {loss} at update {self.num_updates + 1}: {where}; try a lower learning rate, "
-            f"--clip-norm, or optimization.skip_nonfinite_loss=true to skip such updates")
+            f"--clip-norm, or optimization.skip_nonfinite_loss=true to skip such updates"
+        )
 
-    def valid_step(self, sample: Dict[str, Any]) -> Dict[str, float]:
+    def valid_step(self, sample: dict[str, Any]) -> dict[str, float]:
         if not sample:
             if self.sharded and self._dummy_batch is not None:
                 # FSDP's forward gathers weights from every rank: run one on a stand-in batch too.
@@ -288,7 +327,7 @@ class Trainer:
             _, _, logging_output = self.task.valid_step(sample, self.model, self.criterion)
         return {k: float(v) for k, v in _to_floats(logging_output).items()}
 
-    def lr_step(self, epoch: int, val_loss: Optional[float] = None) -> float:
+    def lr_step(self, epoch: int, val_loss: float | None = None) -> float:
         self.lr_scheduler.step(epoch, val_loss)
         return self.lr_scheduler.step_update(self.num_updates)
 
@@ -297,12 +336,13 @@ class Trainer:
         return self.lr_scheduler.step_update(self.num_updates)
 
     # --- checkpoint state -----------------------------------------------------------------------
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """What a checkpoint holds. Sharded (FSDP) runs leave model and optimizer out: every rank
         writes its shard of those with save_sharded_state."""
         return {
             "model": None if self.sharded else self.model.state_dict(),
-            "last_optimizer_state": None if self.cfg.checkpoint.no_save_optimizer_state or self.sharded
+            "last_optimizer_state": None
+            if self.cfg.checkpoint.no_save_optimizer_state or self.sharded
             else self.optimizer.state_dict(),
             "lr_scheduler_state": self.lr_scheduler.state_dict(),
             "precision_state": self.precision.state_dict(),
@@ -314,15 +354,17 @@ class Trainer:
         keep_optimizer = not self.cfg.checkpoint.no_save_optimizer_state
         save_sharded(directory, self.model, self.optimizer.optimizer if keep_optimizer else None)
 
-    def load_state_dict(self, state: Dict[str, Any], reset_optimizer: bool = False,
-                        reset_lr_scheduler: bool = False) -> None:
+    def load_state_dict(
+        self, state: dict[str, Any], reset_optimizer: bool = False, reset_lr_scheduler: bool = False
+    ) -> None:
         """Restore from a checkpoint: a full one, or a sharded one (state["sharded_state"] names its
         directory) saved on any number of ranks, into a plain, DDP or FSDP model."""
         self.num_updates = int(state.get("num_updates", 0))
         self._build_optimizer()
         sharded_dir = state.get("sharded_state")
-        optimizer_state = not reset_optimizer and (state.get("last_optimizer_state") is not None
-                                                   or bool(sharded_dir and state.get("sharded_optimizer")))
+        optimizer_state = not reset_optimizer and (
+            state.get("last_optimizer_state") is not None or bool(sharded_dir and state.get("sharded_optimizer"))
+        )
         if sharded_dir:
             load_sharded(sharded_dir, self.model, self.optimizer.optimizer if optimizer_state else None)
         elif self.sharded:
@@ -337,10 +379,13 @@ class Trainer:
             self.lr_scheduler.load_state_dict(state["lr_scheduler_state"])
         self.lr_scheduler.step_update(self.num_updates)
 
-    def _load_full_into_sharded(self, state: Dict[str, Any], optimizer_state: bool) -> None:
+    def _load_full_into_sharded(self, state: dict[str, Any], optimizer_state: bool) -> None:
         """A checkpoint of a DDP or single-process run, resumed with FSDP."""
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                             set_optimizer_state_dict)
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
 
         from fairseq_lite.distributed.fsdp import full_to_sharded_optimizer_state
 
@@ -351,11 +396,12 @@ class Trainer:
             if not fits:
                 raise CheckpointError(
                     "the checkpoint's optimizer state does not match this model's parameters; "
-                    "resume with --reset-optimizer")
+                    "resume with --reset-optimizer"
+                )
             set_optimizer_state_dict(self.model, self.optimizer.optimizer, keyed, options=full)
 
 
-def _to_floats(values: Dict[str, Any]) -> Dict[str, float]:
+def _to_floats(values: dict[str, Any]) -> dict[str, float]:
     """Python numbers for a dict of numbers and device tensors, with at most one device sync."""
     tensors = [k for k, v in values.items() if torch.is_tensor(v)]
     if not tensors:

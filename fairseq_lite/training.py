@@ -7,7 +7,6 @@ import random
 import signal
 import threading
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -60,21 +59,23 @@ class GracefulStop:
 
     def _handle(self, signum, frame):
         self.signum = signum
-        logger.warning(f"received {signal.Signals(signum).name}: stopping after the current update "
-                       f"(send it again to stop at once)")
+        logger.warning(
+            f"received {signal.Signals(signum).name}: stopping after the current update (send it again to stop at once)"
+        )
         signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
 
 
 def check_run_config(cfg) -> None:
     """Reject settings this build cannot run, before any data is read."""
     if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:
-        raise ConfigError("set dataset.max_tokens (--max-tokens) or dataset.batch_size (--batch-size) "
-                          "to say how large a batch may be")
+        raise ConfigError(
+            "set dataset.max_tokens (--max-tokens) or dataset.batch_size (--batch-size) to say how large a batch may be"
+        )
     if any(f <= 0 for f in cfg.optimization.update_freq):
         raise ConfigError(f"optimization.update_freq={list(cfg.optimization.update_freq)}: every value must be >= 1")
 
 
-def train(cfg) -> Optional[float]:
+def train(cfg) -> float | None:
     """Train as the config says; returns the best validation value of best_checkpoint_metric."""
     check_run_config(cfg)
     seed = cfg.common.seed
@@ -91,12 +92,16 @@ def train(cfg) -> Optional[float]:
     criterion = task.build_criterion(cfg.criterion)
     num_params = sum(p.numel() for p in model.parameters())
     logger.info(f"task: {type(task).__name__}, model: {type(model).__name__}, criterion: {type(criterion).__name__}")
-    logger.info(f"num. model params: {num_params:,} (num. trained: "
-                f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,})")
+    logger.info(
+        f"num. model params: {num_params:,} (num. trained: "
+        f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,})"
+    )
 
     trainer = Trainer(cfg, task, model, criterion)
-    logger.info(f"training on {trainer.device} ({trainer.precision.mode}); max tokens per batch = "
-                f"{cfg.dataset.max_tokens} and max sentences per batch = {cfg.dataset.batch_size}")
+    logger.info(
+        f"training on {trainer.device} ({trainer.precision.mode}); max tokens per batch = "
+        f"{cfg.dataset.max_tokens} and max sentences per batch = {cfg.dataset.batch_size}"
+    )
     manager = CheckpointManager(cfg)
     clocks = Clocks()
     extra = manager.load(trainer)
@@ -116,16 +121,18 @@ def train(cfg) -> Optional[float]:
     with GracefulStop() as stop:
         while epoch_itr.next_epoch_idx <= max_epoch:
             if lr <= cfg.optimization.stop_min_lr:
-                logger.info(f"stopping training because the learning rate ({lr}) is smaller than or equal to "
-                            f"the minimum ({cfg.optimization.stop_min_lr})")
+                logger.info(
+                    f"stopping training because the learning rate ({lr}) is smaller than or equal to "
+                    f"the minimum ({cfg.optimization.stop_min_lr})"
+                )
                 break
-            valid_metrics, should_stop = train_epoch(cfg, trainer, task, epoch_itr, valid_subsets, manager,
-                                                     clocks, stop)
+            valid_metrics, should_stop = train_epoch(
+                cfg, trainer, task, epoch_itr, valid_subsets, manager, clocks, stop
+            )
             if should_stop:
                 break
             lr = trainer.lr_step(epoch_itr.epoch, valid_metrics[0] if valid_metrics else None)
-            epoch_itr = trainer.get_train_iterator(epoch_itr.next_epoch_idx,
-                                                   load_dataset=_reload_each_epoch(task, cfg))
+            epoch_itr = trainer.get_train_iterator(epoch_itr.next_epoch_idx, load_dataset=_reload_each_epoch(task, cfg))
     clocks.wall.stop()
     manager.wait()
     logger.info(f"done training in {clocks.wall.elapsed_time:.1f} seconds")
@@ -136,22 +143,35 @@ def _reload_each_epoch(task, cfg) -> bool:
     return ":" in str(cfg.task.get("data", ""))  # several data dirs: one per epoch, round robin
 
 
-def train_epoch(cfg, trainer: Trainer, task, epoch_itr, valid_subsets: List[str], manager: CheckpointManager,
-                clocks: Clocks, stop: Optional[GracefulStop] = None) -> Tuple[List[float], bool]:
+def train_epoch(
+    cfg,
+    trainer: Trainer,
+    task,
+    epoch_itr,
+    valid_subsets: list[str],
+    manager: CheckpointManager,
+    clocks: Clocks,
+    stop: GracefulStop | None = None,
+) -> tuple[list[float], bool]:
     epoch = epoch_itr.next_epoch_idx
     itr = epoch_itr.next_epoch_itr(shuffle=True)
     update_freqs = list(cfg.optimization.update_freq)
     update_freq = update_freqs[epoch - 1] if epoch <= len(update_freqs) else update_freqs[-1]
     itr = GroupedIterator(itr, update_freq)
-    progress = progress_bar(itr, log_format(cfg), cfg.common.log_interval, epoch=epoch,
-                            tensorboard_logdir=cfg.common.tensorboard_logdir if is_master() else None,
-                            default_log_format="none" if cfg.common.no_progress_bar else "tqdm")
+    progress = progress_bar(
+        itr,
+        log_format(cfg),
+        cfg.common.log_interval,
+        epoch=epoch,
+        tensorboard_logdir=cfg.common.tensorboard_logdir if is_master() else None,
+        default_log_format="none" if cfg.common.no_progress_bar else "tqdm",
+    )
     task.begin_epoch(epoch, trainer.model)
     trainer.lr_step_begin_epoch(epoch)
     logger.info(f"begin training epoch {epoch}")
 
     interval, whole_epoch = UpdateStats(), UpdateStats()
-    valid_metrics: List[float] = []
+    valid_metrics: list[float] = []
     should_stop = False
     for samples in progress:
         clocks.train_wall.start()
@@ -162,12 +182,14 @@ def train_epoch(cfg, trainer: Trainer, task, epoch_itr, valid_subsets: List[str]
             interval.add(out, gnorm, clipped)
             whole_epoch.add(out, gnorm, clipped)
             if trainer.get_num_updates() % cfg.common.log_interval == 0:
-                progress.log(train_stats(cfg, trainer, interval, clocks), tag="train_inner",
-                             step=trainer.get_num_updates())
+                progress.log(
+                    train_stats(cfg, trainer, interval, clocks), tag="train_inner", step=trainer.get_num_updates()
+                )
                 interval = UpdateStats()
         end_of_epoch = not itr.has_next()
-        valid_metrics, should_stop = validate_and_save(cfg, trainer, task, epoch_itr, valid_subsets, end_of_epoch,
-                                                       manager, clocks)
+        valid_metrics, should_stop = validate_and_save(
+            cfg, trainer, task, epoch_itr, valid_subsets, end_of_epoch, manager, clocks
+        )
         if should_stop:
             break
         if stop is not None and stop.requested():
@@ -177,23 +199,33 @@ def train_epoch(cfg, trainer: Trainer, task, epoch_itr, valid_subsets: List[str]
     return valid_metrics, should_stop
 
 
-def save_and_interrupt(cfg, trainer: Trainer, epoch_itr, manager: CheckpointManager, clocks: Clocks,
-                       signum: int) -> None:
-    manager.save(trainer, epoch_itr, None, is_best=False,
-                 extra={"wall": clocks.wall.elapsed_time, "train_wall": clocks.train_wall.elapsed_time})
+def save_and_interrupt(
+    cfg, trainer: Trainer, epoch_itr, manager: CheckpointManager, clocks: Clocks, signum: int
+) -> None:
+    manager.save(
+        trainer,
+        epoch_itr,
+        None,
+        is_best=False,
+        extra={"wall": clocks.wall.elapsed_time, "train_wall": clocks.train_wall.elapsed_time},
+    )
     manager.wait()
-    where = "no checkpoint was written (checkpoint.no_save or no_last_checkpoints is set)" \
-        if cfg.checkpoint.no_save or cfg.checkpoint.no_last_checkpoints else \
-        f"saved {cfg.checkpoint.save_dir}/checkpoint_last{cfg.checkpoint.checkpoint_suffix}.pt; rerun the same command to resume"
-    raise TrainingInterrupted(signum, f"stopped by {signal.Signals(signum).name} after update "
-                                      f"{trainer.get_num_updates()}: {where}")
+    where = (
+        "no checkpoint was written (checkpoint.no_save or no_last_checkpoints is set)"
+        if cfg.checkpoint.no_save or cfg.checkpoint.no_last_checkpoints
+        else f"saved {cfg.checkpoint.save_dir}/checkpoint_last{cfg.checkpoint.checkpoint_suffix}.pt; "
+        "rerun the same command to resume"
+    )
+    raise TrainingInterrupted(
+        signum, f"stopped by {signal.Signals(signum).name} after update {trainer.get_num_updates()}: {where}"
+    )
 
 
 def log_format(cfg) -> str:
     return cfg.common.log_format if is_master() else "none"  # only rank 0 logs
 
 
-def train_stats(cfg, trainer: Trainer, window: UpdateStats, clocks: Clocks) -> Dict[str, float]:
+def train_stats(cfg, trainer: Trainer, window: UpdateStats, clocks: Clocks) -> dict[str, float]:
     stats = window.stats(trainer.criterion.reduce_metrics, training=True)
     stats["num_updates"] = trainer.get_num_updates()
     stats["lr"] = trainer.get_lr()
@@ -205,8 +237,16 @@ def train_stats(cfg, trainer: Trainer, window: UpdateStats, clocks: Clocks) -> D
     return stats
 
 
-def validate_and_save(cfg, trainer: Trainer, task, epoch_itr, valid_subsets: List[str], end_of_epoch: bool,
-                      manager: CheckpointManager, clocks: Clocks) -> Tuple[List[float], bool]:
+def validate_and_save(
+    cfg,
+    trainer: Trainer,
+    task,
+    epoch_itr,
+    valid_subsets: list[str],
+    end_of_epoch: bool,
+    manager: CheckpointManager,
+    clocks: Clocks,
+) -> tuple[list[float], bool]:
     num_updates = trainer.get_num_updates()
     max_update = cfg.optimization.max_update or math.inf
     should_stop = num_updates >= max_update
@@ -219,17 +259,27 @@ def validate_and_save(cfg, trainer: Trainer, task, epoch_itr, valid_subsets: Lis
 
     ckpt, ds = cfg.checkpoint, cfg.dataset
     epoch = epoch_itr.epoch
-    every_updates = ckpt.save_interval_updates > 0 and num_updates > 0 and \
-        num_updates % ckpt.save_interval_updates == 0 and num_updates >= ds.validate_after_updates
+    every_updates = (
+        ckpt.save_interval_updates > 0
+        and num_updates > 0
+        and num_updates % ckpt.save_interval_updates == 0
+        and num_updates >= ds.validate_after_updates
+    )
     do_save = (end_of_epoch and epoch % ckpt.save_interval == 0) or should_stop or every_updates
     do_validate = (
-        (not end_of_epoch and do_save)
-        or (end_of_epoch and epoch % ds.validate_interval == 0)
-        or should_stop
-        or (ds.validate_interval_updates > 0 and num_updates > 0 and num_updates % ds.validate_interval_updates == 0)
-    ) and not ds.disable_validation and num_updates >= ds.validate_after_updates
+        (
+            (not end_of_epoch and do_save)
+            or (end_of_epoch and epoch % ds.validate_interval == 0)
+            or should_stop
+            or (
+                ds.validate_interval_updates > 0 and num_updates > 0 and num_updates % ds.validate_interval_updates == 0
+            )
+        )
+        and not ds.disable_validation
+        and num_updates >= ds.validate_after_updates
+    )
 
-    valid_metrics: List[float] = []
+    valid_metrics: list[float] = []
     is_best = False
     if do_validate:
         valid_metrics, is_best = validate(cfg, trainer, task, epoch_itr, valid_subsets, manager)
@@ -237,26 +287,37 @@ def validate_and_save(cfg, trainer: Trainer, task, epoch_itr, valid_subsets: Lis
     if do_save or should_stop:
         clocks.wall.stop()
         clocks.wall.start()
-        manager.save(trainer, epoch_itr, valid_metrics[0] if valid_metrics else None, is_best,
-                     extra={"wall": clocks.wall.elapsed_time, "train_wall": clocks.train_wall.elapsed_time})
+        manager.save(
+            trainer,
+            epoch_itr,
+            valid_metrics[0] if valid_metrics else None,
+            is_best,
+            extra={"wall": clocks.wall.elapsed_time, "train_wall": clocks.train_wall.elapsed_time},
+        )
     return valid_metrics, should_stop
 
 
-def validate(cfg, trainer: Trainer, task, epoch_itr, subsets: List[str],
-             manager: CheckpointManager) -> Tuple[List[float], bool]:
+def validate(
+    cfg, trainer: Trainer, task, epoch_itr, subsets: list[str], manager: CheckpointManager
+) -> tuple[list[float], bool]:
     metric_name = cfg.checkpoint.best_checkpoint_metric
-    metrics: List[float] = []
+    metrics: list[float] = []
     is_best = False
     rng_state = torch.get_rng_state()
     if cfg.dataset.fixed_validation_seed is not None:
         torch.manual_seed(cfg.dataset.fixed_validation_seed)
     for i, subset in enumerate(subsets):
-        logger.info(f"begin validation on \"{subset}\" subset")
+        logger.info(f'begin validation on "{subset}" subset')
         itr = trainer.get_valid_iterator(subset).next_epoch_itr(shuffle=False)
-        progress = progress_bar(itr, log_format(cfg), cfg.common.log_interval, epoch=epoch_itr.epoch,
-                                prefix=f"valid on '{subset}' subset",
-                                tensorboard_logdir=cfg.common.tensorboard_logdir if is_master() else None,
-                                default_log_format="none" if cfg.common.no_progress_bar else "tqdm")
+        progress = progress_bar(
+            itr,
+            log_format(cfg),
+            cfg.common.log_interval,
+            epoch=epoch_itr.epoch,
+            prefix=f"valid on '{subset}' subset",
+            tensorboard_logdir=cfg.common.tensorboard_logdir if is_master() else None,
+            default_log_format="none" if cfg.common.no_progress_bar else "tqdm",
+        )
         window = UpdateStats()
         for step, sample in enumerate(progress):
             if cfg.dataset.max_valid_steps is not None and step >= cfg.dataset.max_valid_steps:
@@ -271,8 +332,10 @@ def validate(cfg, trainer: Trainer, task, epoch_itr, subsets: List[str],
         stats.pop("wps", None)
         stats["num_updates"] = trainer.get_num_updates()
         if metric_name not in stats:
-            raise ConfigError(f"checkpoint.best_checkpoint_metric='{metric_name}' is not a validation statistic "
-                              f"(available: {', '.join(k for k in stats if k != 'num_updates')})")
+            raise ConfigError(
+                f"checkpoint.best_checkpoint_metric='{metric_name}' is not a validation statistic "
+                f"(available: {', '.join(k for k in stats if k != 'num_updates')})"
+            )
         value = float(stats[metric_name])
         if i == 0:  # the first subset decides the best checkpoint, as in fairseq
             is_best = manager.update_best(value)

@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 export PATH="$PWD/.venv/bin:$PATH"
+# One style (pyproject.toml [tool.ruff]): lint and formatting are checked before anything runs.
+ruff check .
+ruff format --check .
 # setup.sh builds the compiled kernels unless FAIRSEQ_LITE_BUILD_EXT=0: then a test checks that they load.
 if [ "${FAIRSEQ_LITE_BUILD_EXT:-1}" != 0 ]; then export FAIRSEQ_LITE_REQUIRE_EXT=${FAIRSEQ_LITE_REQUIRE_EXT:-1}; fi
 python -m pytest -q tests "$@"

@@ -20,9 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 def arch_yaml(arch_name: str) -> str:
     arch = ARCH_REGISTRY[arch_name]
     values = OmegaConf.to_yaml(OmegaConf.create(dict(sorted(arch.values().items()))))
-    return (f"# Architecture {arch_name}: the model '{arch.model}' with these values (written by\n"
-            f"# scripts/write_arch_configs.py from the architecture's Python function; do not edit).\n"
-            f"defaults:\n  - /model/{arch.model}@_here_\n  - _self_\n\n{values}")
+    return (
+        f"# Architecture {arch_name}: the model '{arch.model}' with these values (written by\n"
+        f"# scripts/write_arch_configs.py from the architecture's Python function; do not edit).\n"
+        f"defaults:\n  - /model/{arch.model}@_here_\n  - _self_\n\n{values}"
+    )
 
 
 def main():

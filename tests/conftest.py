@@ -20,7 +20,7 @@ def tokenized_lines(play: str, start: int, count: int):
     token = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
     lines = [" ".join(token.findall(line)) for line in (PLAYS / play).read_text(encoding="utf-8").splitlines()]
     lines = [line for line in lines if line]
-    return lines[start:start + count]
+    return lines[start : start + count]
 
 
 @pytest.fixture(scope="session")
@@ -37,19 +37,44 @@ def tiny_data_bin(tiny_corpus, tmp_path_factory) -> Path:
     from fairseq_cli.preprocess import main as preprocess
 
     dest = tmp_path_factory.mktemp("data-bin")
-    preprocess(["--only-source", "--trainpref", str(tiny_corpus / "train.tokens"),
-                "--validpref", str(tiny_corpus / "valid.tokens"), "--testpref", str(tiny_corpus / "test.tokens"),
-                "--destdir", str(dest), "--workers", "1"])
+    preprocess(
+        [
+            "--only-source",
+            "--trainpref",
+            str(tiny_corpus / "train.tokens"),
+            "--validpref",
+            str(tiny_corpus / "valid.tokens"),
+            "--testpref",
+            str(tiny_corpus / "test.tokens"),
+            "--destdir",
+            str(dest),
+            "--workers",
+            "1",
+        ]
+    )
     return dest
 
 
 def tiny_lm_overrides(data: Path, save_dir: Path, max_update: int = 12, extra=()):
     """Hydra overrides for a model small enough to train in about a second."""
     return [
-        "task=language_modeling", f"task.data={data}", "task.tokens_per_sample=32",
-        "model=transformer_lm/transformer_lm_gpt", "model.decoder_layers=1", "model.decoder_embed_dim=32",
-        "model.decoder_ffn_embed_dim=64", "model.decoder_attention_heads=2",
-        "optimizer=adam", "optimization.lr=[0.003]", "lr_scheduler=inverse_sqrt", "lr_scheduler.warmup_updates=4",
-        f"optimization.max_update={max_update}", "dataset.max_tokens=256", "dataset.num_workers=0",
-        f"checkpoint.save_dir={save_dir}", "common.log_format=json", "common.log_interval=1", *extra,
+        "task=language_modeling",
+        f"task.data={data}",
+        "task.tokens_per_sample=32",
+        "model=transformer_lm/transformer_lm_gpt",
+        "model.decoder_layers=1",
+        "model.decoder_embed_dim=32",
+        "model.decoder_ffn_embed_dim=64",
+        "model.decoder_attention_heads=2",
+        "optimizer=adam",
+        "optimization.lr=[0.003]",
+        "lr_scheduler=inverse_sqrt",
+        "lr_scheduler.warmup_updates=4",
+        f"optimization.max_update={max_update}",
+        "dataset.max_tokens=256",
+        "dataset.num_workers=0",
+        f"checkpoint.save_dir={save_dir}",
+        "common.log_format=json",
+        "common.log_interval=1",
+        *extra,
     ]

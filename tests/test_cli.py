@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import tiny_lm_overrides
 
 COMMANDS = ("fairseq-preprocess", "fairseq-train", "fairseq-hydra-train", "fairseq-eval-lm")
@@ -38,24 +37,79 @@ def model_weights(path):
 @pytest.fixture(scope="module")
 def data_bin(tiny_corpus, tmp_path_factory):
     dest = tmp_path_factory.mktemp("cli-data-bin")
-    run([command("fairseq-preprocess"), "--only-source", "--trainpref", str(tiny_corpus / "train.tokens"),
-         "--validpref", str(tiny_corpus / "valid.tokens"), "--testpref", str(tiny_corpus / "test.tokens"),
-         "--destdir", str(dest), "--workers", "2"], cwd=tiny_corpus)
+    run(
+        [
+            command("fairseq-preprocess"),
+            "--only-source",
+            "--trainpref",
+            str(tiny_corpus / "train.tokens"),
+            "--validpref",
+            str(tiny_corpus / "valid.tokens"),
+            "--testpref",
+            str(tiny_corpus / "test.tokens"),
+            "--destdir",
+            str(dest),
+            "--workers",
+            "2",
+        ],
+        cwd=tiny_corpus,
+    )
     assert (dest / "dict.txt").is_file() and (dest / "train.bin").is_file() and (dest / "test.idx").is_file()
     return dest
 
 
 def test_hydra_and_legacy_train_then_eval_lm(data_bin, tmp_path):
     hydra_dir, legacy_dir = tmp_path / "hydra", tmp_path / "legacy"
-    run([command("fairseq-hydra-train"), *tiny_lm_overrides(data_bin, hydra_dir, max_update=6),
-         f"hydra.run.dir={tmp_path / 'outputs'}"], cwd=tmp_path)
+    run(
+        [
+            command("fairseq-hydra-train"),
+            *tiny_lm_overrides(data_bin, hydra_dir, max_update=6),
+            f"hydra.run.dir={tmp_path / 'outputs'}",
+        ],
+        cwd=tmp_path,
+    )
     assert (tmp_path / "outputs" / ".hydra" / "config.yaml").is_file()
-    run([command("fairseq-train"), str(data_bin), "--task", "language_modeling", "--tokens-per-sample", "32",
-         "--arch", "transformer_lm_gpt", "--decoder-layers", "1", "--decoder-embed-dim", "32",
-         "--decoder-ffn-embed-dim", "64", "--decoder-attention-heads", "2", "--optimizer", "adam",
-         "--lr", "0.003", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "4", "--max-update", "6",
-         "--max-tokens", "256", "--num-workers", "0", "--save-dir", str(legacy_dir), "--log-format", "json",
-         "--log-interval", "1"], cwd=tmp_path)
+    run(
+        [
+            command("fairseq-train"),
+            str(data_bin),
+            "--task",
+            "language_modeling",
+            "--tokens-per-sample",
+            "32",
+            "--arch",
+            "transformer_lm_gpt",
+            "--decoder-layers",
+            "1",
+            "--decoder-embed-dim",
+            "32",
+            "--decoder-ffn-embed-dim",
+            "64",
+            "--decoder-attention-heads",
+            "2",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.003",
+            "--lr-scheduler",
+            "inverse_sqrt",
+            "--warmup-updates",
+            "4",
+            "--max-update",
+            "6",
+            "--max-tokens",
+            "256",
+            "--num-workers",
+            "0",
+            "--save-dir",
+            str(legacy_dir),
+            "--log-format",
+            "json",
+            "--log-interval",
+            "1",
+        ],
+        cwd=tmp_path,
+    )
     hydra_ckpt = torch.load(hydra_dir / "checkpoint_last.pt", weights_only=True)
     legacy_ckpt = torch.load(legacy_dir / "checkpoint_last.pt", weights_only=True)
     assert legacy_ckpt["cfg"]["checkpoint"].pop("save_dir") == str(legacy_dir)
@@ -68,8 +122,19 @@ def test_hydra_and_legacy_train_then_eval_lm(data_bin, tmp_path):
     for key, value in hydra_ckpt["model"].items():
         assert torch.equal(value, legacy_ckpt["model"][key]), key
 
-    out = run([command("fairseq-eval-lm"), str(data_bin), "--path", str(hydra_dir / "checkpoint_best.pt"),
-               "--gen-subset", "valid", "--num-workers", "0"], cwd=tmp_path).stdout
+    out = run(
+        [
+            command("fairseq-eval-lm"),
+            str(data_bin),
+            "--path",
+            str(hydra_dir / "checkpoint_best.pt"),
+            "--gen-subset",
+            "valid",
+            "--num-workers",
+            "0",
+        ],
+        cwd=tmp_path,
+    ).stdout
     assert "Evaluated" in out and "tokens/s" in out and "Loss (base 2):" in out and "Perplexity:" in out
 
 
@@ -77,8 +142,11 @@ KILL_EXTRA = ["checkpoint.save_interval_updates=3", "model.decoder_layers=2"]
 
 
 def kill_args(data_bin, save_dir):
-    return [command("fairseq-hydra-train"), *tiny_lm_overrides(data_bin, save_dir, max_update=50, extra=KILL_EXTRA),
-            f"hydra.run.dir={save_dir}/outputs"]
+    return [
+        command("fairseq-hydra-train"),
+        *tiny_lm_overrides(data_bin, save_dir, max_update=50, extra=KILL_EXTRA),
+        f"hydra.run.dir={save_dir}/outputs",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +157,19 @@ def uninterrupted(data_bin, tmp_path_factory):
 
 
 # ~20 updates an epoch: early in epoch 1, mid epoch 1, right after epoch 1's end, epoch 2, epoch 3.
-@pytest.mark.parametrize("kill_after", ["checkpoint_1_3.pt", "checkpoint_*_12.pt", "checkpoint1.pt",
-                                        "checkpoint_*_27.pt", "checkpoint_*_42.pt"])
+@pytest.mark.parametrize(
+    "kill_after",
+    ["checkpoint_1_3.pt", "checkpoint_*_12.pt", "checkpoint1.pt", "checkpoint_*_27.pt", "checkpoint_*_42.pt"],
+)
 def test_sigkill_then_rerun_resumes_to_identical_weights(data_bin, tmp_path, uninterrupted, kill_after):
     killed_dir = tmp_path / "killed"
-    proc = subprocess.Popen(kill_args(data_bin, killed_dir), cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    proc = subprocess.Popen(
+        kill_args(data_bin, killed_dir),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     deadline = time.time() + 120
     # Once that checkpoint exists and there is a checkpoint_last to resume from, kill at once: the kill
     # lands wherever training is by then (between steps, in a step, or inside the next write).
@@ -114,17 +189,32 @@ def test_sigkill_then_rerun_resumes_to_identical_weights(data_bin, tmp_path, uni
     assert not list(killed_dir.glob(".*.tmp*")), "a temporary checkpoint file was left behind"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["fairseq-train", "{data}", "--arch", "transformer_lm_gtp", "--max-tokens", "256"],
-     "unknown architecture 'transformer_lm_gtp'"),
-    (["fairseq-train", "{tmp}/missing", "--arch", "transformer_lm", "--max-tokens", "256"],
-     "does not exist"),
-    (["fairseq-hydra-train", "task=language_modeling", "task.data={tmp}/missing", "model=transformer_lm",
-      "dataset.max_tokens=256"], "does not exist"),
-    (["fairseq-hydra-train", "task=language_modeling", "model=transformer_lm"], "task.data is required"),
-    (["fairseq-eval-lm", "{data}", "--path", "{tmp}/nope.pt"], "checkpoint not found"),
-    (["fairseq-preprocess", "--only-source", "--trainpref", "{tmp}/nope.txt", "--destdir", "{tmp}/out"], "nope.txt"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["fairseq-train", "{data}", "--arch", "transformer_lm_gtp", "--max-tokens", "256"],
+            "unknown architecture 'transformer_lm_gtp'",
+        ),
+        (["fairseq-train", "{tmp}/missing", "--arch", "transformer_lm", "--max-tokens", "256"], "does not exist"),
+        (
+            [
+                "fairseq-hydra-train",
+                "task=language_modeling",
+                "task.data={tmp}/missing",
+                "model=transformer_lm",
+                "dataset.max_tokens=256",
+            ],
+            "does not exist",
+        ),
+        (["fairseq-hydra-train", "task=language_modeling", "model=transformer_lm"], "task.data is required"),
+        (["fairseq-eval-lm", "{data}", "--path", "{tmp}/nope.pt"], "checkpoint not found"),
+        (
+            ["fairseq-preprocess", "--only-source", "--trainpref", "{tmp}/nope.txt", "--destdir", "{tmp}/out"],
+            "nope.txt",
+        ),
+    ],
+)
 def test_user_errors_are_one_line_with_nonzero_exit(data_bin, tmp_path, args, message):
     args = [command(args[0])] + [a.format(data=data_bin, tmp=tmp_path) for a in args[1:]]
     proc = run(args, cwd=tmp_path, check=False)
@@ -135,8 +225,11 @@ def test_user_errors_are_one_line_with_nonzero_exit(data_bin, tmp_path, args, me
 
 
 def test_bad_flag_value_is_an_argparse_error(data_bin, tmp_path):
-    proc = run([command("fairseq-train"), str(data_bin), "--arch", "transformer_lm", "--max-tokens", "abc"],
-               cwd=tmp_path, check=False)
+    proc = run(
+        [command("fairseq-train"), str(data_bin), "--arch", "transformer_lm", "--max-tokens", "abc"],
+        cwd=tmp_path,
+        check=False,
+    )
     assert proc.returncode == 2 and "--max-tokens: invalid int value: 'abc'" in proc.stderr
 
 
@@ -146,16 +239,35 @@ def test_regular_install_finds_its_config_tree(tmp_path):
     target = tmp_path / "site"
     # Without the compiled kernels (FAIRSEQ_LITE_BUILD_EXT=0): this is about the config tree, and
     # compiling them again would take minutes.
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
-                    "--target", str(target), str(root)], cwd=tmp_path, timeout=600, check=True,
-                   env=dict(os.environ, FAIRSEQ_LITE_BUILD_EXT="0"))
-    code = ("import fairseq_lite, sys; from fairseq_lite.dataclass.compose import bundled_config_dir, compose_config;"
-            "d = bundled_config_dir(); assert d.startswith(sys.argv[1]), d;"
-            "cfg = compose_config(['task=language_modeling', 'task.data=D', 'model=transformer_lm/transformer_lm_gpt']);"
-            "print(fairseq_lite.__file__, d, cfg.model.decoder_embed_dim)")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-compile",
+            "--target",
+            str(target),
+            str(root),
+        ],
+        cwd=tmp_path,
+        timeout=600,
+        check=True,
+        env=dict(os.environ, FAIRSEQ_LITE_BUILD_EXT="0"),
+    )
+    code = (
+        "import fairseq_lite, sys; from fairseq_lite.dataclass.compose import bundled_config_dir, compose_config;"
+        "d = bundled_config_dir(); assert d.startswith(sys.argv[1]), d;"
+        "cfg = compose_config(['task=language_modeling', 'task.data=D', 'model=transformer_lm/transformer_lm_gpt']);"
+        "print(fairseq_lite.__file__, d, cfg.model.decoder_embed_dim)"
+    )
     env = dict(os.environ, PYTHONPATH=str(target))
-    out = subprocess.run([sys.executable, "-c", code, str(target)], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(target)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "768" and str(target) in out.stdout.split()[0]
 
@@ -163,12 +275,24 @@ def test_regular_install_finds_its_config_tree(tmp_path):
 def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes_identically(data_bin, tmp_path):
     extra = ["model.decoder_layers=2", "common.log_interval=1"]
     full_dir, stopped_dir = tmp_path / "full", tmp_path / "stopped"
-    args = lambda d: [command("fairseq-hydra-train"), *tiny_lm_overrides(data_bin, d, max_update=40, extra=extra),
-                      f"hydra.run.dir={d}/outputs"]
+
+    def args(d):
+        return [
+            command("fairseq-hydra-train"),
+            *tiny_lm_overrides(data_bin, d, max_update=40, extra=extra),
+            f"hydra.run.dir={d}/outputs",
+        ]
+
     run(args(full_dir), cwd=tmp_path)
 
-    proc = subprocess.Popen(args(stopped_dir), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    proc = subprocess.Popen(
+        args(stopped_dir),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     # Wait for training to be under way (a logged update), then ask it to stop as SLURM would.
     for line in proc.stdout:
         if '"num_updates": 3' in line:

@@ -62,8 +62,13 @@ SIZES = np.array([1, 2, 2, 3, 3, 3, 4, 5, 5, 8, 9, 9, 10], dtype=np.int64)
     ],
 )
 def test_batch_by_size_matches_fairseq(path, max_tokens, max_sentences, mult, expected):
-    got = batch_by_size(np.arange(13), num_tokens_vec=SIZES, max_tokens=max_tokens,
-                        max_sentences=max_sentences, required_batch_size_multiple=mult)
+    got = batch_by_size(
+        np.arange(13),
+        num_tokens_vec=SIZES,
+        max_tokens=max_tokens,
+        max_sentences=max_sentences,
+        required_batch_size_multiple=mult,
+    )
     assert as_lists(got) == expected
 
 
@@ -83,8 +88,15 @@ def test_batch_by_size_compiled_equals_reference(order):
         mult = int(rng.choice([1, 2, 3, 8, 64, 500]))
 
         def run():
-            return as_lists(batch_by_size(indices, num_tokens_vec=ntok, max_tokens=max_tokens or None,
-                                          max_sentences=max_sentences or None, required_batch_size_multiple=mult))
+            return as_lists(
+                batch_by_size(
+                    indices,
+                    num_tokens_vec=ntok,
+                    max_tokens=max_tokens or None,
+                    max_sentences=max_sentences or None,
+                    required_batch_size_multiple=mult,
+                )
+            )
 
         ref, got = on_both_paths(run)
         assert got == ref, (n, max_tokens, max_sentences, mult)
@@ -94,8 +106,9 @@ def test_batch_by_size_limits_hold_on_a_large_input(path):
     rng = np.random.RandomState(1)
     sizes = rng.randint(1, 256, size=200_000)
     indices = rng.permutation(len(sizes))
-    batches = batch_by_size(indices, num_tokens_vec=sizes[indices], max_tokens=4096, max_sentences=100,
-                            required_batch_size_multiple=8)
+    batches = batch_by_size(
+        indices, num_tokens_vec=sizes[indices], max_tokens=4096, max_sentences=100, required_batch_size_multiple=8
+    )
     assert np.array_equal(np.concatenate(batches), indices)
     lengths = np.array([len(b) for b in batches])
     padded = np.array([len(b) * sizes[b].max() for b in batches])
@@ -254,8 +267,11 @@ def test_token_block_dataset_same_items_on_both_paths(mode):
 
     def build():
         ds = TokenBlockDataset(sentences, sizes, 6, pad=1, eos=2, break_mode=mode, include_targets=True)
-        return ds.slice_indices.tolist(), ds.block_to_dataset_index.tolist(), \
-            [tuple(x.tolist() for x in ds[i]) for i in range(len(ds))]
+        return (
+            ds.slice_indices.tolist(),
+            ds.block_to_dataset_index.tolist(),
+            [tuple(x.tolist() for x in ds[i]) for i in range(len(ds))],
+        )
 
     ref, got = on_both_paths(build)
     assert got == ref

@@ -11,8 +11,8 @@ from fairseq_cli.train import legacy_overrides
 from fairseq_lite.dataclass import FairseqDataclass
 from fairseq_lite.dataclass.compose import bundled_config_dir, compose_config, to_plain_dict
 from fairseq_lite.dataclass.configs import FairseqConfig
-from fairseq_lite.errors import ConfigError, RegistryError
 from fairseq_lite.dataclass.initialize import import_components
+from fairseq_lite.errors import ConfigError, RegistryError
 from fairseq_lite.registry import ARCH_REGISTRY, Registry
 
 import_components()  # registers the built-in architectures, which parametrize a test below
@@ -20,18 +20,55 @@ import_components()  # registers the built-in architectures, which parametrize a
 ROOT = Path(__file__).resolve().parent.parent
 
 HYDRA_ACCEPTANCE = [
-    "task=language_modeling", "task.data=DATA", "model=transformer_lm/transformer_lm_gpt",
-    "model.decoder_layers=2", "model.decoder_embed_dim=128", "model.decoder_ffn_embed_dim=512",
-    "model.decoder_attention_heads=4", "optimizer=adam", "lr_scheduler=inverse_sqrt",
-    "lr_scheduler.warmup_updates=100", "optimization.lr=[0.0005]", "optimization.max_update=50",
-    "dataset.max_tokens=2048", "task.tokens_per_sample=128", "checkpoint.save_dir=DIR", "common.log_format=json",
+    "task=language_modeling",
+    "task.data=DATA",
+    "model=transformer_lm/transformer_lm_gpt",
+    "model.decoder_layers=2",
+    "model.decoder_embed_dim=128",
+    "model.decoder_ffn_embed_dim=512",
+    "model.decoder_attention_heads=4",
+    "optimizer=adam",
+    "lr_scheduler=inverse_sqrt",
+    "lr_scheduler.warmup_updates=100",
+    "optimization.lr=[0.0005]",
+    "optimization.max_update=50",
+    "dataset.max_tokens=2048",
+    "task.tokens_per_sample=128",
+    "checkpoint.save_dir=DIR",
+    "common.log_format=json",
 ]
 LEGACY_ACCEPTANCE = [
-    "DATA", "--task", "language_modeling", "--arch", "transformer_lm_gpt", "--decoder-layers", "2",
-    "--decoder-embed-dim", "128", "--decoder-ffn-embed-dim", "512", "--decoder-attention-heads", "4",
-    "--optimizer", "adam", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "100", "--lr", "0.0005",
-    "--max-update", "50", "--max-tokens", "2048", "--tokens-per-sample", "128", "--save-dir", "DIR",
-    "--log-format", "json",
+    "DATA",
+    "--task",
+    "language_modeling",
+    "--arch",
+    "transformer_lm_gpt",
+    "--decoder-layers",
+    "2",
+    "--decoder-embed-dim",
+    "128",
+    "--decoder-ffn-embed-dim",
+    "512",
+    "--decoder-attention-heads",
+    "4",
+    "--optimizer",
+    "adam",
+    "--lr-scheduler",
+    "inverse_sqrt",
+    "--warmup-updates",
+    "100",
+    "--lr",
+    "0.0005",
+    "--max-update",
+    "50",
+    "--max-tokens",
+    "2048",
+    "--tokens-per-sample",
+    "128",
+    "--save-dir",
+    "DIR",
+    "--log-format",
+    "json",
 ]
 
 
@@ -51,9 +88,16 @@ def test_arch_yaml_puts_values_into_model_and_overrides_win():
 
 
 def test_fairseq_docs_command_gets_sensible_defaults():
-    cfg = compose_config(["distributed_training.distributed_world_size=1", "dataset.batch_size=2",
-                          "task.data=DATA", "model=transformer_lm/transformer_lm_gpt", "task=language_modeling",
-                          "optimization.max_update=5"])
+    cfg = compose_config(
+        [
+            "distributed_training.distributed_world_size=1",
+            "dataset.batch_size=2",
+            "task.data=DATA",
+            "model=transformer_lm/transformer_lm_gpt",
+            "task=language_modeling",
+            "optimization.max_update=5",
+        ]
+    )
     assert cfg.optimizer._name == "adam" and cfg.lr_scheduler._name == "fixed"
     assert cfg.criterion._name == "cross_entropy" and cfg.model.decoder_layers == 12
 
@@ -65,8 +109,22 @@ def test_legacy_flags_resolve_to_the_same_config_as_hydra():
 
 
 def test_legacy_list_and_tuple_flags():
-    cfg = compose_config(legacy_overrides(["DATA", "--arch", "transformer_lm", "--adam-betas", "(0.9, 0.98)",
-                                           "--update-freq", "16", "--lr", "0.25", "--share-decoder-input-output-embed"]))
+    cfg = compose_config(
+        legacy_overrides(
+            [
+                "DATA",
+                "--arch",
+                "transformer_lm",
+                "--adam-betas",
+                "(0.9, 0.98)",
+                "--update-freq",
+                "16",
+                "--lr",
+                "0.25",
+                "--share-decoder-input-output-embed",
+            ]
+        )
+    )
     assert cfg.optimizer.adam_betas == "(0.9, 0.98)"
     assert cfg.optimization.update_freq == [16] and cfg.optimization.lr == [0.25]
     assert cfg.model.share_decoder_input_output_embed is True
@@ -97,7 +155,9 @@ def test_no_model_lists_choices():
 
 
 def test_unknown_arch_lists_choices():
-    with pytest.raises(RegistryError, match="unknown architecture 'transformer_lm_gtp'.*did you mean 'transformer_lm_gpt'"):
+    with pytest.raises(
+        RegistryError, match="unknown architecture 'transformer_lm_gtp'.*did you mean 'transformer_lm_gpt'"
+    ):
         legacy_overrides(["DATA", "--arch", "transformer_lm_gtp"])
 
 
@@ -139,6 +199,7 @@ def test_registry_rejects_duplicates_and_lists_choices():
             self.cfg = cfg
 
     with pytest.raises(RegistryError, match="duplicate thing 'a'"):
+
         @reg.register("a")
         class Other:
             pass
@@ -152,9 +213,9 @@ def test_old_checkpoint_config_loads_with_renames_new_defaults_and_dropped_keys(
     from fairseq_lite.dataclass.compose import config_from_dict
 
     plain = to_plain_dict(compose_config(HYDRA_ACCEPTANCE))
-    del plain["dataset"]["batch_size"]          # written before the rename
+    del plain["dataset"]["batch_size"]  # written before the rename
     plain["dataset"]["max_sentences"] = 7
-    del plain["checkpoint"]["patience"]         # written before this field existed
+    del plain["checkpoint"]["patience"]  # written before this field existed
     plain["common"]["old_flag_we_removed"] = 1  # a field that no longer exists
     cfg = config_from_dict(plain)
     assert cfg.dataset.batch_size == 7
@@ -183,22 +244,27 @@ def test_default_components_match_config_yaml():
 def test_scalar_for_list_fields_and_user_group_options(tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "my_lm.yaml").write_text("_name: transformer_lm\ndecoder_layers: 3\n")
-    cfg = compose_config(["task=language_modeling", "task.data=D", "model=my_lm", "optimization.lr=0.001",
-                          "optimization.update_freq=4"], config_dir=str(tmp_path))
+    cfg = compose_config(
+        ["task=language_modeling", "task.data=D", "model=my_lm", "optimization.lr=0.001", "optimization.update_freq=4"],
+        config_dir=str(tmp_path),
+    )
     assert cfg.optimization.lr == [0.001] and cfg.optimization.update_freq == [4]
     assert cfg.model.decoder_layers == 3 and cfg.model.decoder_embed_dim == 512
 
 
 def test_hydra_override_grammar():
     base = ["task=language_modeling", "task.data=D", "model=transformer_lm/transformer_lm_gpt"]
-    cfg = compose_config(base + [
-        "optimizer.adam_betas='(0.9, 0.98)'",                   # a tuple passed as a quoted string
-        "optimization.update_freq=[16]",                        # a list
-        "++checkpoint.save_dir=/tmp/x",                         # force-set
-        "model.decoder_layers=3",
-        "common.log_file='a, b.log'",                           # quoted: comma and space kept
-        "checkpoint.best_checkpoint_metric=${task._name}",      # interpolation across groups
-    ])
+    cfg = compose_config(
+        base
+        + [
+            "optimizer.adam_betas='(0.9, 0.98)'",  # a tuple passed as a quoted string
+            "optimization.update_freq=[16]",  # a list
+            "++checkpoint.save_dir=/tmp/x",  # force-set
+            "model.decoder_layers=3",
+            "common.log_file='a, b.log'",  # quoted: comma and space kept
+            "checkpoint.best_checkpoint_metric=${task._name}",  # interpolation across groups
+        ]
+    )
     assert cfg.optimizer.adam_betas == "(0.9, 0.98)" and cfg.optimization.update_freq == [16]
     assert cfg.checkpoint.save_dir == "/tmp/x" and cfg.common.log_file == "a, b.log"
     assert cfg.model.decoder_layers == 3 and cfg.checkpoint.best_checkpoint_metric == "language_modeling"

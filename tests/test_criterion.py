@@ -66,8 +66,10 @@ def test_matches_manual_log_softmax_nll_and_ignores_padding():
     assert sample_size == sample["ntokens"] == 12
     assert log == {"loss": pytest.approx(expected, rel=1e-6), "ntokens": 12, "nsentences": 3, "sample_size": 12}
     # Numbers, or 0-dim tensors with no autograd history (read by the trainer in one sync per update).
-    assert all(isinstance(v, (int, float)) or (torch.is_tensor(v) and v.dim() == 0 and not v.requires_grad)
-               for v in log.values())
+    assert all(
+        isinstance(v, (int, float)) or (torch.is_tensor(v) and v.dim() == 0 and not v.requires_grad)
+        for v in log.values()
+    )
     # Logits at padded targets must not matter.
     changed = model.logits.detach().clone()
     changed[0, 3:] += 100.0
@@ -109,7 +111,7 @@ def test_reduce_metrics_reports_base_2_like_fairseq():
     expected = agg["loss"] / agg["ntokens"] / math.log(2)
     assert metrics["loss"] == pytest.approx(expected)
     assert metrics["nll_loss"] == pytest.approx(expected)
-    assert metrics["ppl"] == pytest.approx(2 ** expected)
+    assert metrics["ppl"] == pytest.approx(2**expected)
     # Perplexity is exp of the mean loss in nats.
     assert metrics["ppl"] == pytest.approx(math.exp(agg["loss"] / agg["ntokens"]))
 

@@ -177,12 +177,8 @@ def test_batch_by_size_limits_hold():
 def test_batch_by_size_with_num_tokens_fn_equals_vec():
     sizes = np.random.RandomState(2).randint(1, 30, size=300)
     indices = np.random.RandomState(3).permutation(300)
-    by_fn = batch_by_size(
-        indices, num_tokens_fn=lambda i: sizes[i], max_tokens=90, required_batch_size_multiple=4
-    )
-    by_vec = batch_by_size(
-        indices, num_tokens_vec=sizes[indices], max_tokens=90, required_batch_size_multiple=4
-    )
+    by_fn = batch_by_size(indices, num_tokens_fn=lambda i: sizes[i], max_tokens=90, required_batch_size_multiple=4)
+    by_vec = batch_by_size(indices, num_tokens_vec=sizes[indices], max_tokens=90, required_batch_size_multiple=4)
     assert [b.tolist() for b in by_fn] == [b.tolist() for b in by_vec]
 
 
@@ -197,9 +193,7 @@ def test_batch_by_size_item_too_long_is_a_clear_error():
 def test_batch_by_size_edge_cases():
     assert batch_by_size(np.array([], dtype=np.int64), num_tokens_vec=[]) == []
     # no limits at all: one batch, still trimmed to the multiple
-    assert [b.tolist() for b in batch_by_size(range(10), num_tokens_vec=[1] * 10)] == [
-        list(range(10))
-    ]
+    assert [b.tolist() for b in batch_by_size(range(10), num_tokens_vec=[1] * 10)] == [list(range(10))]
     got = batch_by_size(range(10), num_tokens_vec=[1] * 10, required_batch_size_multiple=4)
     assert [len(b) for b in got] == [8, 2]
     with pytest.raises(ConfigError):
@@ -208,9 +202,7 @@ def test_batch_by_size_edge_cases():
 
 def test_batch_by_size_fixed_shapes():
     sizes = np.array([2, 2, 3, 3, 3, 6, 6, 8])
-    batches = batch_by_size(
-        np.arange(8), num_tokens_fn=lambda i: sizes[i], fixed_shapes=[(4, 3), (2, 8)]
-    )
+    batches = batch_by_size(np.arange(8), num_tokens_fn=lambda i: sizes[i], fixed_shapes=[(4, 3), (2, 8)])
     assert [b.tolist() for b in batches] == [[0, 1, 2, 3], [4, 5], [6, 7]]
 
 

@@ -129,7 +129,8 @@ def test_encode_line():
     assert ids.dtype == torch.int32
     assert ids.tolist() == [d.index("hello"), d.index("world"), d.unk(), d.eos()]
     assert d.encode_line("hello world", add_if_not_exist=False, append_eos=False, reverse_order=True).tolist() == [
-        d.index("world"), d.index("hello")
+        d.index("world"),
+        d.index("hello"),
     ]
     seen = []
     d.encode_line("hello new", add_if_not_exist=False, consumer=lambda w, i: seen.append((w, i)))
@@ -193,7 +194,9 @@ def test_batched_encode_equals_encode_line():
     for append_eos in (True, False):
         for reverse in (True, False):
             tokens, sizes, replaced = encode_lines(lines, d, append_eos, reverse)
-            expected = [d.encode_line(x, add_if_not_exist=False, append_eos=append_eos, reverse_order=reverse) for x in lines]
+            expected = [
+                d.encode_line(x, add_if_not_exist=False, append_eos=append_eos, reverse_order=reverse) for x in lines
+            ]
             assert sizes.tolist() == [len(e) for e in expected]
             assert tokens.tolist() == torch.cat(expected).tolist()
     words = " ".join(lines).split()

@@ -9,12 +9,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FAIRSEQ_LM = ROOT / "tests" / "fixtures" / "fairseq_0.12.2" / "checkpoints" / "transformer_lm.pt"
-BASE = ("task=language_modeling task.data=DATA task.tokens_per_sample=32 model=transformer_lm "
-        "model.decoder_layers=1 "
-        "model.decoder_embed_dim=32 model.decoder_ffn_embed_dim=64 model.decoder_attention_heads=2 "
-        "dataset.max_tokens=256 dataset.num_workers=0 optimization.max_update=1 checkpoint.save_dir=TMP/ckpt")
-LEGACY = ("DATA --arch transformer_lm --decoder-layers 1 --decoder-embed-dim 32 --decoder-ffn-embed-dim 64 "
-          "--decoder-attention-heads 2 --tokens-per-sample 32 --max-tokens 256 --num-workers 0 --max-update 1 --save-dir TMP/ckpt")
+BASE = (
+    "task=language_modeling task.data=DATA task.tokens_per_sample=32 model=transformer_lm "
+    "model.decoder_layers=1 "
+    "model.decoder_embed_dim=32 model.decoder_ffn_embed_dim=64 model.decoder_attention_heads=2 "
+    "dataset.max_tokens=256 dataset.num_workers=0 optimization.max_update=1 checkpoint.save_dir=TMP/ckpt"
+)
+LEGACY = (
+    "DATA --arch transformer_lm --decoder-layers 1 --decoder-embed-dim 32 --decoder-ffn-embed-dim 64 "
+    "--decoder-attention-heads 2 --tokens-per-sample 32 --max-tokens 256 --num-workers 0 --max-update 1 "
+    "--save-dir TMP/ckpt"
+)
 
 
 def table_rows():
@@ -50,8 +55,13 @@ def test_mistake_gets_its_message(command, message, tiny_data_bin, tmp_path, mon
     from fairseq_cli import hydra_train, train
 
     def fill(text):
-        return text.replace("BASE", BASE).replace("LEGACY", LEGACY).replace("DATA", str(tiny_data_bin)) \
-            .replace("TMP", str(tmp_path)).replace("FAIRSEQ_LM", str(FAIRSEQ_LM))
+        return (
+            text.replace("BASE", BASE)
+            .replace("LEGACY", LEGACY)
+            .replace("DATA", str(tiny_data_bin))
+            .replace("TMP", str(tmp_path))
+            .replace("FAIRSEQ_LM", str(FAIRSEQ_LM))
+        )
 
     argv = shlex.split(fill(command))
     entry = {"fairseq-hydra-train": hydra_train.cli_main, "fairseq-train": train.cli_main}[argv[0]]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_generate_cli import parse
 
 from fairseq_lite.checkpoint import load_checkpoint_to_cpu, load_model_for_inference
 from fairseq_lite.errors import CheckpointError
-from test_generate_cli import parse
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "fairseq_0.12.2"
 CHECKPOINTS = FIXTURES / "checkpoints"
@@ -28,8 +28,22 @@ def test_eval_lm_gives_fairseqs_perplexity_on_a_fairseq_language_model(caplog):
     from fairseq_cli.eval_lm import main as eval_lm
 
     caplog.set_level("INFO")
-    result = eval_lm([str(FIXTURES / "mono"), "--path", str(LM), "--gen-subset", "valid", "--tokens-per-sample", "32",
-                      "--max-tokens", "256", "--num-workers", "0", "--cpu"])
+    result = eval_lm(
+        [
+            str(FIXTURES / "mono"),
+            "--path",
+            str(LM),
+            "--gen-subset",
+            "valid",
+            "--tokens-per-sample",
+            "32",
+            "--max-tokens",
+            "256",
+            "--num-workers",
+            "0",
+            "--cpu",
+        ]
+    )
     expected = (CHECKPOINTS / "transformer_lm.eval_lm_valid.txt").read_text().strip()
     loss, ppl = (float(x) for x in re.fullmatch(r"Loss \(base 2\): ([\d.]+), Perplexity: ([\d.]+)", expected).groups())
     assert result["loss"] == pytest.approx(loss, abs=6e-5)
@@ -40,11 +54,31 @@ def test_eval_lm_gives_fairseqs_perplexity_on_a_fairseq_language_model(caplog):
 def test_generate_gives_fairseqs_translations_on_a_fairseq_translation_model(capsys):
     from fairseq_cli.generate import main as generate
 
-    generate([str(FIXTURES / "joined"), "--path", str(MT), "--gen-subset", "valid", "--beam", "4", "--max-len-b", "12",
-              "--batch-size", "16", "--num-workers", "0", "--cpu"])
+    generate(
+        [
+            str(FIXTURES / "joined"),
+            "--path",
+            str(MT),
+            "--gen-subset",
+            "valid",
+            "--beam",
+            "4",
+            "--max-len-b",
+            "12",
+            "--batch-size",
+            "16",
+            "--num-workers",
+            "0",
+            "--cpu",
+        ]
+    )
     ours = {values[0]: values for kind, values in parse(capsys.readouterr().out) if kind == "H"}
-    theirs = [line.split("\t") for line in (CHECKPOINTS / "transformer_iwslt_de_en.generate_valid.txt")
-              .read_text(encoding="utf-8").splitlines()]
+    theirs = [
+        line.split("\t")
+        for line in (CHECKPOINTS / "transformer_iwslt_de_en.generate_valid.txt")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    ]
     assert len(theirs) == 40 and len(ours) == 40
     for sample_id, score, text in ((h[0][2:], h[1], h[2]) for h in theirs):
         assert ours[sample_id][2] == text
@@ -55,10 +89,20 @@ def test_only_fairseqs_bookkeeping_is_dropped_from_the_weights():
     raw = fairseq_state(MT)["model"]
     converted = load_checkpoint_to_cpu(str(MT))
     dropped = sorted(set(raw) - set(converted["model"]))
-    assert dropped == sorted(["encoder.version", "decoder.version", "encoder.embed_positions._float_tensor",
-                              "decoder.embed_positions._float_tensor"]
-                             + [f"encoder.layers.{i}.{p}_{w}" for i in range(2)
-                                for p in ("in_proj", "out_proj", "fc1", "fc2") for w in ("weight", "bias")])
+    assert dropped == sorted(
+        [
+            "encoder.version",
+            "decoder.version",
+            "encoder.embed_positions._float_tensor",
+            "decoder.embed_positions._float_tensor",
+        ]
+        + [
+            f"encoder.layers.{i}.{p}_{w}"
+            for i in range(2)
+            for p in ("in_proj", "out_proj", "fc1", "fc2")
+            for w in ("weight", "bias")
+        ]
+    )
     _, _, model = load_model_for_inference(str(MT), task_overrides={"data": str(FIXTURES / "joined")})
     assert set(model.state_dict()) == set(converted["model"])
 
@@ -67,13 +111,30 @@ def test_a_run_starts_from_fairseq_weights_but_does_not_resume_fairseqs_training
     from fairseq_lite.dataclass.compose import compose_config
     from fairseq_lite.training import train
 
-    model_values = ["decoder_layers=2", "decoder_embed_dim=16", "decoder_ffn_embed_dim=32", "decoder_attention_heads=2",
-                    "decoder_input_dim=24", "decoder_output_dim=24", "share_decoder_input_output_embed=true"]
-    overrides = ["task=language_modeling", f"task.data={FIXTURES / 'mono'}", "task.tokens_per_sample=32",
-                 "model=transformer_lm", *(f"model.{v}" for v in model_values), "optimizer=adam",
-                 "optimization.lr=[1e-12]", "optimization.max_update=1", "dataset.max_tokens=256",
-                 "dataset.num_workers=0", "common.log_format=none",
-                 f"checkpoint.save_dir={tmp_path}", f"checkpoint.finetune_from_model={LM}"]
+    model_values = [
+        "decoder_layers=2",
+        "decoder_embed_dim=16",
+        "decoder_ffn_embed_dim=32",
+        "decoder_attention_heads=2",
+        "decoder_input_dim=24",
+        "decoder_output_dim=24",
+        "share_decoder_input_output_embed=true",
+    ]
+    overrides = [
+        "task=language_modeling",
+        f"task.data={FIXTURES / 'mono'}",
+        "task.tokens_per_sample=32",
+        "model=transformer_lm",
+        *(f"model.{v}" for v in model_values),
+        "optimizer=adam",
+        "optimization.lr=[1e-12]",
+        "optimization.max_update=1",
+        "dataset.max_tokens=256",
+        "dataset.num_workers=0",
+        "common.log_format=none",
+        f"checkpoint.save_dir={tmp_path}",
+        f"checkpoint.finetune_from_model={LM}",
+    ]
     train(compose_config(overrides))
     tuned = load_checkpoint_to_cpu(str(tmp_path / "checkpoint_last.pt"))["model"]
     fairseq_weights = fairseq_state(LM)["model"]
@@ -82,23 +143,33 @@ def test_a_run_starts_from_fairseq_weights_but_does_not_resume_fairseqs_training
 
     (tmp_path / "resume").mkdir()
     resume = [o for o in overrides if not o.startswith("checkpoint.")]
-    with pytest.raises(CheckpointError, match="was written by fairseq: its optimizer and data-iterator states cannot "
-                                              "be resumed; start a new run from its weights with "
-                                              "checkpoint.finetune_from_model="):
-        train(compose_config([*resume, f"checkpoint.save_dir={tmp_path / 'resume'}",
-                              f"checkpoint.restore_file={LM}"]))
+    with pytest.raises(
+        CheckpointError,
+        match="was written by fairseq: its optimizer and data-iterator states cannot "
+        "be resumed; start a new run from its weights with "
+        "checkpoint.finetune_from_model=",
+    ):
+        train(compose_config([*resume, f"checkpoint.save_dir={tmp_path / 'resume'}", f"checkpoint.restore_file={LM}"]))
 
 
-@pytest.mark.parametrize("group, option, value", [("model", "adaptive_softmax_cutoff", "100,500"),
-                                                   ("model", "decoder_layers_to_keep", "0"),
-                                                   ("task", "output_dictionary_size", 100)])
+@pytest.mark.parametrize(
+    "group, option, value",
+    [
+        ("model", "adaptive_softmax_cutoff", "100,500"),
+        ("model", "decoder_layers_to_keep", "0"),
+        ("task", "output_dictionary_size", 100),
+    ],
+)
 def test_a_fairseq_option_fairseq_lite_lacks_is_a_one_line_error(tmp_path, group, option, value):
     state = fairseq_state(LM)
     state["cfg"][group][option] = value
     path = tmp_path / "unsupported.pt"
     torch.save(state, path)
-    with pytest.raises(CheckpointError, match=rf"unsupported\.pt: the fairseq {group} uses {option}={value!r}, "
-                                              rf"which fairseq-lite does not implement"):
+    with pytest.raises(
+        CheckpointError,
+        match=rf"unsupported\.pt: the fairseq {group} uses {option}={value!r}, "
+        rf"which fairseq-lite does not implement",
+    ):
         load_checkpoint_to_cpu(str(path))
 
 

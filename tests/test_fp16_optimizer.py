@@ -31,8 +31,9 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 
 
 def adam_cfg(lr=1e-2, weight_decay=0.01):
-    return OmegaConf.structured(FairseqAdamConfig(lr=[lr], adam_betas="(0.9, 0.98)", weight_decay=weight_decay,
-                                                  _name="adam"))
+    return OmegaConf.structured(
+        FairseqAdamConfig(lr=[lr], adam_betas="(0.9, 0.98)", weight_decay=weight_decay, _name="adam")
+    )
 
 
 def sgd_cfg(lr=0.1, momentum=0.9, weight_decay=0.01):
@@ -127,8 +128,9 @@ def test_fp16_optimizer_param_groups_and_unused_params():
     groups = [{"params": params[:2], "weight_decay": 0.1}, {"params": params[2:]}]
     opt = FP16Optimizer(adam_cfg(), groups)
     ref_params = fp32_copy(params)
-    ref_opt = OPTIMIZER_REGISTRY.build(adam_cfg(), [{"params": ref_params[:2], "weight_decay": 0.1},
-                                                    {"params": ref_params[2:]}])
+    ref_opt = OPTIMIZER_REGISTRY.build(
+        adam_cfg(), [{"params": ref_params[:2], "weight_decay": 0.1}, {"params": ref_params[2:]}]
+    )
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.01]
     for step in range(3):
         opt.zero_grad()
@@ -217,8 +219,11 @@ def test_memory_efficient_tracks_fp32_training():
 
 
 def test_memory_efficient_unsupported_optimizer_is_a_clear_error():
-    with pytest.raises(ConfigError, match=r"^Unsupported optimizer 'adafactor' with --memory-efficient-fp16 "
-                                          r"\(supported: adam, sgd\); use --fp16 instead$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^Unsupported optimizer 'adafactor' with --memory-efficient-fp16 "
+        r"\(supported: adam, sgd\); use --fp16 instead$",
+    ):
         MemoryEfficientFP16Optimizer(OmegaConf.create({"_name": "adafactor"}), mlp().parameters())
 
     class Adagrad(FairseqOptimizer):
@@ -285,7 +290,7 @@ def test_lr_scheduler_sets_the_wrapped_optimizers_lr(cls):
 def test_trainer_flow_with_loss_scaling_skips_an_overflow():
     """Precision's fp16 scaler + FP16Optimizer in the trainer's call order: a loss scale so large that
     the fp16 grads overflow skips the update and halves the scale, then training proceeds."""
-    common = OmegaConf.structured(CommonConfig(fp16_init_scale=2 ** 30))
+    common = OmegaConf.structured(CommonConfig(fp16_init_scale=2**30))
     precision = Precision(common, torch.device("cpu"), mode="fp16")
     model = mlp()
     opt = build_fp16_optimizer(adam_cfg(), list(model.parameters()), memory_efficient=False)
@@ -305,7 +310,7 @@ def test_trainer_flow_with_loss_scaling_skips_an_overflow():
             continue
         precision.step(opt)
         updates += 1
-    assert skips >= 1 and precision.loss_scale < 2 ** 30
+    assert skips >= 1 and precision.loss_scale < 2**30
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -375,8 +380,11 @@ def test_checkpoint_of_another_model_is_a_one_line_error(kind):
     state = save_load(opt.state_dict())
     _, target = build(kind)
     state["state"][0]["exp_avg"] = state["state"][0]["exp_avg"].t().contiguous()
-    with pytest.raises(CheckpointError, match=r"'exp_avg' of parameter 0 has shape \(6, 8\) but the parameter "
-                                              r"has shape \(8, 6\).*--reset-optimizer") as info:
+    with pytest.raises(
+        CheckpointError,
+        match=r"'exp_avg' of parameter 0 has shape \(6, 8\) but the parameter "
+        r"has shape \(8, 6\).*--reset-optimizer",
+    ) as info:
         target.load_state_dict(state)
     assert "\n" not in str(info.value)
     state["param_groups"][0]["params"] = state["param_groups"][0]["params"][:3]

@@ -13,10 +13,17 @@ from omegaconf import OmegaConf
 
 from fairseq_lite import kernels
 from fairseq_lite.criterions.cross_entropy import CrossEntropyCriterionConfig, normalizes_with_log_softmax
-from fairseq_lite.criterions.label_smoothed_cross_entropy import (LabelSmoothedCrossEntropyCriterionConfig,
-                                                                  label_smoothed_nll_loss)
-from fairseq_lite.kernels.cross_entropy import (BACKWARD_OP, FORWARD_OP, cross_entropy_terms,
-                                                reference_cross_entropy_terms, softmax_cross_entropy)
+from fairseq_lite.criterions.label_smoothed_cross_entropy import (
+    LabelSmoothedCrossEntropyCriterionConfig,
+    label_smoothed_nll_loss,
+)
+from fairseq_lite.kernels.cross_entropy import (
+    BACKWARD_OP,
+    FORWARD_OP,
+    cross_entropy_terms,
+    reference_cross_entropy_terms,
+    softmax_cross_entropy,
+)
 from fairseq_lite.models.fairseq_model import BaseFairseqModel, FairseqDecoder, FairseqLanguageModel
 from fairseq_lite.registry import CRITERION_REGISTRY
 
@@ -25,31 +32,41 @@ CPU_CHUNK = 2048  # the CPU kernel's vocabulary chunk (kChunk in fused_cross_ent
 V_ODD = 2 * CPU_CHUNK + 37  # not a multiple of the CPU chunk nor of a 16-byte CUDA vector
 
 needs_extension = pytest.mark.skipif(
-    not kernels.extension_available(), reason="fairseq_lite._C is not built (pip install --no-build-isolation -e .)")
+    not kernels.extension_available(), reason="fairseq_lite._C is not built (pip install --no-build-isolation -e .)"
+)
 
 
 def cuda_kernel_available() -> bool:
-    return torch.cuda.is_available() and kernels.extension_available() and \
-        kernels.compiled_op(FORWARD_OP, torch.device("cuda")) is not None
+    return (
+        torch.cuda.is_available()
+        and kernels.extension_available()
+        and kernels.compiled_op(FORWARD_OP, torch.device("cuda")) is not None
+    )
 
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-needs_cuda_kernel = pytest.mark.skipif(not cuda_kernel_available(),
-                                       reason="needs a GPU and a CUDA build of fairseq_lite._C")
+needs_cuda_kernel = pytest.mark.skipif(
+    not cuda_kernel_available(), reason="needs a GPU and a CUDA build of fairseq_lite._C"
+)
 
 
-@pytest.fixture(params=[
-    ("reference", "cpu"),
-    pytest.param(("compiled", "cpu"), marks=needs_extension),
-    pytest.param(("reference", "cuda"), marks=needs_cuda),
-    pytest.param(("compiled", "cuda"), marks=needs_cuda_kernel),
-], ids=lambda p: "-".join(p))
+@pytest.fixture(
+    params=[
+        ("reference", "cpu"),
+        pytest.param(("compiled", "cpu"), marks=needs_extension),
+        pytest.param(("reference", "cuda"), marks=needs_cuda),
+        pytest.param(("compiled", "cuda"), marks=needs_cuda_kernel),
+    ],
+    ids=lambda p: "-".join(p),
+)
 def path(request):
     """(which kernel path runs, device): every test below runs on each."""
     name, device = request.param
     with kernels.force_reference(name == "reference"):
-        compiled = kernels.compiled_op(FORWARD_OP, torch.device(device)) is not None and \
-            kernels.compiled_op(BACKWARD_OP, torch.device(device)) is not None
+        compiled = (
+            kernels.compiled_op(FORWARD_OP, torch.device(device)) is not None
+            and kernels.compiled_op(BACKWARD_OP, torch.device(device)) is not None
+        )
         assert compiled == (name == "compiled")
         yield name, torch.device(device)
 
@@ -93,8 +110,11 @@ def truth(logits, target, eps=0.0, ignore_index=PAD, reduce=True, weights=(1.0, 
 
 
 # Loss tolerances are for fp32 accumulation; gradients are compared after rounding to the logits' dtype.
-GRAD_TOL = {torch.float32: dict(rtol=1e-4, atol=1e-5), torch.bfloat16: dict(rtol=1.6e-2, atol=1e-2),
-            torch.float16: dict(rtol=2e-3, atol=1e-3)}
+GRAD_TOL = {
+    torch.float32: dict(rtol=1e-4, atol=1e-5),
+    torch.bfloat16: dict(rtol=1.6e-2, atol=1e-2),
+    torch.float16: dict(rtol=2e-3, atol=1e-3),
+}
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
@@ -141,7 +161,11 @@ def test_gradcheck_fp64(path):
     for eps in (0.0, 0.2):
         assert torch.autograd.gradcheck(
             lambda x: softmax_cross_entropy(x, target, ignore_index=PAD, label_smoothing=eps, reduce=False),
-            (logits,), eps=1e-6, atol=1e-7, rtol=1e-5)
+            (logits,),
+            eps=1e-6,
+            atol=1e-7,
+            rtol=1e-5,
+        )
     assert torch.autograd.gradcheck(lambda x: cross_entropy_terms(x, target, PAD), (logits,), eps=1e-6, atol=1e-7)
     loss, nll = softmax_cross_entropy(logits, target, ignore_index=PAD, label_smoothing=0.2)
     assert loss.dtype == nll.dtype == torch.float64
@@ -257,6 +281,7 @@ def test_bad_inputs(path):
 
 # --- the criteria choose the fused path exactly for models that normalize with log_softmax ---
 
+
 class FakeDictionary:
     def __len__(self):
         return 11
@@ -320,11 +345,17 @@ def test_which_models_normalize_with_log_softmax():
 
 
 def criteria(eps=0.1):
-    ce = CRITERION_REGISTRY.build(OmegaConf.structured(CrossEntropyCriterionConfig(sentence_avg=False,
-                                                                                    _name="cross_entropy")), FakeTask())
-    ls = CRITERION_REGISTRY.build(OmegaConf.structured(LabelSmoothedCrossEntropyCriterionConfig(
-        label_smoothing=eps, report_accuracy=True, sentence_avg=False, _name="label_smoothed_cross_entropy")),
-        FakeTask())
+    ce = CRITERION_REGISTRY.build(
+        OmegaConf.structured(CrossEntropyCriterionConfig(sentence_avg=False, _name="cross_entropy")), FakeTask()
+    )
+    ls = CRITERION_REGISTRY.build(
+        OmegaConf.structured(
+            LabelSmoothedCrossEntropyCriterionConfig(
+                label_smoothing=eps, report_accuracy=True, sentence_avg=False, _name="label_smoothed_cross_entropy"
+            )
+        ),
+        FakeTask(),
+    )
     return ce, ls
 
 

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, tiny_lm_overrides
+
 from fairseq_lite.dataclass.compose import compose_config
 from fairseq_lite.errors import ConfigError
 from fairseq_lite.training import train
@@ -67,8 +67,23 @@ def generate(capsys, data, ckpt, *flags):
 
 
 def test_generate_continues_each_line_prefix_and_prints_fairseq_lines(tiny_data_bin, lm_checkpoint, capsys):
-    result, out = generate(capsys, tiny_data_bin, lm_checkpoint, "--beam", "3", "--nbest", "2", "--batch-size", "16",
-                           "--max-len-b", "8", "--sample-break-mode", "eos", "--prefix-size", "2")
+    result, out = generate(
+        capsys,
+        tiny_data_bin,
+        lm_checkpoint,
+        "--beam",
+        "3",
+        "--nbest",
+        "2",
+        "--batch-size",
+        "16",
+        "--max-len-b",
+        "8",
+        "--sample-break-mode",
+        "eos",
+        "--prefix-size",
+        "2",
+    )
     records = parse(out)
     check_hypothesis_lines(records, nbest=2)
     sources = {r[1][0]: r[1][1] for r in records if r[0] == "S"}
@@ -77,28 +92,53 @@ def test_generate_continues_each_line_prefix_and_prints_fairseq_lines(tiny_data_
     # fairseq's order per sentence: S, T, then H/D/P for each of the nbest.
     kinds = "".join(r[0] for r in records)
     assert kinds == "STHDPHDP" * 80
-    for kind, (sample_id, _, text) in (r for r in records if r[0] == "H"):
+    for _kind, (sample_id, _, text) in (r for r in records if r[0] == "H"):
         prefix = targets[sample_id].replace("<<unk>>", "<unk>").split()[:2]  # T- lines escape unk
-        assert text.split()[:len(prefix)] == prefix
+        assert text.split()[: len(prefix)] == prefix
     assert re.search(r"^Generate test with beam=3: BLEU4 = \d+\.\d\d, ", out, re.M)
     assert isinstance(result["bleu"], float) and result["num_tokens"] > 0
 
 
 def test_results_path_quiet_and_sacrebleu(tiny_data_bin, lm_checkpoint, tmp_path, capsys):
-    result, out = generate(capsys, tiny_data_bin, lm_checkpoint, "--batch-size", "8", "--max-len-b", "4",
-                           "--scoring", "sacrebleu", "--quiet", "--results-path", str(tmp_path))
+    result, out = generate(
+        capsys,
+        tiny_data_bin,
+        lm_checkpoint,
+        "--batch-size",
+        "8",
+        "--max-len-b",
+        "4",
+        "--scoring",
+        "sacrebleu",
+        "--quiet",
+        "--results-path",
+        str(tmp_path),
+    )
     assert os.listdir(tmp_path) == ["generate-test.txt"]  # renamed into place, no temp left
     text = (tmp_path / "generate-test.txt").read_text()
     assert not parse(text) and not parse(out)
     assert re.search(r"^Generate test with beam=5: BLEU = \d+\.\d\d ", text, re.M)
-    assert re.search(r"Translated \d+ sentences \(\d+ tokens\) in [\d.]+s \([\d.]+ sentences/s, [\d.]+ tokens/s\)",
-                     text)
+    assert re.search(
+        r"Translated \d+ sentences \(\d+ tokens\) in [\d.]+s \([\d.]+ sentences/s, [\d.]+ tokens/s\)", text
+    )
     assert result["bleu"] == pytest.approx(float(re.search(r"BLEU = (\S+)", text).group(1)), abs=0.01)
 
 
 def test_sampling_the_top_token_equals_greedy_beam(tiny_data_bin, lm_checkpoint, capsys):
-    flags = ("--batch-size", "16", "--max-len-b", "6", "--sample-break-mode", "eos", "--prefix-size", "1",
-             "--nbest", "1", "--beam", "1")
+    flags = (
+        "--batch-size",
+        "16",
+        "--max-len-b",
+        "6",
+        "--sample-break-mode",
+        "eos",
+        "--prefix-size",
+        "1",
+        "--nbest",
+        "1",
+        "--beam",
+        "1",
+    )
     _, greedy = generate(capsys, tiny_data_bin, lm_checkpoint, *flags)
     _, sampled = generate(capsys, tiny_data_bin, lm_checkpoint, *flags, "--sampling", "--sampling-topk", "1")
     assert parse(greedy) == parse(sampled)
@@ -119,8 +159,22 @@ def test_interactive_reads_a_file(tiny_data_bin, lm_checkpoint, tmp_path, capsys
 
     (tmp_path / "in.txt").write_text("MACBETH .\nthe king\n")
     capsys.readouterr()
-    assert main([str(tiny_data_bin), "--path", lm_checkpoint, "--input", str(tmp_path / "in.txt"),
-                 "--beam", "2", "--max-len-b", "5"]) == 2
+    assert (
+        main(
+            [
+                str(tiny_data_bin),
+                "--path",
+                lm_checkpoint,
+                "--input",
+                str(tmp_path / "in.txt"),
+                "--beam",
+                "2",
+                "--max-len-b",
+                "5",
+            ]
+        )
+        == 2
+    )
     records = parse(capsys.readouterr().out)
     assert "".join(r[0] for r in records) == "SWHDP" * 2
     assert [r[1][2].split()[:2] for r in records if r[0] == "H"] == [["MACBETH", "."], ["the", "king"]]
@@ -132,9 +186,28 @@ def test_interactive_from_a_pipe_with_the_installed_command(tiny_data_bin, lm_ch
     if not os.path.exists(command[0]):
         command = [sys.executable, "-m", "fairseq_cli.interactive"]
     proc = subprocess.run(
-        [*command, str(tiny_data_bin), "--path", lm_checkpoint, "--beam", "3", "--nbest", "2",
-         "--buffer-size", "2", "--batch-size", "2", "--max-len-b", "6"],
-        input="the king\nMACBETH .\nwhat is\n", capture_output=True, text=True, timeout=120, env=env)
+        [
+            *command,
+            str(tiny_data_bin),
+            "--path",
+            lm_checkpoint,
+            "--beam",
+            "3",
+            "--nbest",
+            "2",
+            "--buffer-size",
+            "2",
+            "--batch-size",
+            "2",
+            "--max-len-b",
+            "6",
+        ],
+        input="the king\nMACBETH .\nwhat is\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     records = parse(proc.stdout)
     check_hypothesis_lines(records, nbest=2)

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_generate_cli import check_hypothesis_lines, parse
 
 from fairseq_lite.dataclass.compose import compose_config
 from fairseq_lite.training import train
-from test_generate_cli import check_hypothesis_lines, parse
 
 TSV = Path(__file__).resolve().parent.parent / "examples" / "translation" / "data" / "kjv_rv1909.en-es.subset.tsv"
 TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -28,21 +28,58 @@ def translation_checkpoint(tmp_path_factory):
         for side, lang in enumerate(("en", "es")):
             (text / f"{split}.{lang}").write_text("".join(p[side] + "\n" for p in chunk), encoding="utf-8")
     data = tmp_path_factory.mktemp("bitext-bin")
-    preprocess(["--source-lang", "en", "--target-lang", "es", "--joined-dictionary", "--trainpref", str(text / "train"),
-                "--validpref", str(text / "valid"), "--testpref", str(text / "test"), "--destdir", str(data),
-                "--workers", "1"])
+    preprocess(
+        [
+            "--source-lang",
+            "en",
+            "--target-lang",
+            "es",
+            "--joined-dictionary",
+            "--trainpref",
+            str(text / "train"),
+            "--validpref",
+            str(text / "valid"),
+            "--testpref",
+            str(text / "test"),
+            "--destdir",
+            str(data),
+            "--workers",
+            "1",
+        ]
+    )
     save_dir = tmp_path_factory.mktemp("mt-ckpt")
-    sizes = {"encoder_layers": 1, "decoder_layers": 1, "encoder_embed_dim": 32, "decoder_embed_dim": 32,
-             "encoder_ffn_embed_dim": 64, "decoder_ffn_embed_dim": 64, "encoder_attention_heads": 2,
-             "decoder_attention_heads": 2}
-    train(compose_config([
-        "task=translation", f"task.data={data}", "model=transformer/transformer_iwslt_de_en",
-        *(f"model.{k}={v}" for k, v in sizes.items()), "model.share_all_embeddings=true",
-        "criterion=label_smoothed_cross_entropy", "criterion.label_smoothing=0.1", "optimizer=adam",
-        "optimization.lr=[0.003]", "lr_scheduler=inverse_sqrt", "lr_scheduler.warmup_updates=4",
-        "optimization.max_update=20", "dataset.max_tokens=400", "dataset.num_workers=0",
-        f"checkpoint.save_dir={save_dir}", "common.log_format=none",
-    ]))
+    sizes = {
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "encoder_embed_dim": 32,
+        "decoder_embed_dim": 32,
+        "encoder_ffn_embed_dim": 64,
+        "decoder_ffn_embed_dim": 64,
+        "encoder_attention_heads": 2,
+        "decoder_attention_heads": 2,
+    }
+    train(
+        compose_config(
+            [
+                "task=translation",
+                f"task.data={data}",
+                "model=transformer/transformer_iwslt_de_en",
+                *(f"model.{k}={v}" for k, v in sizes.items()),
+                "model.share_all_embeddings=true",
+                "criterion=label_smoothed_cross_entropy",
+                "criterion.label_smoothing=0.1",
+                "optimizer=adam",
+                "optimization.lr=[0.003]",
+                "lr_scheduler=inverse_sqrt",
+                "lr_scheduler.warmup_updates=4",
+                "optimization.max_update=20",
+                "dataset.max_tokens=400",
+                "dataset.num_workers=0",
+                f"checkpoint.save_dir={save_dir}",
+                "common.log_format=none",
+            ]
+        )
+    )
     return data, str(save_dir / "checkpoint_last.pt")
 
 
@@ -51,8 +88,27 @@ def test_generate_translates_the_test_split(translation_checkpoint, capsys):
 
     data, ckpt = translation_checkpoint
     capsys.readouterr()
-    result = main([str(data), "--path", ckpt, "--beam", "4", "--nbest", "2", "--batch-size", "8",
-                   "--max-len-a", "1.2", "--max-len-b", "3", "--source-lang", "en", "--target-lang", "es"])
+    result = main(
+        [
+            str(data),
+            "--path",
+            ckpt,
+            "--beam",
+            "4",
+            "--nbest",
+            "2",
+            "--batch-size",
+            "8",
+            "--max-len-a",
+            "1.2",
+            "--max-len-b",
+            "3",
+            "--source-lang",
+            "en",
+            "--target-lang",
+            "es",
+        ]
+    )
     out = capsys.readouterr().out
     records = parse(out)
     check_hypothesis_lines(records, nbest=2)
@@ -60,7 +116,7 @@ def test_generate_translates_the_test_split(translation_checkpoint, capsys):
     assert result["num_sentences"] == 24 and isinstance(result["bleu"], float)
     assert re.search(r"^Generate test with beam=4: BLEU4 = \d+\.\d\d, ", out, re.M)
     # --max-len-a/b bound each hypothesis by its (unpadded) source length... up to the batch's width.
-    for kind, (sample_id, _, text) in (r for r in records if r[0] == "H"):
+    for _kind, (_sample_id, _, text) in (r for r in records if r[0] == "H"):
         assert len(text.split()) <= 1.2 * 13 + 3
 
 
@@ -78,6 +134,6 @@ def test_kv_cache_equals_full_recompute_on_a_trained_translation_model(translati
     full = build_generator(task, [model], cfg, use_incremental=False).generate(sample)
     for a, b in zip(cached, full):
         assert [h["tokens"].tolist() for h in a] == [h["tokens"].tolist() for h in b]
-        torch.testing.assert_close(torch.stack([h["score"] for h in a]), torch.stack([h["score"] for h in b]),
-                                   atol=1e-5, rtol=0)
-
+        torch.testing.assert_close(
+            torch.stack([h["score"] for h in a]), torch.stack([h["score"] for h in b]), atol=1e-5, rtol=0
+        )

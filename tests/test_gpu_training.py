@@ -5,8 +5,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import tiny_lm_overrides
+
 from fairseq_lite.checkpoint import load_checkpoint_to_cpu
 from fairseq_lite.dataclass.compose import compose_config
 from fairseq_lite.training import train

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from test_cli import command, run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,8 +52,19 @@ dataset:
   batch_size: 2
   num_workers: 0
 """)
-    run([command("fairseq-hydra-train"), "--config-dir", str(conf), "--config-name", "wiki103",
-         "optimization.max_update=3", "model.decoder_layers=2", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    run(
+        [
+            command("fairseq-hydra-train"),
+            "--config-dir",
+            str(conf),
+            "--config-name",
+            "wiki103",
+            "optimization.max_update=3",
+            "model.decoder_layers=2",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+    )
     state = ckpt(tmp_path / "run" / "checkpoints" / "checkpoint_last.pt")
     cfg = state["cfg"]
     assert state["num_updates"] == 3  # the command line beat the YAML's max_update: 20
@@ -66,11 +76,25 @@ dataset:
 
 def test_two_by_two_sweep_gets_four_run_directories(data_bin, tmp_path):
     out = tmp_path / "sweep"
-    run([command("fairseq-hydra-train"), "-m", "task=language_modeling", f"task.data={data_bin}",
-         "model=transformer_lm", "model.decoder_layers=1", "model.decoder_embed_dim=32",
-         "model.decoder_ffn_embed_dim=64", "model.decoder_attention_heads=2", *TINY,
-         "optimization.max_update=2", "optimization.lr=[0.001],[0.0005]", "model.dropout=0.1,0.3",
-         f"hydra.sweep.dir={out}"], cwd=tmp_path)
+    run(
+        [
+            command("fairseq-hydra-train"),
+            "-m",
+            "task=language_modeling",
+            f"task.data={data_bin}",
+            "model=transformer_lm",
+            "model.decoder_layers=1",
+            "model.decoder_embed_dim=32",
+            "model.decoder_ffn_embed_dim=64",
+            "model.decoder_attention_heads=2",
+            *TINY,
+            "optimization.max_update=2",
+            "optimization.lr=[0.001],[0.0005]",
+            "model.dropout=0.1,0.3",
+            f"hydra.sweep.dir={out}",
+        ],
+        cwd=tmp_path,
+    )
     jobs = sorted(p for p in out.iterdir() if p.is_dir())
     assert [p.name for p in jobs] == ["0", "1", "2", "3"]
     seen = set()
@@ -86,6 +110,7 @@ def test_two_by_two_sweep_gets_four_run_directories(data_bin, tmp_path):
 
 def test_task_function_returns_the_best_validation_loss(data_bin, tmp_path, monkeypatch):
     from conftest import tiny_lm_overrides
+
     from fairseq_cli.hydra_train import hydra_main
     from fairseq_lite.dataclass.compose import compose_config
 
@@ -95,34 +120,77 @@ def test_task_function_returns_the_best_validation_loss(data_bin, tmp_path, monk
     assert isinstance(best, float) and 0 < best < 20
 
 
-@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
-                    reason="hydra-optuna-sweeper is not installed (pip install 'fairseq-lite[sweep]')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
+    reason="hydra-optuna-sweeper is not installed (pip install 'fairseq-lite[sweep]')",
+)
 def test_optuna_sweeper_minimizes_the_returned_validation_loss(data_bin, tmp_path):
     out = tmp_path / "optuna"
-    run([command("fairseq-hydra-train"), "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
-         "hydra.sweeper.direction=minimize", "hydra.sweeper.sampler.seed=1", "task=language_modeling",
-         f"task.data={data_bin}", "model=transformer_lm", "model.decoder_layers=1", "model.decoder_ffn_embed_dim=64",
-         "model.decoder_attention_heads=2", *TINY, "optimization.max_update=2", "model.decoder_embed_dim=choice(16,32)",
-         f"hydra.sweep.dir={out}"], cwd=tmp_path)
+    run(
+        [
+            command("fairseq-hydra-train"),
+            "-m",
+            "hydra/sweeper=optuna",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.direction=minimize",
+            "hydra.sweeper.sampler.seed=1",
+            "task=language_modeling",
+            f"task.data={data_bin}",
+            "model=transformer_lm",
+            "model.decoder_layers=1",
+            "model.decoder_ffn_embed_dim=64",
+            "model.decoder_attention_heads=2",
+            *TINY,
+            "optimization.max_update=2",
+            "model.decoder_embed_dim=choice(16,32)",
+            f"hydra.sweep.dir={out}",
+        ],
+        cwd=tmp_path,
+    )
     result = yaml.safe_load((out / "optimization_results.yaml").read_text())
-    bests = [ckpt(job / "checkpoints" / "checkpoint_best.pt")["extra_state"]["best"]
-             for job in out.iterdir() if (job / "checkpoints").is_dir()]
+    bests = [
+        ckpt(job / "checkpoints" / "checkpoint_best.pt")["extra_state"]["best"]
+        for job in out.iterdir()
+        if (job / "checkpoints").is_dir()
+    ]
     assert len(bests) == 2 and result["best_value"] == pytest.approx(min(bests))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
-                    reason="hydra-submitit-launcher is not installed (pip install 'fairseq-lite[slurm]')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
+    reason="hydra-submitit-launcher is not installed (pip install 'fairseq-lite[slurm]')",
+)
 def test_submitit_slurm_launcher_composes_with_our_config(data_bin, tmp_path):
-    out = run([command("fairseq-hydra-train"), "hydra/launcher=submitit_slurm", "hydra.launcher.gpus_per_node=8",
-               "task=language_modeling", f"task.data={data_bin}", "model=transformer_lm", "--cfg", "hydra"],
-              cwd=tmp_path).stdout
+    out = run(
+        [
+            command("fairseq-hydra-train"),
+            "hydra/launcher=submitit_slurm",
+            "hydra.launcher.gpus_per_node=8",
+            "task=language_modeling",
+            f"task.data={data_bin}",
+            "model=transformer_lm",
+            "--cfg",
+            "hydra",
+        ],
+        cwd=tmp_path,
+    ).stdout
     launcher = yaml.safe_load(out)["hydra"]["launcher"]
     assert launcher["_target_"].endswith("SlurmLauncher") and launcher["gpus_per_node"] == 8
 
 
 def test_cfg_job_prints_the_config_without_training(data_bin, tmp_path):
-    out = run([command("fairseq-hydra-train"), "task=language_modeling", f"task.data={data_bin}",
-               "model=transformer_lm/transformer_lm_gpt", "model.decoder_layers=3", "--cfg", "job"], cwd=tmp_path).stdout
+    out = run(
+        [
+            command("fairseq-hydra-train"),
+            "task=language_modeling",
+            f"task.data={data_bin}",
+            "model=transformer_lm/transformer_lm_gpt",
+            "model.decoder_layers=3",
+            "--cfg",
+            "job",
+        ],
+        cwd=tmp_path,
+    ).stdout
     cfg = yaml.safe_load(out)
     assert cfg["model"]["decoder_layers"] == 3 and cfg["model"]["decoder_embed_dim"] == 768
     assert not (tmp_path / "outputs").exists() and not (tmp_path / "checkpoints").exists()
@@ -135,23 +203,63 @@ def test_help_lists_config_groups(tmp_path):
 
 
 def test_user_dir_plugin_with_both_commands_and_a_sweep(data_bin, tmp_path):
-    hydra_args = ["--config-dir", str(PLUGIN_CONFIG), f"common.user_dir={PLUGIN}", "task=language_modeling",
-                  f"task.data={data_bin}", "model=lstm_lm/lstm_lm_tiny", *TINY, "optimization.max_update=2"]
+    hydra_args = [
+        "--config-dir",
+        str(PLUGIN_CONFIG),
+        f"common.user_dir={PLUGIN}",
+        "task=language_modeling",
+        f"task.data={data_bin}",
+        "model=lstm_lm/lstm_lm_tiny",
+        *TINY,
+        "optimization.max_update=2",
+    ]
     run([command("fairseq-hydra-train"), *hydra_args, f"hydra.run.dir={tmp_path / 'hydra'}"], cwd=tmp_path)
     state = ckpt(tmp_path / "hydra" / "checkpoints" / "checkpoint_last.pt")
     assert state["cfg"]["model"]["_name"] == "lstm_lm" and state["cfg"]["model"]["embed_dim"] == 32
     assert any(k.startswith("decoder.lstm.") for k in state["model"])
 
-    run([command("fairseq-train"), str(data_bin), "--user-dir", str(PLUGIN), "--task", "language_modeling",
-         "--arch", "lstm_lm_tiny", "--tokens-per-sample", "32", "--max-tokens", "256", "--num-workers", "0",
-         "--max-update", "2", "--max-valid-steps", "3", "--save-dir", str(tmp_path / "legacy")], cwd=tmp_path)
+    run(
+        [
+            command("fairseq-train"),
+            str(data_bin),
+            "--user-dir",
+            str(PLUGIN),
+            "--task",
+            "language_modeling",
+            "--arch",
+            "lstm_lm_tiny",
+            "--tokens-per-sample",
+            "32",
+            "--max-tokens",
+            "256",
+            "--num-workers",
+            "0",
+            "--max-update",
+            "2",
+            "--max-valid-steps",
+            "3",
+            "--save-dir",
+            str(tmp_path / "legacy"),
+        ],
+        cwd=tmp_path,
+    )
     legacy = ckpt(tmp_path / "legacy" / "checkpoint_last.pt")
     assert legacy["cfg"]["model"] == state["cfg"]["model"]
 
-    run([command("fairseq-hydra-train"), "-m", *hydra_args, "model.embed_dim=16,32",
-         f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
-    dims = sorted(ckpt(tmp_path / "sweep" / j / "checkpoints" / "checkpoint_last.pt")["cfg"]["model"]["embed_dim"]
-                  for j in ("0", "1"))
+    run(
+        [
+            command("fairseq-hydra-train"),
+            "-m",
+            *hydra_args,
+            "model.embed_dim=16,32",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        cwd=tmp_path,
+    )
+    dims = sorted(
+        ckpt(tmp_path / "sweep" / j / "checkpoints" / "checkpoint_last.pt")["cfg"]["model"]["embed_dim"]
+        for j in ("0", "1")
+    )
     assert dims == [16, 32]
 
 

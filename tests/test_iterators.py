@@ -102,15 +102,27 @@ def test_order_matches_fairseq():
     itr = make_itr()
     # produced by fairseq 0.12.2's EpochBatchIterator with the same batches and seed=7
     assert epoch_batches(itr) == [
-        [18, 19, 20], [39, 40, 41], [6, 7, 8], [42, 43, 44], [45, 46, 47], [36, 37, 38],
-        [0, 1, 2], [21, 22, 23], [33, 34, 35], [48, 49], [24, 25, 26], [30, 31, 32],
-        [15, 16, 17], [27, 28, 29], [3, 4, 5], [12, 13, 14], [9, 10, 11],
+        [18, 19, 20],
+        [39, 40, 41],
+        [6, 7, 8],
+        [42, 43, 44],
+        [45, 46, 47],
+        [36, 37, 38],
+        [0, 1, 2],
+        [21, 22, 23],
+        [33, 34, 35],
+        [48, 49],
+        [24, 25, 26],
+        [30, 31, 32],
+        [15, 16, 17],
+        [27, 28, 29],
+        [3, 4, 5],
+        [12, 13, 14],
+        [9, 10, 11],
     ]
     assert epoch_batches(itr)[:3] == [[45, 46, 47], [6, 7, 8], [21, 22, 23]]
     sharded = make_itr(num_shards=3, shard_id=1)
-    assert epoch_batches(sharded) == [
-        [39, 40, 41], [45, 46, 47], [21, 22, 23], [24, 25, 26], [27, 28, 29], [9, 10, 11]
-    ]
+    assert epoch_batches(sharded) == [[39, 40, 41], [45, 46, 47], [21, 22, 23], [24, 25, 26], [27, 28, 29], [9, 10, 11]]
 
 
 def test_order_is_a_function_of_seed_and_epoch():
@@ -153,12 +165,9 @@ def test_epoch_bookkeeping_and_set_epoch():
 
 @pytest.mark.parametrize("num_shards", [1, 2, 3, 4])
 def test_shards_partition_batches_with_equal_lengths(num_shards):
-    per_shard = [
-        epoch_batches(make_itr(num_shards=num_shards, shard_id=r)) for r in range(num_shards)
-    ]
+    per_shard = [epoch_batches(make_itr(num_shards=num_shards, shard_id=r)) for r in range(num_shards)]
     assert len({len(s) for s in per_shard}) == 1
-    assert all(len(make_itr(num_shards=num_shards, shard_id=r)) == len(per_shard[r])
-               for r in range(num_shards))
+    assert all(len(make_itr(num_shards=num_shards, shard_id=r)) == len(per_shard[r]) for r in range(num_shards))
     real = [tuple(b) for s in per_shard for b in s if b != {}]
     assert sorted(real) == sorted(map(tuple, BATCHES))
     dummies = sum(b == {} for s in per_shard for b in s)
@@ -177,8 +186,14 @@ def test_mid_epoch_resume(consumed):
     for _ in range(consumed):
         next(epoch_itr)
     state = itr.state_dict()
-    assert state == {"version": 2, "epoch": 2, "iterations_in_epoch": consumed, "shuffle": True,
-                     "num_shards": 1, "epoch_start": 0}
+    assert state == {
+        "version": 2,
+        "epoch": 2,
+        "iterations_in_epoch": consumed,
+        "shuffle": True,
+        "num_shards": 1,
+        "epoch_start": 0,
+    }
     assert all(type(v) in (int, bool) for v in state.values())
 
     resumed = make_itr()
@@ -223,7 +238,12 @@ def test_sharded_resume():
 def test_num_workers_gives_the_same_batches():
     def run(num_workers):
         itr = EpochBatchIterator(
-            Numbers(), collate_tensor, BATCHES, seed=3, num_shards=2, shard_id=1,
+            Numbers(),
+            collate_tensor,
+            BATCHES,
+            seed=3,
+            num_shards=2,
+            shard_id=1,
             num_workers=num_workers,
         )
         out = []

@@ -28,8 +28,7 @@ def logits(dtype=torch.float64):
     return (torch.sin(torch.arange(2 * 5 * V, dtype=torch.float64) * 0.37).view(2, 5, V) * 3).to(dtype)
 
 
-@pytest.mark.parametrize("eps,loss", [(0.0, 31.786656387436118), (0.1, 31.65120353732129),
-                                      (0.3, 31.380297837091632)])
+@pytest.mark.parametrize("eps,loss", [(0.0, 31.786656387436118), (0.1, 31.65120353732129), (0.3, 31.380297837091632)])
 def test_formula_matches_fairseq(eps, loss):
     lprobs = torch.log_softmax(logits(), -1).view(-1, V)
     got, nll = label_smoothed_nll_loss(lprobs, TARGET.view(-1), eps, ignore_index=PAD)
@@ -40,8 +39,18 @@ def test_formula_matches_fairseq(eps, loss):
 def test_unreduced_loss_matches_fairseq_and_is_zero_at_pads():
     lprobs = torch.log_softmax(logits(), -1).view(-1, V)
     got, _ = label_smoothed_nll_loss(lprobs, TARGET.view(-1), 0.1, ignore_index=PAD, reduce=False)
-    expected = [1.609355494862018, 2.9227221716965692, 2.2817087093256676, 0.0, 0.0, 6.399464443969152,
-                6.019165867559302, 5.116928664981952, 2.1535225348398654, 5.1483356500867625]
+    expected = [
+        1.609355494862018,
+        2.9227221716965692,
+        2.2817087093256676,
+        0.0,
+        0.0,
+        6.399464443969152,
+        6.019165867559302,
+        5.116928664981952,
+        2.1535225348398654,
+        5.1483356500867625,
+    ]
     assert got.tolist() == pytest.approx(expected, rel=1e-12)
 
 
@@ -62,8 +71,9 @@ class Task:
 
 
 def criterion(**values):
-    cfg = OmegaConf.merge(OmegaConf.structured(LabelSmoothedCrossEntropyCriterionConfig),
-                          {"sentence_avg": False, **values})
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(LabelSmoothedCrossEntropyCriterionConfig), {"sentence_avg": False, **values}
+    )
     return LabelSmoothedCrossEntropyCriterion(cfg, Task())
 
 
@@ -89,9 +99,13 @@ def test_logging_outputs_and_reduced_metrics():
     model = FixedModel(logits(torch.float32))
     loss, size, log = criterion(label_smoothing=0.1)(model, sample())
     assert loss.dtype == torch.float32 and loss.item() == pytest.approx(31.65120353732129, rel=1e-5)
-    assert log == {"loss": pytest.approx(31.65120353732129, rel=1e-5),
-                   "nll_loss": pytest.approx(31.786656387436118, rel=1e-5),
-                   "ntokens": 8, "nsentences": 2, "sample_size": 8}
+    assert log == {
+        "loss": pytest.approx(31.65120353732129, rel=1e-5),
+        "nll_loss": pytest.approx(31.786656387436118, rel=1e-5),
+        "ntokens": 8,
+        "nsentences": 2,
+        "sample_size": 8,
+    }
     stats = LabelSmoothedCrossEntropyCriterion.reduce_metrics(log)
     assert stats["loss"] == pytest.approx(31.65120353732129 / 8 / math.log(2), rel=1e-5)
     assert stats["nll_loss"] == pytest.approx(31.786656387436118 / 8 / math.log(2), rel=1e-5)

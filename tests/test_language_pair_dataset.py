@@ -27,8 +27,9 @@ def vocab():
 def make(vocab, src=SRC, tgt=TGT, **kwargs):
     s = [torch.LongTensor(x) for x in src]
     t = [torch.LongTensor(x) for x in tgt] if tgt is not None else None
-    return LanguagePairDataset(s, [len(x) for x in s], vocab, t, [len(x) for x in t] if t else None,
-                               vocab if t else None, **kwargs)
+    return LanguagePairDataset(
+        s, [len(x) for x in s], vocab, t, [len(x) for x in t] if t else None, vocab if t else None, **kwargs
+    )
 
 
 def test_collater_left_pads_source_sorts_by_source_length_and_shifts_target(vocab):
@@ -38,13 +39,22 @@ def test_collater_left_pads_source_sorts_by_source_length_and_shifts_target(voca
     assert batch["nsentences"] == 5
     assert batch["ntokens"] == 14  # target tokens, eos included
     net = batch["net_input"]
-    assert net["src_tokens"].tolist() == [[8, 9, 10, 11, 2], [1, 6, 7, 8, 2], [1, 1, 5, 6, 2],
-                                          [1, 1, 1, 7, 2], [1, 1, 1, 5, 2]]
+    assert net["src_tokens"].tolist() == [
+        [8, 9, 10, 11, 2],
+        [1, 6, 7, 8, 2],
+        [1, 1, 5, 6, 2],
+        [1, 1, 1, 7, 2],
+        [1, 1, 1, 5, 2],
+    ]
     assert net["src_lengths"].tolist() == [5, 4, 3, 2, 2]
-    assert net["prev_output_tokens"].tolist() == [[2, 17, 1, 1], [2, 13, 1, 1], [2, 12, 13, 1],
-                                                  [2, 14, 15, 16], [2, 12, 14, 1]]
-    assert batch["target"].tolist() == [[17, 2, 1, 1], [13, 2, 1, 1], [12, 13, 2, 1], [14, 15, 16, 2],
-                                        [12, 14, 2, 1]]
+    assert net["prev_output_tokens"].tolist() == [
+        [2, 17, 1, 1],
+        [2, 13, 1, 1],
+        [2, 12, 13, 1],
+        [2, 14, 15, 16],
+        [2, 12, 14, 1],
+    ]
+    assert batch["target"].tolist() == [[17, 2, 1, 1], [13, 2, 1, 1], [12, 13, 2, 1], [14, 15, 16, 2], [12, 14, 2, 1]]
 
 
 def test_collater_right_pad_source_left_pad_target_and_pad_to_multiple(vocab):

@@ -2,6 +2,7 @@
 as `group.foo_bar=` (fairseq-hydra-train), and both spellings resolve to the same config."""
 
 import dataclasses
+import types
 import typing
 from enum import Enum
 
@@ -20,7 +21,7 @@ SKIP = {"common.user_dir"}  # imports a plugin: covered by tests/test_hydra_cli.
 
 def _unwrap(tp):
     args = [a for a in typing.get_args(tp) if a is not type(None)]
-    return args[0] if typing.get_origin(tp) is typing.Union and len(args) == 1 else tp
+    return args[0] if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1 else tp
 
 
 def _default(field):
@@ -51,8 +52,11 @@ def changed_value(name: str, field):
 def settable_fields(schema):
     for f in dataclasses.fields(schema):
         default = _default(f)
-        if f.name.startswith("_") or default is dataclasses.MISSING or \
-                (isinstance(default, str) and default.startswith("${")):
+        if (
+            f.name.startswith("_")
+            or default is dataclasses.MISSING
+            or (isinstance(default, str) and default.startswith("${"))
+        ):
             continue
         yield f
 
@@ -87,8 +91,13 @@ def selections():
 
 
 def base_selection(kind, name):
-    chosen = {"task": "language_modeling", "model": "transformer_lm", "criterion": "cross_entropy",
-              "optimizer": "adam", "lr_scheduler": "fixed"}
+    chosen = {
+        "task": "language_modeling",
+        "model": "transformer_lm",
+        "criterion": "cross_entropy",
+        "optimizer": "adam",
+        "lr_scheduler": "fixed",
+    }
     if kind not in (None, "settings"):
         chosen[kind] = name
     if chosen["model"] == "transformer" or kind == "task" and name == "translation":
@@ -100,10 +109,12 @@ def base_selection(kind, name):
 def test_legacy_and_hydra_spellings_agree(kind, name):
     chosen = base_selection(kind, name)
     arch = sorted(a for a, e in ARCH_REGISTRY.items() if e.model == chosen["model"])[0]
-    legacy = ["DATA", "--arch", arch] + [a for k in ("task", "criterion", "optimizer", "lr_scheduler")
-                                          for a in ("--" + k.replace("_", "-"), chosen[k])]
-    hydra = ["task.data=DATA", f"task={chosen['task']}", f"model={chosen['model']}/{arch}"] + \
-        [f"{k}={chosen[k]}" for k in ("criterion", "optimizer", "lr_scheduler")]
+    legacy = ["DATA", "--arch", arch] + [
+        a for k in ("task", "criterion", "optimizer", "lr_scheduler") for a in ("--" + k.replace("_", "-"), chosen[k])
+    ]
+    hydra = ["task.data=DATA", f"task={chosen['task']}", f"model={chosen['model']}/{arch}"] + [
+        f"{k}={chosen[k]}" for k in ("criterion", "optimizer", "lr_scheduler")
+    ]
 
     if kind == "settings":
         groups = {g: SETTINGS_GROUPS[g] for g in TRAIN_GROUPS}

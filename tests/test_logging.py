@@ -8,8 +8,19 @@ import pytest
 from fairseq_lite.logging.meters import UpdateStats
 from fairseq_lite.logging.progress_bar import format_stat, progress_bar
 
-STATS = {"loss": 5.123456, "ppl": 34.87654, "wps": 1234.6, "ups": 1.2345, "wpb": 2047.7, "bsz": 15.9,
-         "num_updates": 10, "lr": 0.0005, "gnorm": 1.23456, "train_wall": 12.7, "wall": 14.2}
+STATS = {
+    "loss": 5.123456,
+    "ppl": 34.87654,
+    "wps": 1234.6,
+    "ups": 1.2345,
+    "wpb": 2047.7,
+    "bsz": 15.9,
+    "num_updates": 10,
+    "lr": 0.0005,
+    "gnorm": 1.23456,
+    "train_wall": 12.7,
+    "wall": 14.2,
+}
 
 
 def test_stats_are_rounded_like_fairseq():

@@ -43,12 +43,11 @@ def sizes():
 
 
 def blocks(mode, block_size):
-    return TokenBlockDataset(
-        sentence_list(), sizes(), block_size, 1, 2, break_mode=mode, include_targets=True
-    )
+    return TokenBlockDataset(sentence_list(), sizes(), block_size, 1, 2, break_mode=mode, include_targets=True)
 
 
 # Expected batches below were produced by fairseq 0.12.2 on the same inputs.
+
 
 def test_future_target_batch_matches_fairseq():
     tb = blocks("complete", 4)
@@ -58,49 +57,50 @@ def test_future_target_batch_matches_fairseq():
     assert batch["nsentences"] == 3
     assert batch["ntokens"] == 12
     assert batch["net_input"]["src_tokens"].tolist() == [
-        [2, 10, 11, 1, 1, 1], [2, 2, 15, 1, 1, 1], [2, 16, 17, 18, 19, 20]
+        [2, 10, 11, 1, 1, 1],
+        [2, 2, 15, 1, 1, 1],
+        [2, 16, 17, 18, 19, 20],
     ]
     assert batch["net_input"]["src_lengths"].tolist() == [3, 3, 6]
-    assert batch["target"].tolist() == [
-        [10, 11, 2, 1, 1, 1], [2, 15, 2, 1, 1, 1], [16, 17, 18, 19, 20, 2]
-    ]
+    assert batch["target"].tolist() == [[10, 11, 2, 1, 1, 1], [2, 15, 2, 1, 1, 1], [16, 17, 18, 19, 20, 2]]
     assert batch["id"].dtype == torch.long
     assert batch["net_input"]["src_tokens"].dtype == torch.long
 
 
 def test_several_targets_with_added_eos_match_fairseq():
     tb = blocks("none", 5)
-    ds = MonolingualDataset(
-        tb, tb.sizes, Vocab(), targets=["self", "future", "past"], add_eos_for_other_targets=True
-    )
+    ds = MonolingualDataset(tb, tb.sizes, Vocab(), targets=["self", "future", "past"], add_eos_for_other_targets=True)
     batch = ds.collater([ds[i] for i in range(len(ds))])
-    source = [[2, 10, 11, 2, 12, 2], [13, 14, 2, 2, 15, 2], [2, 16, 17, 18, 19, 2],
-              [20, 2, 2, 21, 22, 2]]
+    source = [[2, 10, 11, 2, 12, 2], [13, 14, 2, 2, 15, 2], [2, 16, 17, 18, 19, 2], [20, 2, 2, 21, 22, 2]]
     assert batch["ntokens"] == 24
     assert batch["net_input"]["src_tokens"].tolist() == source
     self_t, future_t, past_t = (t.tolist() for t in batch["target"])
     assert self_t == source
-    assert future_t == [[10, 11, 2, 12, 13, 1], [14, 2, 2, 15, 2, 1], [16, 17, 18, 19, 20, 1],
-                        [2, 2, 21, 22, 2, 1]]
-    assert past_t == [[1, 2, 10, 11, 2, 12], [1, 13, 14, 2, 2, 15], [1, 2, 16, 17, 18, 19],
-                      [1, 20, 2, 2, 21, 22]]
+    assert future_t == [[10, 11, 2, 12, 13, 1], [14, 2, 2, 15, 2, 1], [16, 17, 18, 19, 20, 1], [2, 2, 21, 22, 2, 1]]
+    assert past_t == [[1, 2, 10, 11, 2, 12], [1, 13, 14, 2, 2, 15], [1, 2, 16, 17, 18, 19], [1, 20, 2, 2, 21, 22]]
 
 
 def test_bos_fixed_pad_length_and_pad_to_bsz_match_fairseq():
     tb = blocks("none", 5)
     ds = MonolingualDataset(
-        tb, tb.sizes, Vocab(), targets=["future"], add_bos_token=True, fixed_pad_length=8,
+        tb,
+        tb.sizes,
+        Vocab(),
+        targets=["future"],
+        add_bos_token=True,
+        fixed_pad_length=8,
         pad_to_bsz=4,
     )
     batch = ds.collater([ds[1], ds[2]])
     assert batch["ntokens"] == 12
     assert batch["net_input"]["src_tokens"].tolist() == [
-        [0, 13, 14, 2, 2, 15, 1, 1], [0, 2, 16, 17, 18, 19, 1, 1], [1] * 8, [1] * 8
+        [0, 13, 14, 2, 2, 15, 1, 1],
+        [0, 2, 16, 17, 18, 19, 1, 1],
+        [1] * 8,
+        [1] * 8,
     ]
     assert batch["net_input"]["src_lengths"].tolist() == [6, 6]
-    assert batch["target"].tolist() == [
-        [0, 14, 2, 2, 15, 2, 1, 1], [0, 16, 17, 18, 19, 20, 1, 1], [1] * 8, [1] * 8
-    ]
+    assert batch["target"].tolist() == [[0, 14, 2, 2, 15, 2, 1, 1], [0, 16, 17, 18, 19, 20, 1, 1], [1] * 8, [1] * 8]
 
 
 def test_without_targets_the_target_is_the_source():

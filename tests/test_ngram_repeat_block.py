@@ -1,8 +1,6 @@
 """n-gram repeat blocking (--no-repeat-ngram-size): the compiled CPU and CUDA kernels ban exactly the
 tokens the PyTorch reference (NGramRepeatBlock.reference) bans, and those are the right ones."""
 
-import math
-
 import pytest
 import torch
 
@@ -15,11 +13,16 @@ needs_extension = pytest.mark.skipif(
 
 
 def cuda_kernel_available():
-    return torch.cuda.is_available() and kernels.extension_available() and \
-        kernels.compiled_op("ngram_repeat_block_", torch.device("cuda")) is not None
+    return (
+        torch.cuda.is_available()
+        and kernels.extension_available()
+        and kernels.compiled_op("ngram_repeat_block_", torch.device("cuda")) is not None
+    )
 
 
-needs_cuda_kernel = pytest.mark.skipif(not cuda_kernel_available(), reason="needs a GPU and a CUDA build of fairseq_lite._C")
+needs_cuda_kernel = pytest.mark.skipif(
+    not cuda_kernel_available(), reason="needs a GPU and a CUDA build of fairseq_lite._C"
+)
 
 
 @pytest.fixture(params=["reference", pytest.param("compiled", marks=needs_extension)])
@@ -39,8 +42,8 @@ def banned_by_definition(tokens, n, vocab):
         if length < n:
             out.append(set())
             continue
-        context = row[length - n + 1:]
-        out.append({row[k + n - 1] for k in range(length - n + 1) if row[k:k + n - 1] == context})
+        context = row[length - n + 1 :]
+        out.append({row[k + n - 1] for k in range(length - n + 1) if row[k : k + n - 1] == context})
     return out
 
 
@@ -169,7 +172,7 @@ def test_beam_search_like_steps_agree():
         assert torch.equal(got, ref)
         tokens = torch.cat([tokens, got.argmax(dim=1, keepdim=True)], dim=1)
     for row in tokens.tolist():  # with blocking, greedy picks never repeat a 3-gram
-        grams = [tuple(row[i:i + n]) for i in range(len(row) - n + 1)]
+        grams = [tuple(row[i : i + n]) for i in range(len(row) - n + 1)]
         assert len(grams) == len(set(grams))
 
 

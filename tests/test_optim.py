@@ -38,8 +38,9 @@ def test_adam_betas_forms(betas):
 
 
 def test_adam_betas_from_yaml_list():
-    cfg = OmegaConf.merge(OmegaConf.structured(FairseqAdamConfig(lr=[0.1])),
-                          OmegaConf.create({"adam_betas": [0.9, 0.98]}))
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(FairseqAdamConfig(lr=[0.1])), OmegaConf.create({"adam_betas": [0.9, 0.98]})
+    )
     opt = FairseqAdam(cfg, params([1.0]))
     assert tuple(opt.param_groups[0]["betas"]) == pytest.approx((0.9, 0.98))
 
@@ -108,8 +109,12 @@ def build_scheduler(config_cls, lr, name=None, **kw):
     cfg = OmegaConf.structured(config_cls(lr=lr, _name=name, **kw))
     opt = sgd(lr=lr[0])
     if name is None:
-        name = {FixedLRScheduleConfig: "fixed", InverseSquareRootLRScheduleConfig: "inverse_sqrt",
-                CosineLRScheduleConfig: "cosine", PolynomialDecayLRScheduleConfig: "polynomial_decay"}[config_cls]
+        name = {
+            FixedLRScheduleConfig: "fixed",
+            InverseSquareRootLRScheduleConfig: "inverse_sqrt",
+            CosineLRScheduleConfig: "cosine",
+            PolynomialDecayLRScheduleConfig: "polynomial_decay",
+        }[config_cls]
         cfg._name = name
     return LR_SCHEDULER_REGISTRY.build(cfg, opt), opt
 
@@ -119,45 +124,156 @@ STEPS = [0, 1, 5, 9, 10, 50, 99, 100, 101, 150, 250, 500, 999, 1000, 1100, 5000,
 # (config class, config values, lr right after construction, lr after step_update(n) for n in STEPS),
 # all computed with fairseq 0.12.2's schedulers.
 FAIRSEQ_SCHEDULES = {
-    "inverse_sqrt": (InverseSquareRootLRScheduleConfig, dict(warmup_updates=4000, warmup_init_lr=1e-7, lr=[5e-4]),
-                     1e-07, [1e-07, 2.2497500000000001e-07, 7.248750000000001e-07, 1.224775e-06, 1.34975e-06,
-                             6.348750000000001e-06, 1.2472525000000003e-05, 1.2597500000000003e-05,
-                             1.2722475000000002e-05, 1.8846250000000003e-05, 3.1343750000000006e-05,
-                             6.258750000000001e-05, 0.000124950025, 0.00012507500000000002, 0.0001375725,
-                             0.0004472135954999579, 0.00031622776601683794]),
-    "inverse_sqrt_default_init": (InverseSquareRootLRScheduleConfig, dict(warmup_updates=10, lr=[1e-3]),
-                                  0.0, [0.0, 0.0001, 0.0005, 0.0009000000000000001, 0.001, 0.00044721359549995795,
-                                        0.00031782086308186413, 0.00031622776601683794, 0.0003146583877637763,
-                                        0.00025819888974716116, 0.00019999999999999998, 0.0001414213562373095,
-                                        0.00010005003753127737, 9.999999999999999e-05, 9.534625892455923e-05,
-                                        4.4721359549995795e-05, 3.1622776601683795e-05]),
-    "cosine": (CosineLRScheduleConfig, dict(warmup_updates=100, warmup_init_lr=1e-7, lr=[1e-3], min_lr=1e-5,
-                                            max_update=1100),
-               1e-07, [1e-07, 1.0099000000000001e-05, 5.0095e-05, 9.0091e-05, 0.00010009, 0.0005000499999999999,
-                       0.0009900010000000001, 0.001, 0.0009999975572749199, 0.0009939057285945933,
-                       0.0009460482294732421, 0.000657963412215599, 3.470989554511796e-05, 3.4227024433899005e-05,
-                       0.0001, 3.422702443389901e-09, 3.422702443389902e-14]),
-    "cosine_t_mult": (CosineLRScheduleConfig, dict(warmup_updates=10, lr=[1e-3], min_lr=1e-6, t_mult=2.0,
-                                                   lr_period_updates=100, lr_shrink=0.5, max_update=0),
-                      1e-06, [1e-06, 0.00010090000000000001, 0.0005005000000000001, 0.0009001000000000001, 0.001,
-                              0.0006548539886902864, 3.0530055907364385e-05, 2.5447270110570814e-05,
-                              2.0833304004366997e-05, 0.0004523019943451432, 0.00010345063323995486,
-                              0.00013492257957901466, 8.892503421123848e-05, 8.870256736249319e-05,
-                              6.501378474645686e-05, 1.125632463793718e-05, 5.961113857656776e-06]),
-    "cosine_period_shrink": (CosineLRScheduleConfig, dict(warmup_updates=0, lr=[1e-3], min_lr=0.0,
-                                                          lr_period_updates=50, lr_shrink=0.5, max_update=1000),
-                             0.0, [0.001, 0.0009990133642141358, 0.0009755282581475768, 0.0009221639627510075,
-                                   0.0009045084971874737, 0.0005, 4.933178929321103e-07, 0.00025,
-                                   0.00024975334105353396, 0.000125, 3.125e-05, 9.765625e-07,
-                                   1.8818584172520077e-12, 9.5367431640625e-10, 2.384185791015625e-10,
-                                   7.888609052210118e-34, 6.223015277861142e-64]),
-    "polynomial_decay": (PolynomialDecayLRScheduleConfig, dict(warmup_updates=100, end_learning_rate=1e-5, power=2.0,
-                                                               total_num_update=1000, lr=[1e-3]),
-                         1e-05, [0.0, 1e-05, 5e-05, 8.999999999999999e-05, 0.0001, 0.0005, 0.00099, 0.001,
-                                 0.0009978012222222224, 0.0008930555555555556, 0.0006975000000000001,
-                                 0.00031555555555555563, 1.0001222222222223e-05, 1e-05, 1e-05, 1e-05, 1e-05]),
-    "fixed_warmup": (FixedLRScheduleConfig, dict(warmup_updates=10, lr=[0.25]),
-                     0.25, [0.025, 0.05, 0.15, 0.25] + [0.25] * 13),
+    "inverse_sqrt": (
+        InverseSquareRootLRScheduleConfig,
+        dict(warmup_updates=4000, warmup_init_lr=1e-7, lr=[5e-4]),
+        1e-07,
+        [
+            1e-07,
+            2.2497500000000001e-07,
+            7.248750000000001e-07,
+            1.224775e-06,
+            1.34975e-06,
+            6.348750000000001e-06,
+            1.2472525000000003e-05,
+            1.2597500000000003e-05,
+            1.2722475000000002e-05,
+            1.8846250000000003e-05,
+            3.1343750000000006e-05,
+            6.258750000000001e-05,
+            0.000124950025,
+            0.00012507500000000002,
+            0.0001375725,
+            0.0004472135954999579,
+            0.00031622776601683794,
+        ],
+    ),
+    "inverse_sqrt_default_init": (
+        InverseSquareRootLRScheduleConfig,
+        dict(warmup_updates=10, lr=[1e-3]),
+        0.0,
+        [
+            0.0,
+            0.0001,
+            0.0005,
+            0.0009000000000000001,
+            0.001,
+            0.00044721359549995795,
+            0.00031782086308186413,
+            0.00031622776601683794,
+            0.0003146583877637763,
+            0.00025819888974716116,
+            0.00019999999999999998,
+            0.0001414213562373095,
+            0.00010005003753127737,
+            9.999999999999999e-05,
+            9.534625892455923e-05,
+            4.4721359549995795e-05,
+            3.1622776601683795e-05,
+        ],
+    ),
+    "cosine": (
+        CosineLRScheduleConfig,
+        dict(warmup_updates=100, warmup_init_lr=1e-7, lr=[1e-3], min_lr=1e-5, max_update=1100),
+        1e-07,
+        [
+            1e-07,
+            1.0099000000000001e-05,
+            5.0095e-05,
+            9.0091e-05,
+            0.00010009,
+            0.0005000499999999999,
+            0.0009900010000000001,
+            0.001,
+            0.0009999975572749199,
+            0.0009939057285945933,
+            0.0009460482294732421,
+            0.000657963412215599,
+            3.470989554511796e-05,
+            3.4227024433899005e-05,
+            0.0001,
+            3.422702443389901e-09,
+            3.422702443389902e-14,
+        ],
+    ),
+    "cosine_t_mult": (
+        CosineLRScheduleConfig,
+        dict(warmup_updates=10, lr=[1e-3], min_lr=1e-6, t_mult=2.0, lr_period_updates=100, lr_shrink=0.5, max_update=0),
+        1e-06,
+        [
+            1e-06,
+            0.00010090000000000001,
+            0.0005005000000000001,
+            0.0009001000000000001,
+            0.001,
+            0.0006548539886902864,
+            3.0530055907364385e-05,
+            2.5447270110570814e-05,
+            2.0833304004366997e-05,
+            0.0004523019943451432,
+            0.00010345063323995486,
+            0.00013492257957901466,
+            8.892503421123848e-05,
+            8.870256736249319e-05,
+            6.501378474645686e-05,
+            1.125632463793718e-05,
+            5.961113857656776e-06,
+        ],
+    ),
+    "cosine_period_shrink": (
+        CosineLRScheduleConfig,
+        dict(warmup_updates=0, lr=[1e-3], min_lr=0.0, lr_period_updates=50, lr_shrink=0.5, max_update=1000),
+        0.0,
+        [
+            0.001,
+            0.0009990133642141358,
+            0.0009755282581475768,
+            0.0009221639627510075,
+            0.0009045084971874737,
+            0.0005,
+            4.933178929321103e-07,
+            0.00025,
+            0.00024975334105353396,
+            0.000125,
+            3.125e-05,
+            9.765625e-07,
+            1.8818584172520077e-12,
+            9.5367431640625e-10,
+            2.384185791015625e-10,
+            7.888609052210118e-34,
+            6.223015277861142e-64,
+        ],
+    ),
+    "polynomial_decay": (
+        PolynomialDecayLRScheduleConfig,
+        dict(warmup_updates=100, end_learning_rate=1e-5, power=2.0, total_num_update=1000, lr=[1e-3]),
+        1e-05,
+        [
+            0.0,
+            1e-05,
+            5e-05,
+            8.999999999999999e-05,
+            0.0001,
+            0.0005,
+            0.00099,
+            0.001,
+            0.0009978012222222224,
+            0.0008930555555555556,
+            0.0006975000000000001,
+            0.00031555555555555563,
+            1.0001222222222223e-05,
+            1e-05,
+            1e-05,
+            1e-05,
+            1e-05,
+        ],
+    ),
+    "fixed_warmup": (
+        FixedLRScheduleConfig,
+        dict(warmup_updates=10, lr=[0.25]),
+        0.25,
+        [0.025, 0.05, 0.15, 0.25] + [0.25] * 13,
+    ),
 }
 
 
@@ -187,15 +303,18 @@ def test_polynomial_decay_epoch_steps():
     assert scheduler.step_update(30) == pytest.approx(0.7)
 
 
-@pytest.mark.parametrize("config_cls, values, match", [
-    (InverseSquareRootLRScheduleConfig, dict(warmup_updates=0), "warmup_updates"),
-    (InverseSquareRootLRScheduleConfig, dict(lr=[0.1, 0.2]), "single"),
-    (CosineLRScheduleConfig, dict(lr=[0.1, 0.2], max_update=100), "single"),
-    (CosineLRScheduleConfig, dict(lr=[0.1], min_lr=0.1, max_update=100), "min_lr"),
-    (CosineLRScheduleConfig, dict(lr=[0.1], max_update=0), "max_update"),
-    (CosineLRScheduleConfig, dict(lr=[0.1], max_update=100, warmup_updates=100), "max_update"),
-    (PolynomialDecayLRScheduleConfig, dict(total_num_update=0), "total_num_update"),
-])
+@pytest.mark.parametrize(
+    "config_cls, values, match",
+    [
+        (InverseSquareRootLRScheduleConfig, dict(warmup_updates=0), "warmup_updates"),
+        (InverseSquareRootLRScheduleConfig, dict(lr=[0.1, 0.2]), "single"),
+        (CosineLRScheduleConfig, dict(lr=[0.1, 0.2], max_update=100), "single"),
+        (CosineLRScheduleConfig, dict(lr=[0.1], min_lr=0.1, max_update=100), "min_lr"),
+        (CosineLRScheduleConfig, dict(lr=[0.1], max_update=0), "max_update"),
+        (CosineLRScheduleConfig, dict(lr=[0.1], max_update=100, warmup_updates=100), "max_update"),
+        (PolynomialDecayLRScheduleConfig, dict(total_num_update=0), "total_num_update"),
+    ],
+)
 def test_bad_scheduler_values(config_cls, values, match):
     values = dict(values)
     lr = values.pop("lr", [0.1])

@@ -72,6 +72,7 @@ def test_trainer_skips_an_overflowing_update_and_trains_on(tiny_data_bin, tmp_pa
     """The fp16 path end to end (autocast fp16 runs on CPU too, though the command only allows it on
     CUDA): an inf gradient skips the update, halves the scale and leaves the weights untouched."""
     from conftest import tiny_lm_overrides
+
     from fairseq_lite.dataclass.compose import compose_config
     from fairseq_lite.registry import TASK_REGISTRY
     from fairseq_lite.trainer import Trainer
@@ -113,6 +114,7 @@ def test_precision_choices_are_checked():
 
 def _tiny_trainer(tiny_data_bin, tmp_path, extra=()):
     from conftest import tiny_lm_overrides
+
     from fairseq_lite.dataclass.compose import compose_config
     from fairseq_lite.registry import TASK_REGISTRY
     from fairseq_lite.trainer import Trainer
@@ -131,8 +133,11 @@ def test_nan_loss_names_the_first_module_that_went_nonfinite(tiny_data_bin, tmp_
     trainer, batch = _tiny_trainer(tiny_data_bin, tmp_path)
     with torch.no_grad():
         trainer.model.decoder.layers[0].fc2.weight[0, 0] = float("nan")
-    with pytest.raises(NonFiniteLossError, match=r"loss is nan at update 1: the first non-finite output came "
-                                                 r"from decoder\.layers\.0\.fc2 \(Linear\)"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"loss is nan at update 1: the first non-finite output came "
+        r"from decoder\.layers\.0\.fc2 \(Linear\)",
+    ):
         trainer.train_step([batch])
 
 

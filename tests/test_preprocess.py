@@ -80,7 +80,10 @@ def test_module_entry_point(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     result = subprocess.run(
         [sys.executable, "-m", "fairseq_cli.preprocess", *CASES["bi"].split(), "--destdir", str(tmp_path / "bi")],
-        cwd=FIXTURES, env=env, capture_output=True, text=True,
+        cwd=FIXTURES,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     assert_same_as_fixture("bi", tmp_path / "bi")
@@ -99,8 +102,17 @@ def test_universal_newlines(newline, tmp_path):
     for workers in ("1", "2"):
         out = tmp_path / f"out{workers}"
         preprocess.main(
-            ["--only-source", "--srcdict", str(FIXTURES / "edge" / "dict.txt"), "--trainpref", str(src),
-             "--destdir", str(out), "--workers", workers]
+            [
+                "--only-source",
+                "--srcdict",
+                str(FIXTURES / "edge" / "dict.txt"),
+                "--trainpref",
+                str(src),
+                "--destdir",
+                str(out),
+                "--workers",
+                workers,
+            ]
         )
         for ext in ("bin", "idx"):
             assert (out / f"train.{ext}").read_bytes() == (FIXTURES / "edge" / f"train.{ext}").read_bytes()
@@ -115,7 +127,8 @@ def test_dict_only(tmp_path, in_fixtures):
 
 def test_reuse_tgtdict_and_srcdict(tmp_path, in_fixtures):
     preprocess.main(
-        CASES["bi"].split() + ["--destdir", str(tmp_path / "r"), "--srcdict", "bi/dict.en.txt", "--tgtdict", "bi/dict.es.txt"]
+        CASES["bi"].split()
+        + ["--destdir", str(tmp_path / "r"), "--srcdict", "bi/dict.en.txt", "--tgtdict", "bi/dict.es.txt"]
     )
     assert_same_as_fixture("bi", tmp_path / "r")
 
@@ -133,20 +146,45 @@ def run_cli(args, capsys):
 
 
 def test_missing_input_file(tmp_path, capsys):
-    err = run_cli(["--only-source", "--trainpref", str(tmp_path / "nope.txt"), "--destdir", str(tmp_path / "o")], capsys)
+    err = run_cli(
+        ["--only-source", "--trainpref", str(tmp_path / "nope.txt"), "--destdir", str(tmp_path / "o")], capsys
+    )
     assert "nope.txt" in err and "--trainpref" in err
     assert not (tmp_path / "o").exists()  # checked before anything is written
 
 
 def test_missing_valid_file_for_one_language(tmp_path, capsys, in_fixtures):
-    err = run_cli(["-s", "en", "-t", "es", "--trainpref", "inputs/bi.train", "--validpref", "inputs/nope",
-                   "--destdir", str(tmp_path / "o")], capsys)
+    err = run_cli(
+        [
+            "-s",
+            "en",
+            "-t",
+            "es",
+            "--trainpref",
+            "inputs/bi.train",
+            "--validpref",
+            "inputs/nope",
+            "--destdir",
+            str(tmp_path / "o"),
+        ],
+        capsys,
+    )
     assert "inputs/nope.en" in err and "--validpref" in err
 
 
 def test_missing_srcdict(tmp_path, capsys, in_fixtures):
-    err = run_cli(["--only-source", "--trainpref", "inputs/train.txt", "--srcdict", "nodict.txt",
-                   "--destdir", str(tmp_path / "o")], capsys)
+    err = run_cli(
+        [
+            "--only-source",
+            "--trainpref",
+            "inputs/train.txt",
+            "--srcdict",
+            "nodict.txt",
+            "--destdir",
+            str(tmp_path / "o"),
+        ],
+        capsys,
+    )
     assert "--srcdict" in err and "nodict.txt" in err
 
 
@@ -171,8 +209,10 @@ def test_destdir_not_writable(tmp_path, capsys, in_fixtures):
 
 @pytest.mark.parametrize("impl,words", [("lazy", "not supported"), ("bogus", "unknown")])
 def test_dataset_impl(impl, words, tmp_path, capsys, in_fixtures):
-    err = run_cli(["--only-source", "--trainpref", "inputs/train.txt", "--dataset-impl", impl,
-                   "--destdir", str(tmp_path / "o")], capsys)
+    err = run_cli(
+        ["--only-source", "--trainpref", "inputs/train.txt", "--dataset-impl", impl, "--destdir", str(tmp_path / "o")],
+        capsys,
+    )
     assert impl in err and words in err and "mmap" in err
 
 
@@ -185,7 +225,9 @@ def test_dataset_impl(impl, words, tmp_path, capsys, in_fixtures):
     ],
 )
 def test_unsupported_or_bad_flags(extra, words, tmp_path, capsys, in_fixtures):
-    err = run_cli(["--only-source", "--trainpref", "inputs/train.txt", "--destdir", str(tmp_path / "o"), *extra], capsys)
+    err = run_cli(
+        ["--only-source", "--trainpref", "inputs/train.txt", "--destdir", str(tmp_path / "o"), *extra], capsys
+    )
     assert words in err
 
 

@@ -26,11 +26,24 @@ def make_dict(n: int = 20) -> Dictionary:
 
 def decoder_cfg(layers: int = 2):
     return types.SimpleNamespace(
-        decoder_embed_dim=DIM, decoder_output_dim=DIM, max_target_positions=64, dropout=0.0, attention_dropout=0.0,
-        share_decoder_input_output_embed=False, no_scale_embedding=False, no_token_positional_embeddings=False,
-        decoder_learned_pos=False, layernorm_embedding=False, decoder_ffn_embed_dim=32, decoder_attention_heads=2,
-        activation_fn="relu", decoder_normalize_before=False, decoder_layers=layers, no_decoder_final_norm=False,
-        encoder_embed_dim=DIM)
+        decoder_embed_dim=DIM,
+        decoder_output_dim=DIM,
+        max_target_positions=64,
+        dropout=0.0,
+        attention_dropout=0.0,
+        share_decoder_input_output_embed=False,
+        no_scale_embedding=False,
+        no_token_positional_embeddings=False,
+        decoder_learned_pos=False,
+        layernorm_embedding=False,
+        decoder_ffn_embed_dim=32,
+        decoder_attention_heads=2,
+        activation_fn="relu",
+        decoder_normalize_before=False,
+        decoder_layers=layers,
+        no_decoder_final_norm=False,
+        encoder_embed_dim=DIM,
+    )
 
 
 class TinyEncoder(nn.Module):
@@ -41,8 +54,10 @@ class TinyEncoder(nn.Module):
         self.proj = nn.Linear(DIM, DIM)
 
     def forward(self, src_tokens, src_lengths=None):
-        return {"encoder_out": torch.tanh(self.proj(self.embed(src_tokens))),
-                "encoder_padding_mask": src_tokens.eq(self.pad)}
+        return {
+            "encoder_out": torch.tanh(self.proj(self.embed(src_tokens))),
+            "encoder_padding_mask": src_tokens.eq(self.pad),
+        }
 
     def reorder_encoder_out(self, encoder_out, new_order):
         return {k: v.index_select(0, new_order) for k, v in encoder_out.items()}
@@ -55,7 +70,9 @@ class TinyModel(nn.Module):
     def __init__(self, d: Dictionary, encoder: bool, seed: int = 0):
         super().__init__()
         torch.manual_seed(seed)
-        self.decoder = TransformerDecoder(decoder_cfg(), d, Embedding(len(d), DIM, d.pad()), no_encoder_attn=not encoder)
+        self.decoder = TransformerDecoder(
+            decoder_cfg(), d, Embedding(len(d), DIM, d.pad()), no_encoder_attn=not encoder
+        )
         with torch.no_grad():
             self.decoder.output_projection.weight.mul_(4)
         self.encoder = TinyEncoder(d) if encoder else None
@@ -112,8 +129,14 @@ def assert_same_hypos(a, b, atol=1e-5):
 
 
 @pytest.mark.parametrize("encoder", [True, False])
-@pytest.mark.parametrize("options", [dict(beam_size=5), dict(beam_size=4, len_penalty=2.0, min_len=3),
-                                     dict(beam_size=3, unk_penalty=-3.0, max_len_b=7)])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(beam_size=5),
+        dict(beam_size=4, len_penalty=2.0, min_len=3),
+        dict(beam_size=3, unk_penalty=-3.0, max_len_b=7),
+    ],
+)
 def test_kv_cache_gives_the_same_hypotheses_as_full_recompute(encoder, options):
     model = TinyModel(D, encoder)
     prefix = None if encoder else torch.tensor([[5, 6], [7, PAD], [9, 9]])
@@ -167,8 +190,9 @@ def test_beam_one_is_greedy_decoding(encoder):
 def test_sampling_from_the_single_best_token_is_greedy(topk, topp):
     model = TinyModel(D, encoder=True, seed=3)
     beam = SequenceGenerator(model, D, beam_size=1, max_len_b=12).generate(sample_of())
-    sampled = SequenceGenerator(model, D, beam_size=1, max_len_b=12,
-                                search_strategy=Sampling(D, sampling_topk=topk, sampling_topp=topp)).generate(sample_of())
+    sampled = SequenceGenerator(
+        model, D, beam_size=1, max_len_b=12, search_strategy=Sampling(D, sampling_topk=topk, sampling_topp=topp)
+    ).generate(sample_of())
     assert_same_hypos(beam, sampled)
 
 
@@ -207,16 +231,16 @@ def test_a_batch_decodes_like_each_sentence_alone(encoder):
         batch = gen.generate(sample_of())
         for i in range(SRC.size(0)):
             alone = SRC[i][SRC[i].ne(PAD)].unsqueeze(0)
-            assert_same_hypos([batch[i]], gen.generate(sample_of(alone, SRC_LENGTHS[i:i + 1])))
+            assert_same_hypos([batch[i]], gen.generate(sample_of(alone, SRC_LENGTHS[i : i + 1])))
     else:
         prefix = torch.tensor([[5, 6, 7], [8, PAD, PAD], [9, 10, PAD]])
         src = torch.cat([torch.full((3, 1), EOS), prefix], 1)
         batch = inference_step(gen, types.SimpleNamespace(source_dictionary=D, cfg=None), sample_of(src))
         for i in range(3):
             alone = prefix[i][prefix[i].ne(PAD)].unsqueeze(0)
-            hypos = gen.generate(sample_of(src[i:i + 1, :4]), prefix_tokens=alone)
+            hypos = gen.generate(sample_of(src[i : i + 1, :4]), prefix_tokens=alone)
             assert_same_hypos([batch[i]], hypos)
-            assert batch[i][0]["tokens"][:alone.size(1)].tolist() == alone[0].tolist()
+            assert batch[i][0]["tokens"][: alone.size(1)].tolist() == alone[0].tolist()
 
 
 def test_scores_are_positional_sums_over_length_to_the_lenpen():
@@ -242,7 +266,8 @@ def test_a_larger_lenpen_favours_longer_outputs():
     top_length = {}
     for lenpen in (0.0, 0.5, 1.0, 3.0):
         hypos = SequenceGenerator(model, D, beam_size=4, len_penalty=lenpen, max_len_b=8).generate(
-            sample_of(src, torch.tensor([2])))[0]
+            sample_of(src, torch.tensor([2]))
+        )[0]
         top_length[lenpen] = len(hypos[0]["tokens"])
     assert top_length[0.0] == 2  # one token (min_len) and eos
     # One hypothesis ends at each step, so the beam of 4 is full with lengths 2..5 (fairseq stops then).
@@ -267,7 +292,7 @@ def repeating_lm():
 
 
 def has_repeated_ngram(tokens, n):
-    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
     return len(grams) != len(set(grams))
 
 
@@ -316,10 +341,13 @@ def test_build_generator_picks_the_search_from_the_config():
 
 # --- BLEU ---------------------------------------------------------------------------------------
 
-REFS = ["The cat sat on the mat.", "A quick brown fox jumps over the lazy dog!", "It's raining, isn't it?",
-        "Hello world"]
-HYPS = ["The cat sat on a mat.", "The quick brown fox jumped over a lazy dog!", "It is raining, isn't it?",
-        "Goodbye"]
+REFS = [
+    "The cat sat on the mat.",
+    "A quick brown fox jumps over the lazy dog!",
+    "It's raining, isn't it?",
+    "Hello world",
+]
+HYPS = ["The cat sat on a mat.", "The quick brown fox jumped over a lazy dog!", "It is raining, isn't it?", "Goodbye"]
 
 
 def test_sacrebleu_scorer_equals_sacrebleu():
@@ -347,8 +375,11 @@ def test_tokenized_bleu_equals_sacrebleu_without_tokenization():
         scorer.add_string(ref, hyp)
     expected = sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", smooth_method="none")
     assert scorer.score() == pytest.approx(expected.score, abs=1e-9)
-    assert re.fullmatch(r"BLEU4 = \d+\.\d\d, [\d.]+/[\d.]+/[\d.]+/[\d.]+ \(BP=\d\.\d{3}, ratio=\d\.\d{3}, "
-                        r"syslen=\d+, reflen=\d+\)", scorer.result_string()), scorer.result_string()
+    assert re.fullmatch(
+        r"BLEU4 = \d+\.\d\d, [\d.]+/[\d.]+/[\d.]+/[\d.]+ \(BP=\d\.\d{3}, ratio=\d\.\d{3}, "
+        r"syslen=\d+, reflen=\d+\)",
+        scorer.result_string(),
+    ), scorer.result_string()
 
 
 def test_tokenized_bleu_on_ids_trims_eos_and_never_matches_unk():

@@ -32,8 +32,14 @@ class TokenList:
 def make(mode, block_size=4, include_targets=True, sentences=SENTENCES, **kwargs):
     data = TokenList(sentences)
     return TokenBlockDataset(
-        data, data.sizes, block_size, PAD, EOS, break_mode=mode,
-        include_targets=include_targets, **kwargs,
+        data,
+        data.sizes,
+        block_size,
+        PAD,
+        EOS,
+        break_mode=mode,
+        include_targets=include_targets,
+        **kwargs,
     )
 
 
@@ -43,12 +49,11 @@ def items(ds):
 
 # Expected values below were produced by fairseq 0.12.2's TokenBlockDataset on SENTENCES.
 
+
 def test_none_mode_matches_fairseq():
     ds = make("none")
     assert ds.slice_indices.tolist() == [[0, 4], [4, 8], [8, 12], [12, 16], [16, 20]]
-    assert ds.block_to_dataset_index.tolist() == [
-        [0, 0, 1], [1, 1, 2], [3, 0, 4], [4, 2, 4], [5, 0, 6]
-    ]
+    assert ds.block_to_dataset_index.tolist() == [[0, 0, 1], [1, 1, 2], [3, 0, 4], [4, 2, 4], [5, 0, 6]]
     assert ds.sizes.tolist() == [4, 4, 4, 4, 4]
     assert items(ds) == [
         ([2, 10, 11, 2], [10, 11, 2, 12], [1, 2, 10, 11]),
@@ -61,11 +66,15 @@ def test_none_mode_matches_fairseq():
 
 def test_none_mode_last_block_is_shorter():
     ds = make("none", block_size=3, include_targets=False)
-    assert ds.slice_indices.tolist() == [
-        [0, 3], [3, 6], [6, 9], [9, 12], [12, 15], [15, 18], [18, 20]
-    ]
+    assert ds.slice_indices.tolist() == [[0, 3], [3, 6], [6, 9], [9, 12], [12, 15], [15, 18], [18, 20]]
     assert [ds[i].tolist() for i in range(len(ds))] == [
-        [10, 11, 2], [12, 13, 14], [2, 2, 15], [2, 16, 17], [18, 19, 20], [2, 2, 21], [22, 2]
+        [10, 11, 2],
+        [12, 13, 14],
+        [2, 2, 15],
+        [2, 16, 17],
+        [18, 19, 20],
+        [2, 2, 21],
+        [22, 2],
     ]
 
 
@@ -76,9 +85,7 @@ def test_break_mode_none_is_the_default():
 def test_complete_mode_matches_fairseq():
     ds = make("complete")
     assert ds.slice_indices.tolist() == [[0, 3], [3, 7], [7, 10], [10, 16], [16, 20]]
-    assert ds.block_to_dataset_index.tolist() == [
-        [0, 0, 0], [1, 0, 1], [2, 0, 3], [4, 0, 4], [5, 0, 6]
-    ]
+    assert ds.block_to_dataset_index.tolist() == [[0, 0, 0], [1, 0, 1], [2, 0, 3], [4, 0, 4], [5, 0, 6]]
     # the 6-token sentence exceeds block_size and becomes a block of its own
     assert ds.sizes.tolist() == [3, 4, 3, 6, 4]
     assert items(ds) == [
@@ -89,16 +96,19 @@ def test_complete_mode_matches_fairseq():
         ([2, 2, 21, 22], [2, 21, 22, 2], [1, 2, 2, 21]),
     ]
     assert make("complete", block_size=3).slice_indices.tolist() == [
-        [0, 3], [3, 7], [7, 10], [10, 16], [16, 17], [17, 20]
+        [0, 3],
+        [3, 7],
+        [7, 10],
+        [10, 16],
+        [16, 17],
+        [17, 20],
     ]
 
 
 def test_complete_doc_mode_matches_fairseq():
     ds = make("complete_doc")
     assert ds.slice_indices.tolist() == [[0, 3], [3, 7], [8, 10], [10, 16], [17, 20]]
-    assert ds.block_to_dataset_index.tolist() == [
-        [0, 0, 0], [1, 0, 1], [3, 0, 3], [4, 0, 4], [6, 0, 6]
-    ]
+    assert ds.block_to_dataset_index.tolist() == [[0, 0, 0], [1, 0, 1], [3, 0, 3], [4, 0, 4], [6, 0, 6]]
     assert items(ds) == [
         ([2, 10, 11], [10, 11, 2], [1, 2, 10]),
         ([2, 12, 13, 14], [12, 13, 14, 2], [1, 2, 12, 13]),
@@ -110,9 +120,7 @@ def test_complete_doc_mode_matches_fairseq():
 
 def test_eos_mode_matches_fairseq():
     ds = make("eos", block_size=None)
-    assert ds.slice_indices.tolist() == [
-        [0, 3], [3, 7], [7, 8], [8, 10], [10, 16], [16, 17], [17, 20]
-    ]
+    assert ds.slice_indices.tolist() == [[0, 3], [3, 7], [7, 8], [8, 10], [10, 16], [16, 17], [17, 20]]
     got = items(ds)
     assert got[:2] == [
         ([2, 10, 11], [10, 11, 2], [1, 2, 10]),
@@ -127,7 +135,11 @@ def test_eos_mode_matches_fairseq():
 def test_without_targets_items_are_the_blocks():
     ds = make("complete", include_targets=False)
     assert [ds[i].tolist() for i in range(len(ds))] == [
-        [10, 11, 2], [12, 13, 14, 2], [2, 15, 2], [16, 17, 18, 19, 20, 2], [2, 21, 22, 2]
+        [10, 11, 2],
+        [12, 13, 14, 2],
+        [2, 15, 2],
+        [16, 17, 18, 19, 20, 2],
+        [2, 21, 22, 2],
     ]
     assert ds[-1].tolist() == [2, 21, 22, 2]
 

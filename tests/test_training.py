@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import tiny_lm_overrides
+
 from fairseq_lite.checkpoint import load_checkpoint_to_cpu
 from fairseq_lite.dataclass.compose import compose_config
 from fairseq_lite.errors import ConfigError, DataError
@@ -82,9 +82,19 @@ def test_update_freq_equals_one_batch_of_the_same_samples(tiny_data_bin, tmp_pat
     from fairseq_lite.registry import TASK_REGISTRY
     from fairseq_lite.trainer import Trainer
 
-    cfg = compose_config(tiny_lm_overrides(tiny_data_bin, tmp_path, extra=[
-        "model.dropout=0", "model.attention_dropout=0", "optimizer=sgd", "optimization.lr=[1.0]",
-        "lr_scheduler=fixed"]))
+    cfg = compose_config(
+        tiny_lm_overrides(
+            tiny_data_bin,
+            tmp_path,
+            extra=[
+                "model.dropout=0",
+                "model.attention_dropout=0",
+                "optimizer=sgd",
+                "optimization.lr=[1.0]",
+                "lr_scheduler=fixed",
+            ],
+        )
+    )
 
     def one_update(micro_batches):
         torch.manual_seed(0)
@@ -122,16 +132,36 @@ def test_eval_lm_scores_the_trained_model(tiny_data_bin, tmp_path, caplog):
 
     run(tiny_data_bin, tmp_path, max_update=30)
     caplog.set_level("INFO")
-    result = eval_lm([str(tiny_data_bin), "--path", str(tmp_path / "checkpoint_best.pt"), "--gen-subset", "test",
-                      "--num-workers", "0"])
+    result = eval_lm(
+        [
+            str(tiny_data_bin),
+            "--path",
+            str(tmp_path / "checkpoint_best.pt"),
+            "--gen-subset",
+            "test",
+            "--num-workers",
+            "0",
+        ]
+    )
     test_lines = [line for line in (tiny_data_bin / "preprocess.log").read_text().splitlines() if "test" in line]
     assert result["ntokens"] > 500, test_lines
     assert math.isclose(result["ppl"], 2 ** result["loss"], rel_tol=1e-9)
     assert any("Loss (base 2):" in r.getMessage() for r in caplog.records)
 
     # A context window scores the same tokens, each with more history: perplexity must not be worse.
-    windowed = eval_lm([str(tiny_data_bin), "--path", str(tmp_path / "checkpoint_best.pt"), "--gen-subset", "test",
-                        "--context-window", "16", "--num-workers", "0"])
+    windowed = eval_lm(
+        [
+            str(tiny_data_bin),
+            "--path",
+            str(tmp_path / "checkpoint_best.pt"),
+            "--gen-subset",
+            "test",
+            "--context-window",
+            "16",
+            "--num-workers",
+            "0",
+        ]
+    )
     assert windowed["ntokens"] == result["ntokens"]
     assert windowed["loss"] <= result["loss"] + 0.05
 
@@ -147,8 +177,12 @@ def test_bf16_training_reaches_the_fp32_loss(tiny_data_bin, tmp_path):
 
 def test_asynchronous_checkpoints_hold_the_same_state(tiny_data_bin, tmp_path):
     run(tiny_data_bin, tmp_path / "sync", max_update=12, extra=["checkpoint.save_interval_updates=4"])
-    run(tiny_data_bin, tmp_path / "async", max_update=12,
-        extra=["checkpoint.save_interval_updates=4", "checkpoint.write_checkpoints_asynchronously=true"])
+    run(
+        tiny_data_bin,
+        tmp_path / "async",
+        max_update=12,
+        extra=["checkpoint.save_interval_updates=4", "checkpoint.write_checkpoints_asynchronously=true"],
+    )
     for name in ("checkpoint_1_4.pt", "checkpoint_1_8.pt", "checkpoint_last.pt", "checkpoint_best.pt"):
         assert_same_weights(weights(tmp_path / "sync" / name), weights(tmp_path / "async" / name))
     assert not [p for p in (tmp_path / "async").iterdir() if ".tmp" in p.name]
@@ -182,7 +216,10 @@ def test_compiled_model_trains_like_the_eager_one(tiny_data_bin, tmp_path):
     no_dropout = ["model.dropout=0", "model.attention_dropout=0"]
     run(tiny_data_bin, tmp_path / "eager", max_update=4, extra=no_dropout)
     run(tiny_data_bin, tmp_path / "compiled", max_update=4, extra=no_dropout + ["common.compile=true"])
-    eager, compiled = weights(tmp_path / "eager" / "checkpoint_last.pt"), weights(tmp_path / "compiled" / "checkpoint_last.pt")
+    eager, compiled = (
+        weights(tmp_path / "eager" / "checkpoint_last.pt"),
+        weights(tmp_path / "compiled" / "checkpoint_last.pt"),
+    )
     assert eager.keys() == compiled.keys() and not any("_orig_mod" in k for k in compiled)
     for key in eager:
         if "k_proj.bias" in key:
@@ -214,5 +251,7 @@ def test_out_of_memory_skips_the_update_a_bounded_number_of_times(tiny_data_bin,
     assert "out of GPU memory at update 2: skipped this update (2 of at most 2)" in caplog.text
 
     calls["n"] = 0
-    with pytest.raises(OutOfMemoryError, match=r"out of GPU memory at update 2, 2 times .*max_oom_skips=1.*--max-tokens"):
+    with pytest.raises(
+        OutOfMemoryError, match=r"out of GPU memory at update 2, 2 times .*max_oom_skips=1.*--max-tokens"
+    ):
         run(tiny_data_bin, tmp_path / "stops", max_update=6, extra=["optimization.max_oom_skips=1"])

@@ -31,8 +31,17 @@ def model_cfg(arch: str = "transformer", **values):
     return OmegaConf.merge(OmegaConf.structured(TransformerConfig), values)
 
 
-TINY = dict(encoder_embed_dim=16, decoder_embed_dim=16, encoder_ffn_embed_dim=32, decoder_ffn_embed_dim=32,
-            encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2, dropout=0.0)
+TINY = dict(
+    encoder_embed_dim=16,
+    decoder_embed_dim=16,
+    encoder_ffn_embed_dim=32,
+    decoder_ffn_embed_dim=32,
+    encoder_layers=2,
+    decoder_layers=2,
+    encoder_attention_heads=2,
+    decoder_attention_heads=2,
+    dropout=0.0,
+)
 
 
 def tiny_model(task=None, seed=0, **values):
@@ -84,8 +93,10 @@ def test_incremental_decoding_equals_full_forward(variant, padded_source):
         full, _ = model(src, lengths, prev)
         encoder_out = model.encoder(src, src_lengths=lengths)
         state = {}
-        steps = [model.decoder(prev[:, :t], encoder_out=encoder_out, incremental_state=state)[0]
-                 for t in range(1, prev.size(1) + 1)]
+        steps = [
+            model.decoder(prev[:, :t], encoder_out=encoder_out, incremental_state=state)[0]
+            for t in range(1, prev.size(1) + 1)
+        ]
     assert all(step.shape == (2, 1, 40) for step in steps)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 
@@ -121,8 +132,7 @@ def test_encoder_output_shared_by_groups_of_rows_equals_one_copy_per_row():
         full, _ = model.decoder(prev, encoder_out=repeated)
         torch.testing.assert_close(model.decoder(prev, encoder_out=encoder_out)[0], full, atol=1e-5, rtol=1e-5)
         state = {}
-        steps = [model.decoder(prev[:, :t + 1], encoder_out=encoder_out, incremental_state=state)[0]
-                 for t in range(2)]
+        steps = [model.decoder(prev[:, : t + 1], encoder_out=encoder_out, incremental_state=state)[0] for t in range(2)]
         torch.testing.assert_close(torch.cat(steps, 1), full[:, :2], atol=1e-5, rtol=1e-5)
         caches = [c for c in state.values() if "group" in c]
         assert caches and all(c["prev_key"].size(0) == 2 and c["group"] == g for c in caches)
@@ -192,10 +202,20 @@ FAIRSEQ_PARAMS = [
     ("transformer_vaswani_wmt_en_de_big", {}, 207077376),
     ("transformer_vaswani_wmt_en_de_big", {"share_all_embeddings": True}, 186597376),
     ("transformer_wmt_en_de_big_t2t", {}, 207081472),
-    ("transformer_iwslt_de_en", dict(share_decoder_input_output_embed=True, encoder_learned_pos=True,
-                                     decoder_learned_pos=True, layernorm_embedding=True,
-                                     encoder_normalize_before=True, decoder_normalize_before=True,
-                                     max_source_positions=100, max_target_positions=200), 41943040),
+    (
+        "transformer_iwslt_de_en",
+        dict(
+            share_decoder_input_output_embed=True,
+            encoder_learned_pos=True,
+            decoder_learned_pos=True,
+            layernorm_embedding=True,
+            encoder_normalize_before=True,
+            decoder_normalize_before=True,
+            max_source_positions=100,
+            max_target_positions=200,
+        ),
+        41943040,
+    ),
 ]
 
 

@@ -30,8 +30,16 @@ class FakeTask:
 
 
 def make_cfg(**overrides):
-    values = dict(decoder_embed_dim=32, decoder_ffn_embed_dim=64, decoder_layers=2, decoder_attention_heads=4,
-                  dropout=0.0, max_target_positions=64, tokens_per_sample=64, add_bos_token=False)
+    values = dict(
+        decoder_embed_dim=32,
+        decoder_ffn_embed_dim=64,
+        decoder_layers=2,
+        decoder_attention_heads=4,
+        dropout=0.0,
+        max_target_positions=64,
+        tokens_per_sample=64,
+        add_bos_token=False,
+    )
     values.update(overrides)
     return OmegaConf.structured(TransformerLanguageModelConfig(**values))
 
@@ -49,10 +57,15 @@ def random_tokens(bsz: int, length: int, seed: int = 1) -> torch.Tensor:
 VARIANTS = {
     "post_norm_sinusoidal": {},
     "pre_norm_learned_gelu": dict(decoder_normalize_before=True, decoder_learned_pos=True, activation_fn="gelu"),
-    "pre_norm_no_final_norm_tied": dict(decoder_normalize_before=True, no_decoder_final_norm=True,
-                                        share_decoder_input_output_embed=True, layernorm_embedding=True),
-    "projections_gelu_accurate": dict(decoder_input_dim=16, decoder_output_dim=24, activation_fn="gelu_accurate",
-                                      no_scale_embedding=True),
+    "pre_norm_no_final_norm_tied": dict(
+        decoder_normalize_before=True,
+        no_decoder_final_norm=True,
+        share_decoder_input_output_embed=True,
+        layernorm_embedding=True,
+    ),
+    "projections_gelu_accurate": dict(
+        decoder_input_dim=16, decoder_output_dim=24, activation_fn="gelu_accurate", no_scale_embedding=True
+    ),
     "no_positions": dict(no_token_positional_embeddings=True, activation_fn="tanh"),
 }
 
@@ -193,10 +206,23 @@ def test_tied_embeddings_share_the_parameter():
 
 def test_state_dict_uses_fairseq_names():
     model = make_model(decoder_layers=1, decoder_learned_pos=True, decoder_normalize_before=True)
-    layer = ["self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj", "self_attn.out_proj",
-             "self_attn_layer_norm", "fc1", "fc2", "final_layer_norm"]
-    expected = {"decoder.embed_tokens.weight", "decoder.embed_positions.weight", "decoder.layer_norm.weight",
-                "decoder.layer_norm.bias", "decoder.output_projection.weight"}
+    layer = [
+        "self_attn.k_proj",
+        "self_attn.v_proj",
+        "self_attn.q_proj",
+        "self_attn.out_proj",
+        "self_attn_layer_norm",
+        "fc1",
+        "fc2",
+        "final_layer_norm",
+    ]
+    expected = {
+        "decoder.embed_tokens.weight",
+        "decoder.embed_positions.weight",
+        "decoder.layer_norm.weight",
+        "decoder.layer_norm.bias",
+        "decoder.output_projection.weight",
+    }
     expected |= {f"decoder.layers.0.{name}.{p}" for name in layer for p in ("weight", "bias")}
     assert set(model.state_dict()) == expected
 
@@ -223,8 +249,14 @@ def test_architecture_parameter_counts_match_fairseq(arch):
 
 def test_architecture_values():
     fields = set(TransformerLanguageModelConfig.field_names())
-    for name in ["transformer_lm", "transformer_lm_big", "transformer_lm_wiki103", "transformer_lm_gpt",
-                 "transformer_lm_gpt2_small", "transformer_lm_gpt2_medium"]:
+    for name in [
+        "transformer_lm",
+        "transformer_lm_big",
+        "transformer_lm_wiki103",
+        "transformer_lm_gpt",
+        "transformer_lm_gpt2_small",
+        "transformer_lm_gpt2_medium",
+    ]:
         values = ARCH_REGISTRY[name].values()
         assert ARCH_REGISTRY[name].model == "transformer_lm"
         assert set(values) <= fields, set(values) - fields
@@ -232,13 +264,21 @@ def test_architecture_values():
     # fairseq's plain `transformer_lm` keeps the config defaults, post-norm included.
     assert ARCH_REGISTRY["transformer_lm"].values()["decoder_normalize_before"] is False
     wiki = ARCH_REGISTRY["transformer_lm_wiki103"].values()
-    assert (wiki["decoder_layers"], wiki["decoder_embed_dim"], wiki["decoder_ffn_embed_dim"],
-            wiki["decoder_attention_heads"]) == (16, 1024, 4096, 8)
+    assert (
+        wiki["decoder_layers"],
+        wiki["decoder_embed_dim"],
+        wiki["decoder_ffn_embed_dim"],
+        wiki["decoder_attention_heads"],
+    ) == (16, 1024, 4096, 8)
     assert (wiki["dropout"], wiki["attention_dropout"], wiki["activation_dropout"]) == (0.3, 0.1, 0.1)
     assert wiki["decoder_normalize_before"] is True and wiki["no_decoder_final_norm"] is True
     gpt2 = ARCH_REGISTRY["transformer_lm_gpt2_medium"].values()
-    assert (gpt2["decoder_embed_dim"], gpt2["decoder_layers"], gpt2["decoder_attention_heads"],
-            gpt2["activation_fn"]) == (1280, 36, 20, "gelu")
+    assert (
+        gpt2["decoder_embed_dim"],
+        gpt2["decoder_layers"],
+        gpt2["decoder_attention_heads"],
+        gpt2["activation_fn"],
+    ) == (1280, 36, 20, "gelu")
     # Values the user set win over the architecture's.
     user = ARCH_REGISTRY["transformer_lm_gpt"].values({"decoder_layers": 3, "dropout": 0.0})
     assert user["decoder_layers"] == 3 and user["dropout"] == 0.0 and user["decoder_embed_dim"] == 768
@@ -320,8 +360,10 @@ def test_decoder_with_encoder_attention_incremental_and_reorder():
         order = torch.tensor([1, 0])
         decoder.reorder_incremental_state(state, order)
         reordered_out = {"encoder_out": enc[order], "encoder_padding_mask": src_padding[order]}
-        rest = [decoder(tokens[order][:, : t + 1], encoder_out=reordered_out, incremental_state=state)[0]
-                for t in range(3, 6)]
+        rest = [
+            decoder(tokens[order][:, : t + 1], encoder_out=reordered_out, incremental_state=state)[0]
+            for t in range(3, 6)
+        ]
         full_reordered, _ = decoder(tokens[order], encoder_out=reordered_out)
     assert torch.allclose(torch.cat(rest, 1), full_reordered[:, 3:], atol=1e-5)
 

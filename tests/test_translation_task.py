@@ -38,26 +38,60 @@ def bilingual_bin(tmp_path_factory) -> Path:
         for side, lang in enumerate(("en", "es")):
             (text / f"{split}.{lang}").write_text("".join(p[side] + "\n" for p in chunk), encoding="utf-8")
     dest = tmp_path_factory.mktemp("bitext-bin")
-    preprocess(["--source-lang", "en", "--target-lang", "es", "--joined-dictionary", "--trainpref", str(text / "train"),
-                "--validpref", str(text / "valid"), "--testpref", str(text / "test"), "--destdir", str(dest),
-                "--workers", "1"])
+    preprocess(
+        [
+            "--source-lang",
+            "en",
+            "--target-lang",
+            "es",
+            "--joined-dictionary",
+            "--trainpref",
+            str(text / "train"),
+            "--validpref",
+            str(text / "valid"),
+            "--testpref",
+            str(text / "test"),
+            "--destdir",
+            str(dest),
+            "--workers",
+            "1",
+        ]
+    )
     return dest
 
 
-TINY_MODEL = {"encoder_layers": 1, "decoder_layers": 1, "encoder_embed_dim": 32, "decoder_embed_dim": 32,
-              "encoder_ffn_embed_dim": 64, "decoder_ffn_embed_dim": 64, "encoder_attention_heads": 2,
-              "decoder_attention_heads": 2}
+TINY_MODEL = {
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "encoder_embed_dim": 32,
+    "decoder_embed_dim": 32,
+    "encoder_ffn_embed_dim": 64,
+    "decoder_ffn_embed_dim": 64,
+    "encoder_attention_heads": 2,
+    "decoder_attention_heads": 2,
+}
 
 
 def overrides(data: Path, save_dir: Path, max_update: int = 30, extra=()):
     return [
-        "task=translation", f"task.data={data}",
-        "model=transformer/transformer_iwslt_de_en", *(f"model.{k}={v}" for k, v in TINY_MODEL.items()),
+        "task=translation",
+        f"task.data={data}",
+        "model=transformer/transformer_iwslt_de_en",
+        *(f"model.{k}={v}" for k, v in TINY_MODEL.items()),
         "model.share_all_embeddings=true",
-        "criterion=label_smoothed_cross_entropy", "criterion.label_smoothing=0.1",
-        "optimizer=adam", "optimization.lr=[0.003]", "lr_scheduler=inverse_sqrt", "lr_scheduler.warmup_updates=4",
-        f"optimization.max_update={max_update}", "dataset.max_tokens=400", "dataset.num_workers=0",
-        f"checkpoint.save_dir={save_dir}", "common.log_format=json", "common.log_interval=1", *extra,
+        "criterion=label_smoothed_cross_entropy",
+        "criterion.label_smoothing=0.1",
+        "optimizer=adam",
+        "optimization.lr=[0.003]",
+        "lr_scheduler=inverse_sqrt",
+        "lr_scheduler.warmup_updates=4",
+        f"optimization.max_update={max_update}",
+        "dataset.max_tokens=400",
+        "dataset.num_workers=0",
+        f"checkpoint.save_dir={save_dir}",
+        "common.log_format=json",
+        "common.log_interval=1",
+        *extra,
     ]
 
 
@@ -110,17 +144,18 @@ def test_greedy_decode_is_the_argmax_of_the_full_forward(bilingual_bin, tmp_path
         assert 1 <= len(hyp) <= 7 and not hyp.eq(eos).any()
         prev = torch.cat([torch.LongTensor([eos]), hyp]).unsqueeze(0)
         with torch.no_grad():
-            logits, _ = model(net["src_tokens"][i:i + 1], net["src_lengths"][i:i + 1], prev)
+            logits, _ = model(net["src_tokens"][i : i + 1], net["src_lengths"][i : i + 1], prev)
         logits[..., pad] = -float("inf")
         logits[0, 0, eos] = -float("inf")  # min_len 1: no eos first
-        assert torch.equal(logits[0, :len(hyp)].argmax(-1), hyp)
+        assert torch.equal(logits[0, : len(hyp)].argmax(-1), hyp)
 
 
 def test_eval_bleu_statistics_sum_to_corpus_bleu(bilingual_bin, tmp_path):
     import sacrebleu
 
-    task, model, criterion = built(bilingual_bin, tmp_path, extra=[
-        "task.eval_bleu=true", "task.eval_bleu_args='{\"max_len_b\": 8}'"])
+    task, model, criterion = built(
+        bilingual_bin, tmp_path, extra=["task.eval_bleu=true", "task.eval_bleu_args='{\"max_len_b\": 8}'"]
+    )
     task.load_dataset("valid")
     dataset = task.dataset("valid")
     totals, hyps, refs = {}, [], []
@@ -129,8 +164,17 @@ def test_eval_bleu_statistics_sum_to_corpus_bleu(bilingual_bin, tmp_path):
         for key, value in log.items():
             totals[key] = totals.get(key, 0) + value
         tgt = task.target_dictionary
-        for hyp, ref in zip(greedy_decode(model, batch["net_input"]["src_tokens"], batch["net_input"]["src_lengths"],
-                                          tgt.eos(), tgt.pad(), max_len_b=8), batch["target"]):
+        for hyp, ref in zip(
+            greedy_decode(
+                model,
+                batch["net_input"]["src_tokens"],
+                batch["net_input"]["src_lengths"],
+                tgt.eos(),
+                tgt.pad(),
+                max_len_b=8,
+            ),
+            batch["target"],
+        ):
             hyps.append(tgt.string(hyp, unk_string="UNKNOWNTOKENINHYP"))
             refs.append(tgt.string(ref[ref.ne(tgt.pad())], unk_string="UNKNOWNTOKENINREF"))
     assert {f"_bleu_counts_{i}" for i in range(4)} <= set(totals) and totals["_bleu_ref_len"] > 0
@@ -143,9 +187,20 @@ def test_eval_bleu_statistics_sum_to_corpus_bleu(bilingual_bin, tmp_path):
 
 def test_best_checkpoint_by_bleu(bilingual_bin, tmp_path, caplog):
     caplog.set_level("INFO")
-    cfg = compose_config(overrides(bilingual_bin, tmp_path, max_update=16, extra=[
-        "task.eval_bleu=true", "task.eval_bleu_args='{\"max_len_b\": 8}'", "checkpoint.save_interval_updates=8",
-        "checkpoint.best_checkpoint_metric=bleu", "checkpoint.maximize_best_checkpoint_metric=true"]))
+    cfg = compose_config(
+        overrides(
+            bilingual_bin,
+            tmp_path,
+            max_update=16,
+            extra=[
+                "task.eval_bleu=true",
+                "task.eval_bleu_args='{\"max_len_b\": 8}'",
+                "checkpoint.save_interval_updates=8",
+                "checkpoint.best_checkpoint_metric=bleu",
+                "checkpoint.maximize_best_checkpoint_metric=true",
+            ],
+        )
+    )
     best = train(cfg)
     valid = [line for line in json_logs(caplog) if "valid_bleu" in line]
     assert len(valid) >= 2
@@ -156,20 +211,76 @@ def test_best_checkpoint_by_bleu(bilingual_bin, tmp_path, caplog):
 def test_legacy_flags_compose_to_the_hydra_config(bilingual_bin, tmp_path):
     from fairseq_cli.train import legacy_overrides
 
-    legacy = legacy_overrides([
-        str(bilingual_bin), "--task", "translation", "--source-lang", "en", "--target-lang", "es", "--arch", "transformer_iwslt_de_en",
-        "--encoder-layers", "1", "--decoder-layers", "1", "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
-        "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64", "--encoder-attention-heads", "2",
-        "--decoder-attention-heads", "2", "--share-all-embeddings",
-        "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
-        "--optimizer", "adam", "--lr", "0.003", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "4",
-        "--max-update", "30", "--max-tokens", "400", "--num-workers", "0", "--save-dir", str(tmp_path),
-        "--log-format", "json", "--log-interval", "1", "--eval-bleu", "--eval-bleu-args", '{"max_len_b": 8}',
-        "--eval-bleu-remove-bpe", "sentencepiece",
-    ])
-    hydra = overrides(bilingual_bin, tmp_path, extra=[
-        "task.source_lang=en", "task.target_lang=es", "task.eval_bleu=true",
-        "task.eval_bleu_args='{\"max_len_b\": 8}'", "task.eval_bleu_remove_bpe=sentencepiece"])
+    legacy = legacy_overrides(
+        [
+            str(bilingual_bin),
+            "--task",
+            "translation",
+            "--source-lang",
+            "en",
+            "--target-lang",
+            "es",
+            "--arch",
+            "transformer_iwslt_de_en",
+            "--encoder-layers",
+            "1",
+            "--decoder-layers",
+            "1",
+            "--encoder-embed-dim",
+            "32",
+            "--decoder-embed-dim",
+            "32",
+            "--encoder-ffn-embed-dim",
+            "64",
+            "--decoder-ffn-embed-dim",
+            "64",
+            "--encoder-attention-heads",
+            "2",
+            "--decoder-attention-heads",
+            "2",
+            "--share-all-embeddings",
+            "--criterion",
+            "label_smoothed_cross_entropy",
+            "--label-smoothing",
+            "0.1",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "0.003",
+            "--lr-scheduler",
+            "inverse_sqrt",
+            "--warmup-updates",
+            "4",
+            "--max-update",
+            "30",
+            "--max-tokens",
+            "400",
+            "--num-workers",
+            "0",
+            "--save-dir",
+            str(tmp_path),
+            "--log-format",
+            "json",
+            "--log-interval",
+            "1",
+            "--eval-bleu",
+            "--eval-bleu-args",
+            '{"max_len_b": 8}',
+            "--eval-bleu-remove-bpe",
+            "sentencepiece",
+        ]
+    )
+    hydra = overrides(
+        bilingual_bin,
+        tmp_path,
+        extra=[
+            "task.source_lang=en",
+            "task.target_lang=es",
+            "task.eval_bleu=true",
+            "task.eval_bleu_args='{\"max_len_b\": 8}'",
+            "task.eval_bleu_remove_bpe=sentencepiece",
+        ],
+    )
     assert compose_config(legacy) == compose_config(hydra)
 
 
@@ -214,15 +325,33 @@ def test_prepare_script_writes_sentencepiece_splits(tmp_path, monkeypatch):
     from fairseq_lite.registry import BPE_REGISTRY
 
     subset = tmp_path / "pairs.tsv"
-    subset.write_text("".join(line + "\n" for line in TSV.read_text(encoding="utf-8").splitlines()[:300]),
-                      encoding="utf-8")
+    subset.write_text(
+        "".join(line + "\n" for line in TSV.read_text(encoding="utf-8").splitlines()[:300]), encoding="utf-8"
+    )
     script = TSV.parent.parent / "prepare_kjv_rv1909.py"
     out = tmp_path / "out"
-    monkeypatch.setattr(sys, "argv", [str(script), "--out", str(out), "--input", str(subset), "--valid-size", "20",
-                                      "--test-size", "20", "--vocab-size", "400"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            str(script),
+            "--out",
+            str(out),
+            "--input",
+            str(subset),
+            "--valid-size",
+            "20",
+            "--test-size",
+            "20",
+            "--vocab-size",
+            "400",
+        ],
+    )
     runpy.run_path(str(script), run_name="__main__")
-    counts = {split: len((out / f"{split}.en").read_text(encoding="utf-8").splitlines())
-              for split in ("train", "valid", "test")}
+    counts = {
+        split: len((out / f"{split}.en").read_text(encoding="utf-8").splitlines())
+        for split in ("train", "valid", "test")
+    }
     assert counts == {"train": 260, "valid": 20, "test": 20}
 
     bpe_cfg = OmegaConf.structured(BPE_REGISTRY.get("sentencepiece").dataclass)
@@ -234,4 +363,3 @@ def test_prepare_script_writes_sentencepiece_splits(tmp_path, monkeypatch):
     assert pieces[0] == bpe.encode(raw[0]) and "\u2581" in pieces[0]
     assert [bpe.decode(p) for p in pieces] == [" ".join(r.split()) for r in raw]
     assert bpe.is_beginning_of_word(pieces[0].split()[0]) and bpe.is_beginning_of_word("</s>")
-

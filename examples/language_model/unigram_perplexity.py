@@ -34,8 +34,10 @@ def main():
     probs = (train + 1) / (train.sum() + len(dictionary))
     scored = token_counts(os.path.join(args.data, args.subset), len(dictionary))
     nll_bits = -(scored * np.log2(probs)).sum() / scored.sum()
-    print(f"unigram model on '{args.subset}': {scored.sum():,} tokens, loss (base 2) {nll_bits:.4f}, "
-          f"perplexity {2 ** nll_bits:.2f}")
+    print(
+        f"unigram model on '{args.subset}': {scored.sum():,} tokens, loss (base 2) {nll_bits:.4f}, "
+        f"perplexity {2**nll_bits:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -19,16 +19,15 @@ import random
 import sys
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Dict, List, Tuple
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_INPUT = HERE / "data" / "kjv_rv1909.en-es.subset.tsv"
 LANGS = ("en", "es")
 
-Pair = Tuple[str, str]
+Pair = tuple[str, str]
 
 
-def read_pairs(path: Path) -> List[Pair]:
+def read_pairs(path: Path) -> list[Pair]:
     pairs = []
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         fields = line.split("\t")
@@ -38,14 +37,13 @@ def read_pairs(path: Path) -> List[Pair]:
     return pairs
 
 
-def split_pairs(pairs: List[Pair], valid_size: int, test_size: int, seed: int) -> Dict[str, List[Pair]]:
+def split_pairs(pairs: list[Pair], valid_size: int, test_size: int, seed: int) -> dict[str, list[Pair]]:
     if valid_size + test_size >= len(pairs):
-        sys.exit(f"--valid-size + --test-size ({valid_size + test_size}) leaves no training data "
-                 f"({len(pairs)} pairs)")
+        sys.exit(f"--valid-size + --test-size ({valid_size + test_size}) leaves no training data ({len(pairs)} pairs)")
     order = list(range(len(pairs)))
     random.Random(seed).shuffle(order)
     held_valid = set(order[:valid_size])
-    held_test = set(order[valid_size:valid_size + test_size])
+    held_test = set(order[valid_size : valid_size + test_size])
     # Each split keeps corpus (book) order, which makes the files easy to read side by side.
     return {
         "train": [p for i, p in enumerate(pairs) if i not in held_valid and i not in held_test],
@@ -54,15 +52,20 @@ def split_pairs(pairs: List[Pair], valid_size: int, test_size: int, seed: int) -
     }
 
 
-def train_sentencepiece(train: List[Pair], model_prefix: Path, vocab_size: int, seed: int) -> Path:
+def train_sentencepiece(train: list[Pair], model_prefix: Path, vocab_size: int, seed: int) -> Path:
     import sentencepiece as spm
 
     # One model for both languages, so that --joined-dictionary and --share-all-embeddings apply.
     sentences = [side for pair in train for side in pair]
     spm.set_random_generator_seed(seed)
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences), model_prefix=str(model_prefix), vocab_size=vocab_size,
-        model_type="unigram", character_coverage=1.0, num_threads=1, minloglevel=2,
+        sentence_iterator=iter(sentences),
+        model_prefix=str(model_prefix),
+        vocab_size=vocab_size,
+        model_type="unigram",
+        character_coverage=1.0,
+        num_threads=1,
+        minloglevel=2,
     )
     return model_prefix.with_suffix(".model")
 
@@ -83,8 +86,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     splits = split_pairs(read_pairs(Path(args.input)), args.valid_size, args.test_size, args.seed)
     model_path = train_sentencepiece(splits["train"], out / "spm", args.vocab_size, args.seed)
-    bpe = SentencepieceBPE(SimpleNamespace(sentencepiece_model=str(model_path),
-                                           sentencepiece_enable_sampling=False, sentencepiece_alpha=None))
+    bpe = SentencepieceBPE(
+        SimpleNamespace(
+            sentencepiece_model=str(model_path), sentencepiece_enable_sampling=False, sentencepiece_alpha=None
+        )
+    )
     for split, pairs in splits.items():
         for side, lang in enumerate(LANGS):
             texts = [pair[side] for pair in pairs]
@@ -92,8 +98,10 @@ def main() -> None:
             (out / f"{split}.{lang}").write_text("".join(bpe.encode(t) + "\n" for t in texts), encoding="utf-8")
         print(f"{split}: {len(pairs)} verse pairs -> {out / split}.{{en,es}}")
     print(f"sentencepiece model: {model_path} ({args.vocab_size} pieces)")
-    print(f"next: fairseq-preprocess --source-lang en --target-lang es --joined-dictionary "
-          f"--trainpref {out}/train --validpref {out}/valid --testpref {out}/test --destdir data-bin/kjv_rv1909.en-es")
+    print(
+        f"next: fairseq-preprocess --source-lang en --target-lang es --joined-dictionary "
+        f"--trainpref {out}/train --validpref {out}/valid --testpref {out}/test --destdir data-bin/kjv_rv1909.en-es"
+    )
 
 
 if __name__ == "__main__":

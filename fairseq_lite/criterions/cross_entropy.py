@@ -2,7 +2,7 @@
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Tuple
+from typing import Any
 
 import torch.nn as nn
 import torch.nn.functional as F
@@ -31,8 +31,9 @@ class CrossEntropyCriterion(FairseqCriterion):
         super().__init__(cfg, task)
         self.sentence_avg = bool(cfg.sentence_avg)
 
-    def forward(self, model: nn.Module, sample: Dict[str, Any], reduce: bool = True
-                ) -> Tuple[Tensor, int, Dict[str, Any]]:
+    def forward(
+        self, model: nn.Module, sample: dict[str, Any], reduce: bool = True
+    ) -> tuple[Tensor, int, dict[str, Any]]:
         """Loss summed in nats over the non-pad targets (per token when reduce=False)."""
         net_output = model(**sample["net_input"])
         loss = self.compute_loss(model, net_output, sample, reduce=reduce)
@@ -51,22 +52,27 @@ class CrossEntropyCriterion(FairseqCriterion):
         }
         return loss, sample_size, logging_output
 
-    def compute_loss(self, model: nn.Module, net_output: Any, sample: Dict[str, Any], reduce: bool = True) -> Tensor:
+    def compute_loss(self, model: nn.Module, net_output: Any, sample: dict[str, Any], reduce: bool = True) -> Tensor:
         """-log p(target) under model.get_normalized_probs, summed (or per position when not
         `reduce`, zero at pads), in fp32 even under bf16/fp16 autocast: the log-sum-exp over the
         vocabulary is where low precision hurts."""
         target = model.get_targets(sample, net_output).reshape(-1)
         if normalizes_with_log_softmax(model):
             logits = net_output[0]
-            loss, _ = softmax_cross_entropy(logits.reshape(-1, logits.size(-1)), target,
-                                            ignore_index=self.padding_idx, reduce=reduce)
+            loss, _ = softmax_cross_entropy(
+                logits.reshape(-1, logits.size(-1)), target, ignore_index=self.padding_idx, reduce=reduce
+            )
             return loss
         lprobs = model.get_normalized_probs(net_output, log_probs=True)
-        return F.nll_loss(lprobs.reshape(-1, lprobs.size(-1)).float(), target, ignore_index=self.padding_idx,
-                          reduction="sum" if reduce else "none")
+        return F.nll_loss(
+            lprobs.reshape(-1, lprobs.size(-1)).float(),
+            target,
+            ignore_index=self.padding_idx,
+            reduction="sum" if reduce else "none",
+        )
 
     @classmethod
-    def reduce_metrics(cls, agg: Dict[str, Any]) -> Dict[str, float]:
+    def reduce_metrics(cls, agg: dict[str, Any]) -> dict[str, float]:
         """From logging outputs summed over batches/workers to what fairseq logs: base-2 losses
         ("loss" per sample_size, "nll_loss" per target token) and perplexity 2**nll_loss.
         (fairseq rounds loss to 3 and ppl to 2 decimals when printing; no rounding here.)"""
@@ -76,7 +82,7 @@ class CrossEntropyCriterion(FairseqCriterion):
         loss = loss_sum / sample_size / math.log(2) if sample_size > 0 else 0.0
         nll_loss = loss_sum / ntokens / math.log(2) if ntokens > 0 else 0.0
         try:
-            ppl = 2 ** nll_loss
+            ppl = 2**nll_loss
         except OverflowError:
             ppl = float("inf")
         return {"loss": loss, "nll_loss": nll_loss, "ppl": ppl}

@@ -1,6 +1,6 @@
 """Base class of the training criteria (losses)."""
 
-from typing import Any, Dict, Tuple
+from typing import Any
 
 import torch.nn as nn
 from torch import Tensor
@@ -20,12 +20,13 @@ class FairseqCriterion(nn.Module):
         dictionary = getattr(task, "target_dictionary", None)
         self.padding_idx = dictionary.pad() if dictionary is not None else -100
 
-    def forward(self, model: nn.Module, sample: Dict[str, Any], reduce: bool = True
-                ) -> Tuple[Tensor, int, Dict[str, Any]]:
+    def forward(
+        self, model: nn.Module, sample: dict[str, Any], reduce: bool = True
+    ) -> tuple[Tensor, int, dict[str, Any]]:
         raise NotImplementedError
 
     @classmethod
-    def reduce_metrics(cls, agg: Dict[str, Any]) -> Dict[str, float]:
+    def reduce_metrics(cls, agg: dict[str, Any]) -> dict[str, float]:
         raise NotImplementedError
 
     @staticmethod

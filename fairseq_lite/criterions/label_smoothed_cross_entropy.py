@@ -13,7 +13,7 @@ which never builds the [N, V] log-probabilities; other models go through get_nor
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import torch.nn as nn
 from omegaconf import II
@@ -35,8 +35,9 @@ class LabelSmoothedCrossEntropyCriterionConfig(FairseqDataclass):
     sentence_avg: bool = II("optimization.sentence_avg")
 
 
-def label_smoothed_nll_loss(lprobs: Tensor, target: Tensor, epsilon: float,
-                            ignore_index: Optional[int] = None, reduce: bool = True) -> Tuple[Tensor, Tensor]:
+def label_smoothed_nll_loss(
+    lprobs: Tensor, target: Tensor, epsilon: float, ignore_index: int | None = None, reduce: bool = True
+) -> tuple[Tensor, Tensor]:
     """lprobs: N x V log-probabilities, target: N. Returns (smoothed loss, nll loss), summed
     when `reduce`, else per position (zero at ignored targets)."""
     target = target.unsqueeze(-1)
@@ -71,18 +72,21 @@ class LabelSmoothedCrossEntropyCriterion(FairseqCriterion):
         if self.ignore_prefix_size < 0:
             raise ConfigError(f"criterion.ignore_prefix_size must be >= 0, got {self.ignore_prefix_size}")
 
-    def forward(self, model: nn.Module, sample: Dict[str, Any], reduce: bool = True
-                ) -> Tuple[Tensor, int, Dict[str, Any]]:
+    def forward(
+        self, model: nn.Module, sample: dict[str, Any], reduce: bool = True
+    ) -> tuple[Tensor, int, dict[str, Any]]:
         net_output = model(**sample["net_input"])
         if normalizes_with_log_softmax(model):
             # `scores` is only used for accuracy: the argmax of the logits is that of the log-probabilities.
             scores, target = self.get_logits_and_target(model, net_output, sample)
-            loss, nll_loss = softmax_cross_entropy(scores, target, ignore_index=self.padding_idx,
-                                                   label_smoothing=self.eps, reduce=reduce)
+            loss, nll_loss = softmax_cross_entropy(
+                scores, target, ignore_index=self.padding_idx, label_smoothing=self.eps, reduce=reduce
+            )
         else:
             scores, target = self.get_lprobs_and_target(model, net_output, sample)
-            loss, nll_loss = label_smoothed_nll_loss(scores, target, self.eps, ignore_index=self.padding_idx,
-                                                     reduce=reduce)
+            loss, nll_loss = label_smoothed_nll_loss(
+                scores, target, self.eps, ignore_index=self.padding_idx, reduce=reduce
+            )
         nsentences = sample["target"].size(0)
         ntokens = sample.get("ntokens")
         if ntokens is None:
@@ -102,27 +106,25 @@ class LabelSmoothedCrossEntropyCriterion(FairseqCriterion):
             logging_output["total"] = mask.sum()
         return loss, sample_size, logging_output
 
-    def get_lprobs_and_target(self, model: nn.Module, net_output: Any, sample: Dict[str, Any]
-                              ) -> Tuple[Tensor, Tensor]:
+    def get_lprobs_and_target(self, model: nn.Module, net_output: Any, sample: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Flattened fp32 log-probabilities (N x V) and targets (N), without the ignored prefix."""
         # get_normalized_probs works in fp32, so the loss does too under bf16/fp16 autocast.
         lprobs = model.get_normalized_probs(net_output, log_probs=True)
         return self._flatten_without_prefix(lprobs, model.get_targets(sample, net_output))
 
-    def get_logits_and_target(self, model: nn.Module, net_output: Any, sample: Dict[str, Any]
-                              ) -> Tuple[Tensor, Tensor]:
+    def get_logits_and_target(self, model: nn.Module, net_output: Any, sample: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Flattened logits (N x V, in the model's dtype: the fused loss works in fp32 internally) and
         targets (N), without the ignored prefix."""
         return self._flatten_without_prefix(net_output[0], model.get_targets(sample, net_output))
 
-    def _flatten_without_prefix(self, scores: Tensor, target: Tensor) -> Tuple[Tensor, Tensor]:
+    def _flatten_without_prefix(self, scores: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         if self.ignore_prefix_size > 0:
-            scores = scores[:, self.ignore_prefix_size:, :]
-            target = target[:, self.ignore_prefix_size:]
+            scores = scores[:, self.ignore_prefix_size :, :]
+            target = target[:, self.ignore_prefix_size :]
         return scores.reshape(-1, scores.size(-1)), target.reshape(-1)
 
     @classmethod
-    def reduce_metrics(cls, agg: Dict[str, Any]) -> Dict[str, float]:
+    def reduce_metrics(cls, agg: dict[str, Any]) -> dict[str, float]:
         """Summed logging outputs -> fairseq's fields: "loss" in base 2 per sample_size,
         "nll_loss" in base 2 per target token, "ppl" = 2**nll_loss, and "accuracy" in percent
         when n_correct/total were logged."""

@@ -16,10 +16,11 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
 from multiprocessing import Pool
-from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from fairseq_lite.errors import DataError
 if TYPE_CHECKING:
     from fairseq_lite.data.dictionary import Dictionary
 
-Tokenizer = Callable[[str], List[str]]
+Tokenizer = Callable[[str], list[str]]
 
 # Large enough that per-block overhead vanishes, small enough that a block's token list stays a
 # few hundred MB at most.
@@ -65,7 +66,7 @@ class BinarizeSummary:
             return base
         return f"{base}, {self.replaced_percent:.3}% replaced"
 
-    def merge(self, other: "BinarizeSummary") -> None:
+    def merge(self, other: BinarizeSummary) -> None:
         self.num_seq += other.num_seq
         self.num_tok += other.num_tok
         self.replaced.update(other.replaced)
@@ -74,7 +75,7 @@ class BinarizeSummary:
 # ---------------------------------------------------------------- reading text in chunks
 
 
-def find_offsets(path: str, num_chunks: int) -> List[int]:
+def find_offsets(path: str, num_chunks: int) -> list[int]:
     """`num_chunks + 1` byte offsets splitting the file into chunks that start on a line."""
     size = _file_size(path)
     chunk_size = size // num_chunks
@@ -100,7 +101,9 @@ def _next_line_start(f, pos: int, size: int) -> int:
     return size
 
 
-def read_text_blocks(path: str, start: int = 0, end: Optional[int] = None, block_bytes: int = BLOCK_BYTES) -> Iterator[str]:
+def read_text_blocks(
+    path: str, start: int = 0, end: int | None = None, block_bytes: int = BLOCK_BYTES
+) -> Iterator[str]:
     """Decoded text of bytes [start, end) of a file, in blocks that each end on a line break.
 
     Line breaks are normalized to "\\n" as Python's universal newlines (and so fairseq) read them.
@@ -157,7 +160,7 @@ def _line_number(path: str, position: int) -> int:
     return newlines + 1
 
 
-def split_lines(text: str) -> List[str]:
+def split_lines(text: str) -> list[str]:
     """Lines of a normalized block, without their "\\n" (not str.splitlines: that also breaks
     on characters such as \\x1c or \\u2028, which fairseq treats as spaces inside a line)."""
     lines = text.split("\n")
@@ -175,7 +178,7 @@ def _file_size(path: str) -> int:
         raise DataError(f"cannot read {path}: {e.strerror}") from None
 
 
-def _chunks(path: str, num_workers: int) -> List[Tuple[int, int]]:
+def _chunks(path: str, num_workers: int) -> list[tuple[int, int]]:
     offsets = find_offsets(path, max(1, num_workers))
     chunks = [(s, e) for s, e in zip(offsets, offsets[1:]) if e > s]
     return chunks or [(0, 0)]
@@ -184,9 +187,7 @@ def _chunks(path: str, num_workers: int) -> List[Tuple[int, int]]:
 # ---------------------------------------------------------------- counting words
 
 
-def count_words(
-    path: str, eos_word: str, num_workers: int = 1, tokenize: Optional[Tokenizer] = None
-) -> List[Counter]:
+def count_words(path: str, eos_word: str, num_workers: int = 1, tokenize: Tokenizer | None = None) -> list[Counter]:
     """Word counts (plus `eos_word` once per line) of a text file, one Counter per chunk, in order."""
     chunks = _chunks(path, num_workers)
     args = [(path, eos_word, start, end, tokenize) for start, end in chunks]
@@ -196,7 +197,7 @@ def count_words(
         return pool.starmap(_count_chunk, args)
 
 
-def _count_chunk(path: str, eos_word: str, start: int, end: int, tokenize: Optional[Tokenizer]) -> Counter:
+def _count_chunk(path: str, eos_word: str, start: int, end: int, tokenize: Tokenizer | None) -> Counter:
     tokenize = _fast_tokenizer(tokenize)
     counter: Counter = Counter()
     num_lines = 0
@@ -213,7 +214,7 @@ def _count_chunk(path: str, eos_word: str, start: int, end: int, tokenize: Optio
     return counter
 
 
-def _fast_tokenizer(tokenize: Optional[Tokenizer]) -> Optional[Tokenizer]:
+def _fast_tokenizer(tokenize: Tokenizer | None) -> Tokenizer | None:
     """None when `tokenize` is the default whitespace split, which has a faster batched path."""
     from fairseq_lite.data.dictionary import tokenize_line
 
@@ -224,19 +225,19 @@ def _fast_tokenizer(tokenize: Optional[Tokenizer]) -> Optional[Tokenizer]:
 
 
 def encode_lines(
-    lines: List[str],
-    dictionary: "Dictionary",
+    lines: list[str],
+    dictionary: Dictionary,
     append_eos: bool = True,
     reverse_order: bool = False,
-    tokenize: Optional[Tokenizer] = None,
-) -> Tuple[np.ndarray, np.ndarray, Counter]:
+    tokenize: Tokenizer | None = None,
+) -> tuple[np.ndarray, np.ndarray, Counter]:
     """Ids of many lines at once: (all ids concatenated (int64), ids per line (int32), replaced).
 
     Gives exactly what `dictionary.encode_line(line, add_if_not_exist=False)` gives per line.
     """
     split = _fast_tokenizer(tokenize) or str.split
-    words: List[str] = []
-    lengths: List[int] = []
+    words: list[str] = []
+    lengths: list[int] = []
     extend, record = words.extend, lengths.append
     for line in lines:
         tokens = split(line)
@@ -270,10 +271,10 @@ def _binarize_chunk(
     path: str,
     start: int,
     end: int,
-    dictionary: "Dictionary",
+    dictionary: Dictionary,
     append_eos: bool,
     reverse_order: bool,
-    tokenize: Optional[Tokenizer],
+    tokenize: Tokenizer | None,
 ) -> BinarizeSummary:
     summary = BinarizeSummary()
     for text in read_text_blocks(path, start, end):
@@ -298,13 +299,13 @@ def _binarize_chunk_to_dataset(
 
 def binarize_file(
     input_file: str,
-    dictionary: "Dictionary",
+    dictionary: Dictionary,
     output_prefix: str,
     *,
     num_workers: int = 1,
     append_eos: bool = True,
     reverse_order: bool = False,
-    tokenize: Optional[Tokenizer] = None,
+    tokenize: Tokenizer | None = None,
     dtype=None,
 ) -> BinarizeSummary:
     """Write `output_prefix.bin/.idx` with one item per line of `input_file`; return the counts.
@@ -329,7 +330,9 @@ def binarize_file(
             pool = Pool(processes=min(num_workers - 1, len(chunks) - 1))
             for i, (start, end) in enumerate(chunks[1:], start=1):
                 prefix = os.path.join(scratch, f"chunk{i}")
-                result = pool.apply_async(_binarize_chunk_to_dataset, (prefix, dtype, input_file, start, end, *encode_args))
+                result = pool.apply_async(
+                    _binarize_chunk_to_dataset, (prefix, dtype, input_file, start, end, *encode_args)
+                )
                 pending.append((prefix, result))
             pool.close()
         start, end = chunks[0]

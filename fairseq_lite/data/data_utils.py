@@ -103,9 +103,7 @@ def _as_int64_array(values: Iterable[int] | np.ndarray) -> np.ndarray:
     return np.fromiter(values, dtype=np.int64, count=-1)
 
 
-def _longest_prefixes_sorted(
-    ntok: np.ndarray, max_tokens: int, max_sentences: int
-) -> np.ndarray:
+def _longest_prefixes_sorted(ntok: np.ndarray, max_tokens: int, max_sentences: int) -> np.ndarray:
     """For every start position s, the longest valid batch ``[s, s+L)`` when ``ntok`` is sorted.
 
     With non-decreasing lengths the padded size of ``[s, j]`` is ``(j - s + 1) * ntok[j]``, which
@@ -128,9 +126,7 @@ def _longest_prefixes_sorted(
     return longest
 
 
-def _longest_prefix_at(
-    ntok: np.ndarray, ntok_list: list[int], start: int, max_tokens: int, max_sentences: int
-) -> int:
+def _longest_prefix_at(ntok: np.ndarray, ntok_list: list[int], start: int, max_tokens: int, max_sentences: int) -> int:
     """Longest valid batch starting at ``start`` when lengths are not sorted.
 
     Small batches are found with a plain scan (cheaper than numpy's per-call overhead); larger
@@ -156,9 +152,7 @@ def _longest_prefix_at(
 
     width = min(limit, 128)
     while True:
-        padded = np.maximum.accumulate(ntok[start : start + width]) * np.arange(
-            1, width + 1, dtype=np.int64
-        )
+        padded = np.maximum.accumulate(ntok[start : start + width]) * np.arange(1, width + 1, dtype=np.int64)
         # padded size only grows with the batch, so the valid batches form a prefix
         over = np.flatnonzero(padded > max_tokens)
         if len(over) > 0:
@@ -173,9 +167,7 @@ def _round_to_multiple(count: int, multiple: int) -> int:
     return count - count % multiple if count > multiple else count
 
 
-def _batch_ends(
-    ntok: np.ndarray, max_tokens: int, max_sentences: int, bsz_mult: int
-) -> list[int]:
+def _batch_ends(ntok: np.ndarray, max_tokens: int, max_sentences: int, bsz_mult: int) -> list[int]:
     n = len(ntok)
     ends: list[int] = []
     if n > 1 and bool(np.all(ntok[1:] >= ntok[:-1])):
@@ -276,9 +268,7 @@ def batch_by_size(
     else:
         raise ValueError("batch_by_size needs num_tokens_fn or num_tokens_vec")
     if len(ntok) != len(idx):
-        raise ValueError(
-            f"num_tokens_vec has {len(ntok)} entries but there are {len(idx)} indices"
-        )
+        raise ValueError(f"num_tokens_vec has {len(ntok)} entries but there are {len(idx)} indices")
 
     if int(ntok.min()) < 0:
         raise DataError(f"sample sizes must be non-negative, got {int(ntok.min())}")
@@ -286,9 +276,7 @@ def batch_by_size(
     if fixed_shapes is not None:
         shapes = np.asarray(fixed_shapes, dtype=np.int64).reshape(-1, 2)
         if len(shapes) > 0 and int(shapes.min()) < 0:
-            raise ConfigError(
-                f"fixed_shapes must be non-negative (bsz, length) pairs, got {shapes.tolist()}"
-            )
+            raise ConfigError(f"fixed_shapes must be non-negative (bsz, length) pairs, got {shapes.tolist()}")
         op = compiled_op("batch_fixed_shapes", torch.device("cpu"))
         if op is not None:
             return _split_at(idx, op(_cpu_tensor(ntok), _cpu_tensor(shapes)).numpy())
@@ -296,9 +284,7 @@ def batch_by_size(
 
     bsz_mult = int(required_batch_size_multiple)
     if bsz_mult < 1:
-        raise ConfigError(
-            f"--required-batch-size-multiple must be >= 1, got {required_batch_size_multiple}"
-        )
+        raise ConfigError(f"--required-batch-size-multiple must be >= 1, got {required_batch_size_multiple}")
     max_tokens_i = int(max_tokens) if max_tokens is not None else -1
     max_sentences_i = int(max_sentences) if max_sentences is not None else -1
 
@@ -387,8 +373,7 @@ def filter_indices_by_size(
             f"first few sample ids={ignored[:10]})"
         )
     logger.warning(
-        "%d samples have invalid sizes and will be skipped, max_positions=%s, "
-        "first few sample ids=%s",
+        "%d samples have invalid sizes and will be skipped, max_positions=%s, first few sample ids=%s",
         len(ignored),
         max_positions,
         ignored[:10],

@@ -12,8 +12,9 @@ import io
 import os
 import re
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
-from typing import IO, Callable, Iterable, List, Optional, Sequence, Union
+from typing import IO
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ from fairseq_lite.errors import DataError
 OVERWRITE_FLAG = "#fairseq:overwrite"
 
 
-def tokenize_line(line: str) -> List[str]:
+def tokenize_line(line: str) -> list[str]:
     # fairseq collapses runs of `\s` and strips; Python's `\s` and str.split() use the same set of
     # whitespace characters, so a plain split() gives identical tokens, much faster.
     return line.split()
@@ -39,11 +40,11 @@ class Dictionary:
         pad: str = "<pad>",
         eos: str = "</s>",
         unk: str = "<unk>",
-        extra_special_symbols: Optional[Iterable[str]] = None,
+        extra_special_symbols: Iterable[str] | None = None,
     ) -> None:
         self.bos_word, self.unk_word, self.pad_word, self.eos_word = bos, unk, pad, eos
-        self.symbols: List[str] = []
-        self.count: List[int] = []
+        self.symbols: list[str] = []
+        self.count: list[int] = []
         self.indices: dict[str, int] = {}
         self.bos_index = self.add_symbol(bos)
         self.pad_index = self.add_symbol(pad)
@@ -114,7 +115,7 @@ class Dictionary:
         self.count.append(n)
         return idx
 
-    def update(self, new_dict: "Dictionary") -> None:
+    def update(self, new_dict: Dictionary) -> None:
         """Add the symbols and counts of `new_dict` to this dictionary."""
         for word in new_dict.symbols:
             self.add_symbol(word, new_dict.count[new_dict.indices[word]])
@@ -160,17 +161,17 @@ class Dictionary:
     # ---------------------------------------------------------------- dict.txt I/O
 
     @classmethod
-    def load(cls, f: Union[str, os.PathLike, IO[str]]) -> "Dictionary":
+    def load(cls, f: str | os.PathLike | IO[str]) -> Dictionary:
         """Load a dict.txt (`<symbol> <count> [#fairseq:overwrite]` per line)."""
         d = cls()
         d.add_from_file(f)
         return d
 
-    def add_from_file(self, f: Union[str, os.PathLike, IO[str]]) -> None:
+    def add_from_file(self, f: str | os.PathLike | IO[str]) -> None:
         if isinstance(f, (str, os.PathLike)):
             path = os.fspath(f)
             try:
-                with open(path, "r", encoding="utf-8") as fd:
+                with open(path, encoding="utf-8") as fd:
                     lines = fd.readlines()
             except FileNotFoundError:
                 raise DataError(f"dictionary file not found: {path}") from None
@@ -193,7 +194,7 @@ class Dictionary:
                 )
             self.add_symbol(word, n=count, overwrite=overwrite)
 
-    def save(self, f: Union[str, os.PathLike, IO[str]]) -> None:
+    def save(self, f: str | os.PathLike | IO[str]) -> None:
         """Write dict.txt. A path is written atomically (temp file in the same dir, then rename)."""
         if not isinstance(f, (str, os.PathLike)):
             f.write(self._dict_text())
@@ -227,9 +228,9 @@ class Dictionary:
     def encode_line(
         self,
         line: str,
-        line_tokenizer: Callable[[str], List[str]] = tokenize_line,
+        line_tokenizer: Callable[[str], list[str]] = tokenize_line,
         add_if_not_exist: bool = True,
-        consumer: Optional[Callable[[str, int], None]] = None,
+        consumer: Callable[[str, int], None] | None = None,
         append_eos: bool = True,
         reverse_order: bool = False,
     ) -> torch.IntTensor:
@@ -249,11 +250,11 @@ class Dictionary:
 
     def string(
         self,
-        tensor: Union[torch.Tensor, np.ndarray, Sequence[int]],
-        bpe_symbol: Optional[str] = None,
+        tensor: torch.Tensor | np.ndarray | Sequence[int],
+        bpe_symbol: str | None = None,
         escape_unk: bool = False,
-        extra_symbols_to_ignore: Optional[Iterable[int]] = None,
-        unk_string: Optional[str] = None,
+        extra_symbols_to_ignore: Iterable[int] | None = None,
+        unk_string: str | None = None,
         include_eos: bool = False,
         separator: str = " ",
     ) -> str:
@@ -284,7 +285,7 @@ class Dictionary:
 
     @staticmethod
     def add_file_to_dictionary(
-        filename: str, dict: "Dictionary", tokenize: Callable[[str], List[str]] = tokenize_line, num_workers: int = 1
+        filename: str, dict: Dictionary, tokenize: Callable[[str], list[str]] = tokenize_line, num_workers: int = 1
     ) -> None:
         """Count the words of a text file (plus one eos per line) into `dict`, in parallel chunks."""
         from fairseq_lite.data.binarizer import count_words  # binarizer owns the file chunking
@@ -294,7 +295,7 @@ class Dictionary:
                 dict.add_symbol(word, count)
 
 
-def post_process(sentence: str, symbol: Optional[str]) -> str:
+def post_process(sentence: str, symbol: str | None) -> str:
     """Undo a subword segmentation in decoded text (fairseq's `--post-process` / `bpe_symbol`)."""
     if symbol is None or symbol == "none":
         return sentence
@@ -325,7 +326,9 @@ def _parse_dict_line(raw: str, path: str, lineno: int) -> tuple[str, int, bool]:
             raise ValueError
         count = int(field)
     except ValueError:
-        raise DataError(f"{path}:{lineno}: malformed dictionary line {line!r}, expected '<token> <count> [flags]'") from None
+        raise DataError(
+            f"{path}:{lineno}: malformed dictionary line {line!r}, expected '<token> <count> [flags]'"
+        ) from None
     return word, count, overwrite
 
 

@@ -109,9 +109,7 @@ class FairseqDataset(torch.utils.data.Dataset, EpochListening):
             shapes_arr = np.array(
                 [
                     [
-                        self._adjust_bsz(
-                            bsz, length, max_tokens, max_sentences, required_batch_size_multiple
-                        ),
+                        self._adjust_bsz(bsz, length, max_tokens, max_sentences, required_batch_size_multiple),
                         length,
                     ]
                     for bsz, length in fixed_shapes
@@ -150,9 +148,7 @@ class FairseqDataset(torch.utils.data.Dataset, EpochListening):
             bsz -= bsz % multiple
         return bsz
 
-    def filter_indices_by_size(
-        self, indices: np.ndarray, max_sizes: Any
-    ) -> tuple[np.ndarray, list[int]]:
+    def filter_indices_by_size(self, indices: np.ndarray, max_sizes: Any) -> tuple[np.ndarray, list[int]]:
         """Remove the indices whose size exceeds ``max_sizes``; return ``(kept, ignored)``."""
         indices = np.asarray(indices, dtype=np.int64)
         if max_sizes is None:

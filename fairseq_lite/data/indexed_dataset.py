@@ -22,7 +22,7 @@ import os
 import shutil
 import struct
 import uuid
-from typing import List, Optional, Sequence, Type, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -56,7 +56,7 @@ def _dtype_code(dtype) -> int:
     raise ValueError(f"dtype {dtype} cannot be stored in an mmap indexed dataset")
 
 
-def best_fitting_int_dtype(max_int_to_represent: Optional[int]) -> Type[np.integer]:
+def best_fitting_int_dtype(max_int_to_represent: int | None) -> type[np.integer]:
     """The smallest dtype fairseq uses for ids below `max_int_to_represent` (a vocabulary size)."""
     if max_int_to_represent is None:
         return np.uint32  # fairseq's "safe guess"
@@ -96,8 +96,7 @@ class MMapIndex:
 
         if len(header) < _HEADER.size or header[:9] != MAGIC:
             raise DataError(
-                f"{path} is not an mmap indexed dataset index (bad magic); "
-                "was it written with another --dataset-impl?"
+                f"{path} is not an mmap indexed dataset index (bad magic); was it written with another --dataset-impl?"
             )
         _, version, code, n = _HEADER.unpack_from(header)
         if version != VERSION:
@@ -113,9 +112,7 @@ class MMapIndex:
             if len(header) == offset + 8:
                 (ndocs,) = struct.unpack_from("<Q", header, offset)
             if ndocs is None or file_size != offset + 8 + 12 * n + 8 * ndocs:
-                raise DataError(
-                    f"{path}: index is truncated or corrupt ({file_size} bytes for {n} items)"
-                )
+                raise DataError(f"{path}: index is truncated or corrupt ({file_size} bytes for {n} items)")
             offset += 8
 
         self._len = n
@@ -159,9 +156,7 @@ class MMapIndexedDataset(torch.utils.data.Dataset):
         except FileNotFoundError:
             raise DataError(f"data file not found: {bin_path} (its index {index_file_path(path)} exists)") from None
         if bin_size < self._index.data_nbytes:
-            raise DataError(
-                f"{bin_path} is truncated: {bin_size} bytes, its index needs {self._index.data_nbytes}"
-            )
+            raise DataError(f"{bin_path} is truncated: {bin_size} bytes, its index needs {self._index.data_nbytes}")
         # numpy cannot map an empty file, and an empty dataset is legitimate (an empty input text).
         if bin_size == 0:
             self._data = np.empty(0, dtype=np.uint8)
@@ -224,7 +219,7 @@ class MMapIndexedDatasetBuilder:
         _dtype_code(self._dtype)  # fail now, not at finalize, on an unstorable dtype
         self._tmp_bin = temp_path_for(out_file)
         self._data_file = open(self._tmp_bin, "wb")
-        self._sizes: List[np.ndarray] = []
+        self._sizes: list[np.ndarray] = []
         self._num_items = 0
         self._doc_idx = [0]
 
@@ -232,7 +227,7 @@ class MMapIndexedDatasetBuilder:
     def dtype(self) -> np.dtype:
         return self._dtype
 
-    def add_item(self, tensor: Union[torch.Tensor, np.ndarray, Sequence[int]]) -> None:
+    def add_item(self, tensor: torch.Tensor | np.ndarray | Sequence[int]) -> None:
         if torch.is_tensor(tensor):
             tensor = tensor.numpy()
         array = np.asarray(tensor, dtype=self._dtype)
@@ -254,7 +249,7 @@ class MMapIndexedDatasetBuilder:
         self._doc_idx.append(self._num_items)
 
     @property
-    def doc_idx(self) -> List[int]:
+    def doc_idx(self) -> list[int]:
         return list(self._doc_idx)
 
     def merge_file_(self, another_file: str) -> None:
@@ -293,7 +288,7 @@ class MMapIndexedDatasetBuilder:
             self._data_file.close()
         _remove_quietly(self._tmp_bin)
 
-    def __enter__(self) -> "MMapIndexedDatasetBuilder":
+    def __enter__(self) -> MMapIndexedDatasetBuilder:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

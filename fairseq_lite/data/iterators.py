@@ -52,8 +52,7 @@ class CountingIterator:
             item = next(self._itr)
         except StopIteration:
             raise IndexError(
-                f"iterator expected to have length {self.total}, "
-                f"but it was exhausted at position {self.n}"
+                f"iterator expected to have length {self.total}, but it was exhausted at position {self.n}"
             ) from None
         self.n += 1
         return item
@@ -121,19 +120,14 @@ class ShardedIterator(CountingIterator):
     runs the same number of steps.
     """
 
-    def __init__(
-        self, iterable: Sequence[Any], num_shards: int, shard_id: int, fill_value: Any = None
-    ):
+    def __init__(self, iterable: Sequence[Any], num_shards: int, shard_id: int, fill_value: Any = None):
         if num_shards < 1:
             raise ValueError(f"num_shards must be >= 1, got {num_shards}")
         if not 0 <= shard_id < num_shards:
             raise ValueError(f"shard_id must be in [0, {num_shards}), got {shard_id}")
         sharded_len = math.ceil(len(iterable) / num_shards)
         mine = itertools.islice(iterable, shard_id, len(iterable), num_shards)
-        padded = (
-            item
-            for _, item in itertools.zip_longest(range(sharded_len), mine, fillvalue=fill_value)
-        )
+        padded = (item for _, item in itertools.zip_longest(range(sharded_len), mine, fillvalue=fill_value))
         super().__init__(
             padded,
             start=math.ceil(getattr(iterable, "n", 0) / num_shards),
@@ -141,9 +135,7 @@ class ShardedIterator(CountingIterator):
         )
 
 
-def _load_batches(
-    dataset: Any, collate_fn: Callable, batches: Iterable[Sequence[int]]
-) -> Iterator[Any]:
+def _load_batches(dataset: Any, collate_fn: Callable, batches: Iterable[Sequence[int]]) -> Iterator[Any]:
     for batch in batches:
         yield collate_fn([dataset[i] for i in batch])
 
@@ -233,8 +225,7 @@ class EpochBatchIterator:
     def first_batch(self) -> Any:
         if len(self.frozen_batches) == 0:
             raise DataError(
-                "the dataset is empty: all samples may have been skipped; try a larger "
-                "--max-tokens or a larger dataset"
+                "the dataset is empty: all samples may have been skipped; try a larger --max-tokens or a larger dataset"
             )
         if getattr(self.dataset, "supports_fetch_outside_dataloader", True):
             return self.collate_fn([self.dataset[i] for i in self.frozen_batches[0]])
@@ -356,7 +347,8 @@ class EpochBatchIterator:
             if self.grouped_shuffling:
                 raise CheckpointError(
                     f"cannot resume mid-epoch with grouped shuffling on {self.num_shards} ranks from a "
-                    f"checkpoint saved on {saved_shards}; restart with --reset-dataloader")
+                    f"checkpoint saved on {saved_shards}; restart with --reset-dataloader"
+                )
             # Another world size: this epoch's batch order is the same, so skip the batches all the
             # old ranks consumed and share out the rest among the new ones.
             consumed = self._epoch_start + offset * saved_shards
@@ -367,12 +359,11 @@ class EpochBatchIterator:
                 return
             self._epoch_start, offset = consumed, 0
             self._next_epoch_itr = self._get_iterator_for_epoch(
-                self.epoch, shuffle=bool(state_dict.get("shuffle", True)))
+                self.epoch, shuffle=bool(state_dict.get("shuffle", True))
+            )
             return
         if offset > 0:
-            itr = self._get_iterator_for_epoch(
-                self.epoch, shuffle=bool(state_dict.get("shuffle", True)), offset=offset
-            )
+            itr = self._get_iterator_for_epoch(self.epoch, shuffle=bool(state_dict.get("shuffle", True)), offset=offset)
             if itr is None:
                 if version == 1:
                     # legacy checkpoints saved at the very end of an epoch: go on with the next
@@ -389,9 +380,7 @@ class EpochBatchIterator:
 
     # -- loading -----------------------------------------------------------------------------
 
-    def _get_iterator_for_epoch(
-        self, epoch: int, shuffle: bool, offset: int = 0
-    ) -> CountingIterator | None:
+    def _get_iterator_for_epoch(self, epoch: int, shuffle: bool, offset: int = 0) -> CountingIterator | None:
         batches = self.ordered_batches(epoch, shuffle, start=self._epoch_start)
         epoch_len = len(batches)
         remaining = batches[offset:]

@@ -10,7 +10,8 @@ with the rows sorted by descending source length, as fairseq sorts them.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,10 @@ def collate(
 
     def merge(key: str, left_pad: bool, move_eos_to_beginning: bool = False) -> torch.Tensor:
         return collate_tokens(
-            [s[key] for s in samples], pad_idx, eos_idx, left_pad=left_pad,
+            [s[key] for s in samples],
+            pad_idx,
+            eos_idx,
+            left_pad=left_pad,
             move_eos_to_beginning=move_eos_to_beginning,
             pad_to_length=pad_to_length.get(key) if pad_to_length else None,
             pad_to_multiple=pad_to_multiple,
@@ -116,11 +120,12 @@ class LanguagePairDataset(FairseqDataset):
         if tgt_dict is not None:
             for name in ("pad", "eos", "unk"):
                 if getattr(src_dict, name)() != getattr(tgt_dict, name)():
-                    raise DataError(f"source and target dictionaries disagree on the {name} index "
-                                    f"({getattr(src_dict, name)()} vs {getattr(tgt_dict, name)()})")
+                    raise DataError(
+                        f"source and target dictionaries disagree on the {name} index "
+                        f"({getattr(src_dict, name)()} vs {getattr(tgt_dict, name)()})"
+                    )
         if tgt is not None and len(src) != len(tgt):
-            raise DataError(f"source and target must contain the same number of examples "
-                            f"({len(src)} vs {len(tgt)})")
+            raise DataError(f"source and target must contain the same number of examples ({len(src)} vs {len(tgt)})")
         self.src = src
         self.tgt = tgt
         self.src_sizes = np.array(src_sizes)
@@ -149,8 +154,7 @@ class LanguagePairDataset(FairseqDataset):
             self.bucketed_num_tokens = self.num_tokens_vec(np.arange(len(self.src)))
             # (None, n): as many sentences as --max-tokens allows at padded length n.
             self.buckets = [(None, int(n)) for n in np.unique(self.bucketed_num_tokens)]
-        self.sizes = (np.vstack((self.src_sizes, self.tgt_sizes)).T if self.tgt_sizes is not None
-                      else self.src_sizes)
+        self.sizes = np.vstack((self.src_sizes, self.tgt_sizes)).T if self.tgt_sizes is not None else self.src_sizes
 
     def get_batch_shapes(self) -> list[tuple[int | None, int]] | None:
         return self.buckets
@@ -168,8 +172,7 @@ class LanguagePairDataset(FairseqDataset):
         if self._src_bucketed is not None:
             src_item = self._pad_to(src_item, self._src_bucketed[index], self.src_dict.pad(), self.left_pad_source)
             if tgt_item is not None and self._tgt_bucketed is not None:
-                tgt_item = self._pad_to(tgt_item, self._tgt_bucketed[index], self.tgt_dict.pad(),
-                                        self.left_pad_target)
+                tgt_item = self._pad_to(tgt_item, self._tgt_bucketed[index], self.tgt_dict.pad(), self.left_pad_target)
         tgt_vocab = self.tgt_dict if self.tgt_dict is not None else self.src_dict
         if self.append_eos_to_target and tgt_item is not None and tgt_item[-1] != tgt_vocab.eos():
             tgt_item = torch.cat([tgt_item, torch.LongTensor([tgt_vocab.eos()])])
@@ -186,12 +189,16 @@ class LanguagePairDataset(FairseqDataset):
     def __len__(self) -> int:
         return len(self.src)
 
-    def collater(self, samples: list[dict[str, Any]], pad_to_length: dict[str, int] | None = None
-                 ) -> dict[str, Any]:
+    def collater(self, samples: list[dict[str, Any]], pad_to_length: dict[str, int] | None = None) -> dict[str, Any]:
         return collate(
-            samples, pad_idx=self.src_dict.pad(), eos_idx=self.eos, left_pad_source=self.left_pad_source,
-            left_pad_target=self.left_pad_target, input_feeding=self.input_feeding,
-            pad_to_length=pad_to_length, pad_to_multiple=self.pad_to_multiple,
+            samples,
+            pad_idx=self.src_dict.pad(),
+            eos_idx=self.eos,
+            left_pad_source=self.left_pad_source,
+            left_pad_target=self.left_pad_target,
+            input_feeding=self.input_feeding,
+            pad_to_length=pad_to_length,
+            pad_to_multiple=self.pad_to_multiple,
         )
 
     def num_tokens(self, index: int) -> int:
@@ -224,5 +231,6 @@ class LanguagePairDataset(FairseqDataset):
     def filter_indices_by_size(self, indices: np.ndarray, max_sizes: Any) -> tuple[np.ndarray, list[int]]:
         """Drop pairs whose source exceeds max_sizes[0] or target exceeds max_sizes[1] (an int
         bounds both)."""
-        return filter_paired_dataset_indices_by_size(self.src_sizes, self.tgt_sizes,
-                                                     np.asarray(indices, dtype=np.int64), max_sizes)
+        return filter_paired_dataset_indices_by_size(
+            self.src_sizes, self.tgt_sizes, np.asarray(indices, dtype=np.int64), max_sizes
+        )

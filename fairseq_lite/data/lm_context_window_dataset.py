@@ -6,7 +6,7 @@ The collater is stateful (it remembers the previous block), so batches must be c
 in this process: use it with shuffle off and no data-loader workers.
 """
 
-from typing import Any, Dict, List
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ class LMContextWindowDataset(FairseqDataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def collater(self, samples: List[Dict[str, Any]]) -> Dict[str, Any]:
+    def collater(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         sample = self.dataset.collater(samples)
         if not sample:
             return sample
@@ -51,12 +51,12 @@ class LMContextWindowDataset(FairseqDataset):
                 self.prev_tokens = self.prev_tokens[overflow:]
             start = len(self.prev_tokens)
             new_tokens[i, :start] = self.prev_tokens
-            new_tokens[i, start:start + len(row)] = row
+            new_tokens[i, start : start + len(row)] = row
             tgt = target[i].numpy()
-            new_target[i, start:start + len(tgt)] = tgt
+            new_target[i, start : start + len(tgt)] = tgt
             lengths[i] = start + len(row)
             start_indices.append(start)
-            self.prev_tokens = new_tokens[i, :start + len(row)][-self.context_window:]
+            self.prev_tokens = new_tokens[i, : start + len(row)][-self.context_window :]
         sample["net_input"]["src_tokens"] = torch.from_numpy(new_tokens)
         sample["net_input"]["src_lengths"] = lengths
         sample["target"] = torch.from_numpy(new_target)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -114,9 +115,7 @@ class MonolingualDataset(FairseqDataset):
         if targets is not None:
             unknown = [t for t in targets if t not in TARGET_KINDS]
             if unknown:
-                raise ConfigError(
-                    f"unknown LM target(s) {unknown}; allowed values: {', '.join(TARGET_KINDS)}"
-                )
+                raise ConfigError(f"unknown LM target(s) {unknown}; allowed values: {', '.join(TARGET_KINDS)}")
             targets = list(targets) or None
         self.targets = targets
 
@@ -148,9 +147,7 @@ class MonolingualDataset(FairseqDataset):
             if "past" in self.targets:
                 # the first past token lies before the sentence (only meaningful in "none" break
                 # mode), so it becomes pad
-                past_target = torch.cat(
-                    [past_target.new([pad]), past_target[1:], source[-2, None]]
-                )
+                past_target = torch.cat([past_target.new([pad]), past_target[1:], source[-2, None]])
 
         by_kind = {"self": source, "future": future_target, "past": past_target}
         chosen = [by_kind[t] for t in self.targets]
@@ -181,9 +178,7 @@ class MonolingualDataset(FairseqDataset):
     def collater(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         """Merge samples into a batch: ``id``, ``nsentences``, ``ntokens``, ``net_input``
         (``src_tokens`` B x T right-padded, ``src_lengths``) and ``target`` (B x T)."""
-        return collate(
-            samples, self.vocab.pad(), self.vocab.eos(), self.fixed_pad_length, self.pad_to_bsz
-        )
+        return collate(samples, self.vocab.pad(), self.vocab.eos(), self.fixed_pad_length, self.pad_to_bsz)
 
     def num_tokens(self, index: int) -> int:
         return int(self.sizes[index])

@@ -75,10 +75,7 @@ def _build_blocks(
     mode. Runs the compiled operator when available, else the numpy reference.
     """
     if break_mode != "eos" and (block_size is None or block_size < 1):
-        raise ConfigError(
-            f"break_mode={break_mode!r} needs a block size >= 1 (--tokens-per-sample), "
-            f"got {block_size}"
-        )
+        raise ConfigError(f"break_mode={break_mode!r} needs a block size >= 1 (--tokens-per-sample), got {block_size}")
     op = compiled_op("token_block_slices", torch.device("cpu"))
     if op is None:
         return _build_blocks_reference(sizes, break_mode, block_size, document_sep_len)
@@ -157,8 +154,7 @@ class TokenBlockDataset(FairseqDataset):
         mode = "none" if break_mode is None else str(break_mode)
         if mode not in BREAK_MODES:
             raise ConfigError(
-                f"unknown break mode {break_mode!r} (--sample-break-mode); "
-                f"allowed values: {', '.join(BREAK_MODES)}"
+                f"unknown break mode {break_mode!r} (--sample-break-mode); allowed values: {', '.join(BREAK_MODES)}"
             )
         if torch.is_tensor(sizes):
             sizes = sizes.numpy()
@@ -166,9 +162,7 @@ class TokenBlockDataset(FairseqDataset):
         if len(dataset) == 0:
             raise DataError("cannot build token blocks from an empty dataset")
         if len(dataset) != len(sizes_arr):
-            raise DataError(
-                f"dataset has {len(dataset)} sentences but {len(sizes_arr)} sizes were given"
-            )
+            raise DataError(f"dataset has {len(dataset)} sentences but {len(sizes_arr)} sizes were given")
         if (sizes_arr < 0).any():
             raise DataError("sentence sizes must be non-negative")
 

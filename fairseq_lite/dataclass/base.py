@@ -7,7 +7,7 @@ without creating an import cycle (see docs/DESIGN.md).
 import dataclasses
 from dataclasses import MISSING, dataclass, field
 from enum import Enum, EnumMeta
-from typing import Any, List, Optional, Type
+from typing import Any
 
 
 class StrEnumMeta(EnumMeta):
@@ -30,7 +30,7 @@ class StrEnum(Enum, metaclass=StrEnumMeta):
         return repr(self.value)
 
 
-def ChoiceEnum(choices: List[str]) -> Type[StrEnum]:
+def ChoiceEnum(choices: list[str]) -> type[StrEnum]:
     """An Enum whose members are the given strings: OmegaConf validates values against it."""
     return StrEnum("Choices", {c: c for c in choices})
 
@@ -39,14 +39,14 @@ def ChoiceEnum(choices: List[str]) -> Type[StrEnum]:
 class FairseqDataclass:
     """Base of every config node. `_name` is the registered name of the component it configures."""
 
-    _name: Optional[str] = None
+    _name: str | None = None
 
     @classmethod
-    def field_names(cls) -> List[str]:
+    def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
 
     @classmethod
-    def field_help(cls, name: str) -> Optional[str]:
+    def field_help(cls, name: str) -> str | None:
         return cls.__dataclass_fields__[name].metadata.get("help")
 
     @classmethod
@@ -65,7 +65,7 @@ def cfg_field(default: Any = MISSING, help: str = "", *, default_factory: Any = 
     return field(default=default, metadata=metadata)
 
 
-def eval_str_list(value: Any, type=float) -> Optional[List[Any]]:
+def eval_str_list(value: Any, type=float) -> list[Any] | None:
     """Accept '[0.1, 0.2]', '(0.9, 0.98)', 0.25, [0.25] and return a list of `type`.
 
     fairseq users write list-valued options both ways (e.g. `--adam-betas '(0.9, 0.98)'`).
@@ -85,5 +85,3 @@ def eval_str_list(value: Any, type=float) -> Optional[List[Any]]:
         return [type(v) for v in value]
     except (TypeError, ValueError) as e:
         raise ValueError(f"cannot parse {value!r} as a list of {type.__name__}") from e
-
-

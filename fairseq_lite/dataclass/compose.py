@@ -8,8 +8,8 @@
 """
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -35,11 +35,13 @@ def bundled_config_dir() -> str:
     for candidate in (package_dir / "config", package_dir.parent / "config"):
         if (candidate / f"{CONFIG_NAME}.yaml").is_file():
             return str(candidate)
-    raise ConfigError(f"fairseq-lite's bundled config tree is missing (looked in {package_dir / 'config'} "
-                      f"and {package_dir.parent / 'config'}); reinstall fairseq-lite")
+    raise ConfigError(
+        f"fairseq-lite's bundled config tree is missing (looked in {package_dir / 'config'} "
+        f"and {package_dir.parent / 'config'}); reinstall fairseq-lite"
+    )
 
 
-def user_dir_from_overrides(overrides: Sequence[str]) -> Optional[str]:
+def user_dir_from_overrides(overrides: Sequence[str]) -> str | None:
     """The plugin dir must be imported before composing, so that its components can be selected."""
     for override in overrides:
         key, sep, value = override.lstrip("+~").partition("=")
@@ -48,8 +50,9 @@ def user_dir_from_overrides(overrides: Sequence[str]) -> Optional[str]:
     return None
 
 
-def compose_config(overrides: Sequence[str] = (), config_dir: Optional[str] = None,
-                   config_name: str = CONFIG_NAME) -> DictConfig:
+def compose_config(
+    overrides: Sequence[str] = (), config_dir: str | None = None, config_name: str = CONFIG_NAME
+) -> DictConfig:
     """The config `fairseq-hydra-train [--config-dir DIR --config-name NAME] OVERRIDES...` trains with.
 
     `config_dir` adds a directory of the user's YAML to Hydra's search path, next to the bundled tree
@@ -101,22 +104,26 @@ def finalize_config(cfg: DictConfig) -> DictConfig:
             if cfg_name(cfg.get(group)) is None:
                 choices = ", ".join(COMPONENT_REGISTRIES[group].choices())
                 if group == "model":
-                    raise ConfigError(f"no model selected: add `model=MODEL` or `model=MODEL/ARCH` (models: "
-                                      f"{choices}; architectures are listed by `--help`)")
+                    raise ConfigError(
+                        f"no model selected: add `model=MODEL` or `model=MODEL/ARCH` (models: "
+                        f"{choices}; architectures are listed by `--help`)"
+                    )
                 raise ConfigError(f"no {group} selected: add `{group}=NAME` (available: {choices})")
         missing = sorted(_missing_keys(cfg))
         if missing:
             key = missing[0]
-            raise ConfigError(f"{key} is required but not set: add `{key}=...` to the command line "
-                              f"(or `--{key.split('.')[-1].replace('_', '-')}` with fairseq-train)"
-                              + (f"; also missing: {', '.join(missing[1:])}" if len(missing) > 1 else ""))
+            raise ConfigError(
+                f"{key} is required but not set: add `{key}=...` to the command line "
+                f"(or `--{key.split('.')[-1].replace('_', '-')}` with fairseq-train)"
+                + (f"; also missing: {', '.join(missing[1:])}" if len(missing) > 1 else "")
+            )
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(hydra_message(e)) from e
     return cfg
 
 
-def _missing_keys(cfg: DictConfig, prefix: str = "") -> List[str]:
+def _missing_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     found = []
     for key in cfg.keys():
         full = f"{prefix}{key}"
@@ -132,7 +139,6 @@ def _missing_keys(cfg: DictConfig, prefix: str = "") -> List[str]:
 def to_plain_dict(cfg: DictConfig) -> dict:
     """The resolved config as plain containers (what checkpoints store)."""
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-
 
 
 def config_from_dict(plain: dict) -> DictConfig:

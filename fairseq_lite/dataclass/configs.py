@@ -7,7 +7,7 @@ imports a component and components never import it.
 
 import sys
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any
 
 import torch
 from omegaconf import II
@@ -24,51 +24,68 @@ COMPILE_MODE_CHOICES = ChoiceEnum(["default", "reduce-overhead", "max-autotune",
 class CommonConfig(FairseqDataclass):
     no_progress_bar: bool = cfg_field(False, "disable progress bar")
     log_interval: int = cfg_field(100, "log progress every N batches (when progress bar is disabled)")
-    log_format: Optional[LOG_FORMAT_CHOICES] = cfg_field(None, "log format to use (default: tqdm on a terminal, else simple)")
-    log_file: Optional[str] = cfg_field(None, "log file to copy metrics to")
-    tensorboard_logdir: Optional[str] = cfg_field(None, "path to save logs for tensorboard")
+    log_format: LOG_FORMAT_CHOICES | None = cfg_field(
+        None, "log format to use (default: tqdm on a terminal, else simple)"
+    )
+    log_file: str | None = cfg_field(None, "log file to copy metrics to")
+    tensorboard_logdir: str | None = cfg_field(None, "path to save logs for tensorboard")
     seed: int = cfg_field(1, "pseudo random number generator seed")
     cpu: bool = cfg_field(False, "use CPU instead of CUDA")
     bf16: bool = cfg_field(False, "use bfloat16 (autocast; works on CPU and CUDA)")
-    fp16: bool = cfg_field(False, "use FP16 (CUDA only): an fp16 model with fp32 master weights and dynamic loss scaling")
-    memory_efficient_fp16: bool = cfg_field(False, "use a memory-efficient version of FP16 training: no fp32 copy of the "
-                                                   "weights (implies --fp16; adam and sgd only)")
+    fp16: bool = cfg_field(
+        False, "use FP16 (CUDA only): an fp16 model with fp32 master weights and dynamic loss scaling"
+    )
+    memory_efficient_fp16: bool = cfg_field(
+        False,
+        "use a memory-efficient version of FP16 training: no fp32 copy of the "
+        "weights (implies --fp16; adam and sgd only)",
+    )
     amp: bool = cfg_field(False, "use automatic mixed precision (torch.autocast + GradScaler)")
     fp16_init_scale: int = cfg_field(2**7, "default FP16 loss scale")
-    fp16_scale_window: Optional[int] = cfg_field(None, "number of updates before increasing loss scale")
+    fp16_scale_window: int | None = cfg_field(None, "number of updates before increasing loss scale")
     fp16_scale_tolerance: float = cfg_field(0.0, "pct of updates that can overflow before decreasing the loss scale")
-    threshold_loss_scale: Optional[float] = cfg_field(None, "threshold FP16 loss scale from below")
+    threshold_loss_scale: float | None = cfg_field(None, "threshold FP16 loss scale from below")
     min_loss_scale: float = cfg_field(1e-4, "minimum FP16/AMP loss scale, after which training is stopped")
-    user_dir: Optional[str] = cfg_field(None, "path to a python module containing custom extensions (tasks and/or architectures)")
+    user_dir: str | None = cfg_field(
+        None, "path to a python module containing custom extensions (tasks and/or architectures)"
+    )
     empty_cache_freq: int = cfg_field(0, "how often to clear the PyTorch CUDA cache (0 to disable)")
     profile: bool = cfg_field(False, "enable autograd profiler emit_nvtx")
-    compile: bool = cfg_field(False, "torch.compile the model for training (the first updates are slow while it compiles)")
-    compile_mode: COMPILE_MODE_CHOICES = cfg_field("default", "torch.compile mode with --compile: reduce-overhead uses CUDA "
-                                                              "graphs (best with fixed batch shapes, e.g. language models)")
+    compile: bool = cfg_field(
+        False, "torch.compile the model for training (the first updates are slow while it compiles)"
+    )
+    compile_mode: COMPILE_MODE_CHOICES = cfg_field(
+        "default",
+        "torch.compile mode with --compile: reduce-overhead uses CUDA "
+        "graphs (best with fixed batch shapes, e.g. language models)",
+    )
 
 
 @dataclass
 class CommonEvalConfig(FairseqDataclass):
-    path: Optional[str] = cfg_field(None, "path to model file")
-    post_process: Optional[str] = cfg_field(None, "post-process text by removing BPE, letter segmentation, etc.")
+    path: str | None = cfg_field(None, "path to model file")
+    post_process: str | None = cfg_field(None, "post-process text by removing BPE, letter segmentation, etc.")
     quiet: bool = cfg_field(False, "only print final scores")
     model_overrides: str = cfg_field("{}", "a dictionary used to override model args at generation time")
-    results_path: Optional[str] = cfg_field(None, "path to save eval results (optional)")
+    results_path: str | None = cfg_field(None, "path to save eval results (optional)")
 
 
 @dataclass
 class DistributedTrainingConfig(FairseqDataclass):
-    distributed_world_size: int = cfg_field(max(1, torch.cuda.device_count()),
-                                            "total number of GPUs across all nodes (default: all visible GPUs)")
-    distributed_rank: Optional[int] = cfg_field(0, "rank of the current worker")
+    distributed_world_size: int = cfg_field(
+        max(1, torch.cuda.device_count()), "total number of GPUs across all nodes (default: all visible GPUs)"
+    )
+    distributed_rank: int | None = cfg_field(0, "rank of the current worker")
     distributed_backend: str = cfg_field("nccl" if torch.cuda.is_available() else "gloo", "distributed backend")
-    distributed_init_method: Optional[str] = cfg_field(None, "typically tcp://hostname:port")
+    distributed_init_method: str | None = cfg_field(None, "typically tcp://hostname:port")
     distributed_port: int = cfg_field(-1, "port number (not required if using --distributed-init-method)")
     device_id: int = cfg_field(0, "which GPU to use (usually configured automatically)")
     distributed_no_spawn: bool = cfg_field(False, "do not spawn multiple processes even if multiple GPUs are visible")
     ddp_backend: DDP_BACKEND_CHOICES = cfg_field("pytorch_ddp", "DistributedDataParallel backend")
     bucket_cap_mb: int = cfg_field(25, "bucket size for reduction")
-    find_unused_parameters: bool = cfg_field(False, "disable unused parameter detection (not applicable to --ddp-backend=legacy_ddp)")
+    find_unused_parameters: bool = cfg_field(
+        False, "disable unused parameter detection (not applicable to --ddp-backend=legacy_ddp)"
+    )
     heartbeat_timeout: int = cfg_field(-1, "kill the job if no progress is made in N seconds; set to -1 to disable")
 
 
@@ -76,21 +93,29 @@ class DistributedTrainingConfig(FairseqDataclass):
 class DatasetConfig(FairseqDataclass):
     num_workers: int = cfg_field(1, "how many subprocesses to use for data loading")
     data_buffer_size: int = cfg_field(10, "number of batches to preload (per data-loading worker)")
-    skip_invalid_size_inputs_valid_test: bool = cfg_field(False, "ignore too long or too short lines in valid and test set")
-    max_tokens: Optional[int] = cfg_field(None, "maximum number of tokens in a batch")
-    batch_size: Optional[int] = cfg_field(None, "number of examples in a batch")
+    skip_invalid_size_inputs_valid_test: bool = cfg_field(
+        False, "ignore too long or too short lines in valid and test set"
+    )
+    max_tokens: int | None = cfg_field(None, "maximum number of tokens in a batch")
+    batch_size: int | None = cfg_field(None, "number of examples in a batch")
     required_batch_size_multiple: int = cfg_field(8, "batch size will be a multiplier of this value")
-    dataset_impl: Optional[DATASET_IMPL_CHOICES] = cfg_field(None, "output dataset implementation")
+    dataset_impl: DATASET_IMPL_CHOICES | None = cfg_field(None, "output dataset implementation")
     train_subset: str = cfg_field("train", "data subset to use for training (e.g. train, valid, test)")
-    valid_subset: str = cfg_field("valid", "comma separated list of data subsets to use for validation (e.g. train, valid, test)")
+    valid_subset: str = cfg_field(
+        "valid", "comma separated list of data subsets to use for validation (e.g. train, valid, test)"
+    )
     validate_interval: int = cfg_field(1, "validate every N epochs")
     validate_interval_updates: int = cfg_field(0, "validate every N updates")
     validate_after_updates: int = cfg_field(0, "dont validate until reaching this many updates")
-    fixed_validation_seed: Optional[int] = cfg_field(None, "specified random seed for validation")
+    fixed_validation_seed: int | None = cfg_field(None, "specified random seed for validation")
     disable_validation: bool = cfg_field(False, "disable validation")
-    max_tokens_valid: Optional[int] = cfg_field(II("dataset.max_tokens"), "maximum number of tokens in a validation batch (defaults to --max-tokens)")
-    batch_size_valid: Optional[int] = cfg_field(II("dataset.batch_size"), "batch size of the validation batch (defaults to --batch-size)")
-    max_valid_steps: Optional[int] = cfg_field(None, "how many batches to evaluate")
+    max_tokens_valid: int | None = cfg_field(
+        II("dataset.max_tokens"), "maximum number of tokens in a validation batch (defaults to --max-tokens)"
+    )
+    batch_size_valid: int | None = cfg_field(
+        II("dataset.batch_size"), "batch size of the validation batch (defaults to --batch-size)"
+    )
+    max_valid_steps: int | None = cfg_field(None, "how many batches to evaluate")
     gen_subset: str = cfg_field("test", "data subset to generate (train, valid, test)")
     num_shards: int = cfg_field(1, "shard generation over N shards")
     shard_id: int = cfg_field(0, "id of the shard to generate (id < num_shards)")
@@ -102,24 +127,44 @@ class OptimizationConfig(FairseqDataclass):
     max_update: int = cfg_field(0, "force stop training at specified update")
     stop_time_hours: float = cfg_field(0, "force stop training after specified cumulative time (if >0)")
     clip_norm: float = cfg_field(0.0, "clip threshold of gradients")
-    skip_nonfinite_loss: bool = cfg_field(False, "skip an update whose loss is NaN/inf (logged) instead of stopping "
-                                                 "with a report of the first module whose output went non-finite")
-    max_oom_skips: int = cfg_field(10, "on one GPU, skip at most this many updates that run out of GPU memory "
-                                       "(each logged), then stop; 0 stops at the first")
-    sentence_avg: bool = cfg_field(False, "normalize gradients by the number of sentences in a batch (default is to normalize by number of tokens)")
-    update_freq: List[int] = cfg_field(default_factory=lambda: [1], help="update parameters every N_i batches, when in epoch i")
+    skip_nonfinite_loss: bool = cfg_field(
+        False,
+        "skip an update whose loss is NaN/inf (logged) instead of stopping "
+        "with a report of the first module whose output went non-finite",
+    )
+    max_oom_skips: int = cfg_field(
+        10,
+        "on one GPU, skip at most this many updates that run out of GPU memory "
+        "(each logged), then stop; 0 stops at the first",
+    )
+    sentence_avg: bool = cfg_field(
+        False, "normalize gradients by the number of sentences in a batch (default is to normalize by number of tokens)"
+    )
+    update_freq: list[int] = cfg_field(
+        default_factory=lambda: [1], help="update parameters every N_i batches, when in epoch i"
+    )
     # fairseq's default is 0.25, a learning rate for NAG; with Adam (our default optimizer, where
     # fairseq has none) it diverges at once, so the default is one that trains with Adam.
-    lr: List[float] = cfg_field(default_factory=lambda: [0.0005], help="learning rate for the first N epochs; all epochs >N using LR_N (note: this may be interpreted differently depending on --lr-scheduler)")
+    lr: list[float] = cfg_field(
+        default_factory=lambda: [0.0005],
+        help="learning rate for the first N epochs; all epochs >N using LR_N (note: this may be interpreted "
+        "differently depending on --lr-scheduler)",
+    )
     stop_min_lr: float = cfg_field(-1.0, "stop training when the learning rate reaches this minimum")
-    skip_remainder_batch: bool = cfg_field(False, "if set, include the last (partial) batch of each epoch in training (default is to skip it)")
+    skip_remainder_batch: bool = cfg_field(
+        False, "if set, include the last (partial) batch of each epoch in training (default is to skip it)"
+    )
 
 
 @dataclass
 class CheckpointConfig(FairseqDataclass):
     save_dir: str = cfg_field("checkpoints", "path to save checkpoints")
-    restore_file: str = cfg_field("checkpoint_last.pt", "filename from which to load checkpoint (default: <save-dir>/checkpoint_last.pt")
-    finetune_from_model: Optional[str] = cfg_field(None, "finetune from a pretrained model; note that meters and lr scheduler will be reset")
+    restore_file: str = cfg_field(
+        "checkpoint_last.pt", "filename from which to load checkpoint (default: <save-dir>/checkpoint_last.pt"
+    )
+    finetune_from_model: str | None = cfg_field(
+        None, "finetune from a pretrained model; note that meters and lr scheduler will be reset"
+    )
     reset_dataloader: bool = cfg_field(False, "if set, does not reload dataloader state from the checkpoint")
     reset_lr_scheduler: bool = cfg_field(False, "if set, does not load lr scheduler state from the checkpoint")
     reset_meters: bool = cfg_field(False, "if set, does not load meters from the checkpoint")
@@ -134,11 +179,18 @@ class CheckpointConfig(FairseqDataclass):
     no_last_checkpoints: bool = cfg_field(False, "don't store last checkpoints")
     no_save_optimizer_state: bool = cfg_field(False, "don't save optimizer-state as part of checkpoint")
     best_checkpoint_metric: str = cfg_field("loss", 'metric to use for saving "best" checkpoints')
-    maximize_best_checkpoint_metric: bool = cfg_field(False, 'select the largest metric value for saving "best" checkpoints')
-    patience: int = cfg_field(-1, "early stop training if valid performance doesn't improve for N consecutive validation runs; note that this is influenced by --validate-interval")
+    maximize_best_checkpoint_metric: bool = cfg_field(
+        False, 'select the largest metric value for saving "best" checkpoints'
+    )
+    patience: int = cfg_field(
+        -1,
+        "early stop training if valid performance doesn't improve for N consecutive validation runs; note that "
+        "this is influenced by --validate-interval",
+    )
     checkpoint_suffix: str = cfg_field("", "suffix to add to the checkpoint file name")
-    write_checkpoints_asynchronously: bool = cfg_field(False, "write checkpoints in a background thread, from a "
-                                                              "copy of the state, while training goes on")
+    write_checkpoints_asynchronously: bool = cfg_field(
+        False, "write checkpoints in a background thread, from a copy of the state, while training goes on"
+    )
 
 
 @dataclass
@@ -152,9 +204,13 @@ class GenerationConfig(FairseqDataclass):
     unkpen: float = cfg_field(0, "unknown word penalty: <0 produces more unks, >0 produces fewer")
     sampling: bool = cfg_field(False, "sample hypotheses instead of using beam search")
     sampling_topk: int = cfg_field(-1, "sample from top K likely next words instead of all words")
-    sampling_topp: float = cfg_field(-1.0, "sample from the smallest set whose cumulative probability mass exceeds p for next words")
+    sampling_topp: float = cfg_field(
+        -1.0, "sample from the smallest set whose cumulative probability mass exceeds p for next words"
+    )
     temperature: float = cfg_field(1.0, "temperature for generation")
-    no_repeat_ngram_size: int = cfg_field(0, "ngram blocking such that this size ngram cannot be repeated in the generation")
+    no_repeat_ngram_size: int = cfg_field(
+        0, "ngram blocking such that this size ngram cannot be repeated in the generation"
+    )
     prefix_size: int = cfg_field(0, "initialize generation by target prefix of given length")
     unnormalized: bool = cfg_field(False, "compare unnormalized hypothesis scores")
     match_source_len: bool = cfg_field(False, "generations should match the source length")
@@ -169,10 +225,20 @@ class InteractiveConfig(FairseqDataclass):
 
 @dataclass
 class EvalLMConfig(FairseqDataclass):
-    output_word_probs: bool = cfg_field(False, "if set, outputs words and their predicted log probabilities to standard output")
-    output_word_stats: bool = cfg_field(False, "if set, outputs word statistics such as word count, average probability, etc")
-    context_window: int = cfg_field(0, "ensures that every evaluated token has access to a context of at least this size, if possible")
-    softmax_batch: int = cfg_field(sys.maxsize, "if BxT is more than this, will batch the softmax over vocab to this amount of tokens, in order to fit into GPU memory")
+    output_word_probs: bool = cfg_field(
+        False, "if set, outputs words and their predicted log probabilities to standard output"
+    )
+    output_word_stats: bool = cfg_field(
+        False, "if set, outputs word statistics such as word count, average probability, etc"
+    )
+    context_window: int = cfg_field(
+        0, "ensures that every evaluated token has access to a context of at least this size, if possible"
+    )
+    softmax_batch: int = cfg_field(
+        sys.maxsize,
+        "if BxT is more than this, will batch the softmax over vocab to this amount of tokens, in order to fit "
+        "into GPU memory",
+    )
 
 
 # The groups of FairseqConfig that are plain settings (not a choice of registered component).

@@ -10,7 +10,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
@@ -33,7 +32,7 @@ _COMPONENT_PACKAGES = (
 )
 
 
-def import_components(user_dir: Optional[str] = None) -> None:
+def import_components(user_dir: str | None = None) -> None:
     """Import the built-in components (which registers them) and, optionally, a user's plugin dir."""
     for package in _COMPONENT_PACKAGES:
         importlib.import_module(package)
@@ -46,12 +45,17 @@ def import_user_module(user_dir: str) -> None:
     if not path.exists():
         raise ConfigError(f"common.user_dir: '{user_dir}' does not exist")
     name = path.name
-    if name in sys.modules and getattr(sys.modules[name], "__file__", None) and \
-            Path(sys.modules[name].__file__).resolve().parent == path:
+    if (
+        name in sys.modules
+        and getattr(sys.modules[name], "__file__", None)
+        and Path(sys.modules[name].__file__).resolve().parent == path
+    ):
         return  # already imported: importing twice would re-run its registrations
     if name in sys.modules:
-        raise ConfigError(f"common.user_dir: cannot import '{path}' as module '{name}', a different module "
-                          f"of that name is already imported; rename the directory")
+        raise ConfigError(
+            f"common.user_dir: cannot import '{path}' as module '{name}', a different module "
+            f"of that name is already imported; rename the directory"
+        )
     sys.path.insert(0, str(path.parent))
     try:
         importlib.import_module(name)
@@ -72,12 +76,16 @@ def component_node(kind: str, name: str):
 # so that fairseq users' log parsers keep working; the run's log file is <run dir>/train.log.
 JOB_LOGGING = {
     "version": 1,
-    "formatters": {"fairseq": {"format": "%(asctime)s | %(levelname)s | %(name)s | %(message)s",
-                               "datefmt": "%Y-%m-%d %H:%M:%S"}},
+    "formatters": {
+        "fairseq": {"format": "%(asctime)s | %(levelname)s | %(name)s | %(message)s", "datefmt": "%Y-%m-%d %H:%M:%S"}
+    },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "fairseq", "stream": "ext://sys.stdout"},
-        "file": {"class": "logging.FileHandler", "formatter": "fairseq",
-                 "filename": "${hydra.runtime.output_dir}/${hydra.job.name}.log"},
+        "file": {
+            "class": "logging.FileHandler",
+            "formatter": "fairseq",
+            "filename": "${hydra.runtime.output_dir}/${hydra.job.name}.log",
+        },
     },
     "root": {"level": "INFO", "handlers": ["console", "file"]},
     "disable_existing_loggers": False,

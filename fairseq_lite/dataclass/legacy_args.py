@@ -6,9 +6,11 @@ and composed exactly like `fairseq-hydra-train` would, so both commands always a
 
 import argparse
 import dataclasses
+import types
 import typing
+from collections.abc import Sequence
 from enum import Enum
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from fairseq_lite.dataclass.base import FairseqDataclass, eval_str_list
 from fairseq_lite.dataclass.configs import SETTINGS_GROUPS
@@ -16,8 +18,7 @@ from fairseq_lite.errors import ConfigError
 from fairseq_lite.registry import COMPONENT_REGISTRIES, get_architecture
 
 # Component-choosing flags, fairseq's names -> config group.
-COMPONENT_FLAGS = {"task": "task", "criterion": "criterion", "optimizer": "optimizer",
-                   "lr_scheduler": "lr_scheduler"}
+COMPONENT_FLAGS = {"task": "task", "criterion": "criterion", "optimizer": "optimizer", "lr_scheduler": "lr_scheduler"}
 
 
 def flag_name(field_name: str) -> str:
@@ -29,23 +30,23 @@ def _is_interpolation(value: Any) -> bool:
 
 
 def _unwrap_optional(tp):
-    if typing.get_origin(tp) is typing.Union:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(args) == 1:
             return args[0]
     return tp
 
 
-def _argparse_kwargs(f: dataclasses.Field, default: Any) -> Dict[str, Any]:
+def _argparse_kwargs(f: dataclasses.Field, default: Any) -> dict[str, Any]:
     tp = _unwrap_optional(f.type)
-    kwargs: Dict[str, Any] = {"help": f.metadata.get("help", ""), "default": argparse.SUPPRESS}
+    kwargs: dict[str, Any] = {"help": f.metadata.get("help", ""), "default": argparse.SUPPRESS}
     if tp is bool:
         kwargs["action"] = "store_false" if default is True else "store_true"
         return kwargs
     if isinstance(tp, type) and issubclass(tp, Enum):
         kwargs["choices"] = [m.value for m in tp]
         kwargs["type"] = str
-    elif typing.get_origin(tp) in (list, List):
+    elif typing.get_origin(tp) in (list,):
         (inner,) = typing.get_args(tp) or (str,)
         kwargs["type"] = lambda s, inner=inner: _parse_list(s, inner)
         kwargs["metavar"] = "LIST"
@@ -59,19 +60,26 @@ def _argparse_kwargs(f: dataclasses.Field, default: Any) -> Dict[str, Any]:
     return kwargs
 
 
-def _parse_list(text: str, inner: type) -> List[Any]:
+def _parse_list(text: str, inner: type) -> list[Any]:
     try:
         return eval_str_list(text, inner)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e))
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 class LegacyParser:
     """Builds the parser for the components the command line selects, and maps flags back to
     `group.field` keys."""
 
-    def __init__(self, prog: str, description: str, groups: Sequence[str], components: Sequence[str],
-                 positional_data: bool = True, defaults: Optional[Dict[str, str]] = None):
+    def __init__(
+        self,
+        prog: str,
+        description: str,
+        groups: Sequence[str],
+        components: Sequence[str],
+        positional_data: bool = True,
+        defaults: dict[str, str] | None = None,
+    ):
         self.prog = prog
         self.description = description
         self.groups = list(groups)
@@ -80,20 +88,34 @@ class LegacyParser:
         self.defaults = dict(defaults or {})
 
     def _selector_parser(self, add_help: bool, user_dir: bool = True) -> argparse.ArgumentParser:
-        parser = argparse.ArgumentParser(prog=self.prog, description=self.description, add_help=add_help,
-                                         allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        parser = argparse.ArgumentParser(
+            prog=self.prog,
+            description=self.description,
+            add_help=add_help,
+            allow_abbrev=False,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
         for flag in self.components:
             choices = COMPONENT_REGISTRIES[flag].choices()
-            parser.add_argument(flag_name(flag), default=self.defaults.get(flag), metavar=flag.upper(),
-                                help=f"{flag} to use; one of: {', '.join(choices)}")
+            parser.add_argument(
+                flag_name(flag),
+                default=self.defaults.get(flag),
+                metavar=flag.upper(),
+                help=f"{flag} to use; one of: {', '.join(choices)}",
+            )
         if "model" in self.components:
-            parser.add_argument("--arch", "-a", metavar="ARCH", default=self.defaults.get("arch"),
-                                help="model architecture (e.g. transformer_lm_gpt)")
+            parser.add_argument(
+                "--arch",
+                "-a",
+                metavar="ARCH",
+                default=self.defaults.get("arch"),
+                help="model architecture (e.g. transformer_lm_gpt)",
+            )
         if user_dir:  # needed before parsing the rest: plugins add components and their flags
             parser.add_argument("--user-dir", default=None, help="path to a python module with custom components")
         return parser
 
-    def parse(self, argv: Sequence[str]) -> Tuple[argparse.Namespace, Dict[str, Any], Dict[str, List[str]]]:
+    def parse(self, argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any], dict[str, list[str]]]:
         """Returns (selected components, {flag dest: value} for flags the user gave, dest -> keys)."""
         from fairseq_lite.dataclass.initialize import import_components
 
@@ -101,10 +123,11 @@ class LegacyParser:
         import_components(selectors.user_dir)
         # With the `common` group, --user-dir comes from common.user_dir like any other field.
         parser = self._selector_parser(add_help=True, user_dir="common" not in self.groups)
-        targets: Dict[str, List[str]] = {}
+        targets: dict[str, list[str]] = {}
         if self.positional_data:
-            parser.add_argument("data", nargs="?", default=argparse.SUPPRESS,
-                                help="path to the data directory (task.data)")
+            parser.add_argument(
+                "data", nargs="?", default=argparse.SUPPRESS, help="path to the data directory (task.data)"
+            )
             targets["data"] = ["task.data"]
         for group in self.groups:
             self._add_fields(parser.add_argument_group(group), group, SETTINGS_GROUPS[group], targets)
@@ -119,12 +142,12 @@ class LegacyParser:
         given = {dest: value for dest, value in vars(args).items() if dest in targets}
         return selectors, given, targets
 
-    def _selected_name(self, kind: str, selectors: argparse.Namespace) -> Optional[str]:
+    def _selected_name(self, kind: str, selectors: argparse.Namespace) -> str | None:
         if kind == "model":
             return get_architecture(selectors.arch).model if selectors.arch else None
         return getattr(selectors, kind)
 
-    def _add_fields(self, group_parser, group: str, dc: type, targets: Dict[str, List[str]]) -> None:
+    def _add_fields(self, group_parser, group: str, dc: type, targets: dict[str, list[str]]) -> None:
         for f in dataclasses.fields(dc):
             if f.name.startswith("_") or (group.startswith("task") and f.name == "data" and self.positional_data):
                 continue
@@ -139,9 +162,9 @@ class LegacyParser:
             names = [flag_name(f.name)] + ([f.metadata["argparse_alias"]] if "argparse_alias" in f.metadata else [])
             group_parser.add_argument(*names, dest=dest, **_argparse_kwargs(f, default))
 
-    def to_overrides(self, argv: Sequence[str]) -> List[str]:
+    def to_overrides(self, argv: Sequence[str]) -> list[str]:
         selectors, given, targets = self.parse(argv)
-        overrides: List[str] = []
+        overrides: list[str] = []
         if selectors.user_dir and "common" not in self.groups:
             overrides.append(f"common.user_dir={format_override_value(selectors.user_dir)}")
         for kind in self.components:
@@ -156,8 +179,9 @@ class LegacyParser:
                 raise ConfigError("--arch is required (e.g. --arch transformer_lm_gpt)")
             arch = get_architecture(selectors.arch)
             overrides.append(f"model={arch.model}")
-            user_model_values = {t.split(".", 1)[1]: v for dest, v in given.items() for t in targets[dest]
-                                 if t.startswith("model.")}
+            user_model_values = {
+                t.split(".", 1)[1]: v for dest, v in given.items() for t in targets[dest] if t.startswith("model.")
+            }
             for key, value in sorted(arch.values(user_model_values).items()):
                 if key not in user_model_values:
                     overrides.append(f"model.{key}={format_override_value(value)}")

@@ -9,7 +9,7 @@
 
 import re
 import typing
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -23,23 +23,35 @@ def _is_list_field(group: str, field: str) -> bool:
     schema = SETTINGS_GROUPS.get(group)
     if schema is None or field not in schema.__dataclass_fields__:
         return False
-    return typing.get_origin(schema.__dataclass_fields__[field].type) in (list, List)
+    return typing.get_origin(schema.__dataclass_fields__[field].type) in (list,)
 
 
-def normalize_overrides(overrides: Sequence[str]) -> List[str]:
+def normalize_overrides(overrides: Sequence[str]) -> list[str]:
     out = []
     for override in overrides:
         key, sep, value = override.partition("=")
         plain_key = key.lstrip("+~")
         head = plain_key.split(".", 1)[0]
-        if not sep or key.startswith("~") or "." not in plain_key or "@" in plain_key or "/" in plain_key \
-                or head not in SETTINGS_GROUPS and head not in COMPONENT_GROUPS:
+        if (
+            not sep
+            or key.startswith("~")
+            or "." not in plain_key
+            or "@" in plain_key
+            or "/" in plain_key
+            or head not in SETTINGS_GROUPS
+            and head not in COMPONENT_GROUPS
+        ):
             out.append(override)
             continue
         group, _, field = plain_key.partition(".")
         stripped = value.strip()
-        if _is_list_field(group, field) and stripped and not stripped.startswith(("[", "${")) \
-                and "," not in stripped and stripped != "null":
+        if (
+            _is_list_field(group, field)
+            and stripped
+            and not stripped.startswith(("[", "${"))
+            and "," not in stripped
+            and stripped != "null"
+        ):
             value = f"[{stripped}]"
         out.append(f"++{plain_key}={value}")
     return out
@@ -69,8 +81,10 @@ def explain_override_error(overrides: Sequence[str], error: Exception) -> Config
             break
         group, _, field = parsed.key_or_group.partition(".")
         if parsed.is_delete() and field and (group in SETTINGS_GROUPS or group in COMPONENT_GROUPS):
-            return ConfigError(f"{override}: a field of the config schema cannot be deleted; give it a value "
-                               f"instead ({parsed.key_or_group}=...)")
+            return ConfigError(
+                f"{override}: a field of the config schema cannot be deleted; give it a value "
+                f"instead ({parsed.key_or_group}=...)"
+            )
         if parsed.is_sweep_override() or parsed.is_delete():
             continue
         if not field or "." in field:
@@ -97,19 +111,22 @@ def explain_override_error(overrides: Sequence[str], error: Exception) -> Config
         top = group.split("/", 1)[0]
         given = f"{group.partition('/')[2] + '/' if '/' in group else ''}{option}"
         choices = available_options(top)
-        return ConfigError(f"{top}={given}: no such {top}{did_you_mean(given, choices)}; "
-                           f"available: {', '.join(choices) or 'none'}")
+        return ConfigError(
+            f"{top}={given}: no such {top}{did_you_mean(given, choices)}; available: {', '.join(choices) or 'none'}"
+        )
     bad_key = re.search(r"Could not (?:override|append to) '([\w.]+)'", message)
     if bad_key:
         head = bad_key.group(1).split(".", 1)[0]
         groups = list(SETTINGS_GROUPS) + list(COMPONENT_GROUPS)
         if head not in groups:
-            return ConfigError(f"unknown config group '{head}' in '{bad_key.group(1)}'"
-                               f"{did_you_mean(head, groups)}; groups are: {', '.join(groups)}")
+            return ConfigError(
+                f"unknown config group '{head}' in '{bad_key.group(1)}'"
+                f"{did_you_mean(head, groups)}; groups are: {', '.join(groups)}"
+            )
     return ConfigError(message)
 
 
-def available_options(group: str) -> List[str]:
+def available_options(group: str) -> list[str]:
     """What `group=...` accepts: registered names and the bundled `group/<model>/<arch>` files."""
     from pathlib import Path
 
@@ -128,7 +145,7 @@ def hydra_message(error: Exception) -> str:
     return " ".join(lines) if lines else type(error).__name__
 
 
-def first_sweep_values(overrides: Sequence[str]) -> Optional[List[str]]:
+def first_sweep_values(overrides: Sequence[str]) -> list[str] | None:
     """One job of a sweep (its first value everywhere), to check a multirun before launching it."""
     parser = OverridesParser.create()
     out = []

@@ -9,8 +9,10 @@ which value, and what is allowed), and every component name must be registered (
 import difflib
 import enum
 import logging
+import types
 import typing
-from typing import Any, Dict, List, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -33,9 +35,9 @@ def describe_type(annotation: Any) -> str:
     """What a value of this field must look like, in a user's words."""
     origin = typing.get_origin(annotation)
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if origin is typing.Union and len(args) == 1:
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
         return f"{describe_type(args[0])} (or null)"
-    if origin in (list, List):
+    if origin in (list,):
         inner = args[0] if args else None
         plural = {int: "integers", float: "numbers", str: "strings"}.get(inner, "values")
         return f"a list of {plural} like [{1 if inner is int else 0.001}]"
@@ -51,18 +53,23 @@ def field_type(schema: type, key: str) -> Any:
 def set_field(target: DictConfig, schema: type, path: str, key: str, value: Any) -> None:
     """Set one field with a clear error; fairseq's list fields (lr, update_freq) also take a scalar."""
     node = target._get_node(key)
-    if isinstance(node, ListConfig) or typing.get_origin(field_type(schema, key)) in (list, List):
-        if value is not None and not isinstance(value, (list, tuple, ListConfig)) and \
-                not (isinstance(value, str) and (value.startswith("${") or value == "???")):
+    if isinstance(node, ListConfig) or typing.get_origin(field_type(schema, key)) in (list,):
+        if (
+            value is not None
+            and not isinstance(value, (list, tuple, ListConfig))
+            and not (isinstance(value, str) and (value.startswith("${") or value == "???"))
+        ):
             value = [value]
     try:
         target[key] = value
     except OmegaConfBaseException as e:
         shown = OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
-        raise ConfigError(f"{path}.{key}={shown!r} is invalid: it must be {describe_type(field_type(schema, key))}") from e
+        raise ConfigError(
+            f"{path}.{key}={shown!r} is invalid: it must be {describe_type(field_type(schema, key))}"
+        ) from e
 
 
-def check_keys(values: Mapping, schema: type, path: str, strict: bool) -> Dict[str, Any]:
+def check_keys(values: Mapping, schema: type, path: str, strict: bool) -> dict[str, Any]:
     known = [k for k in schema.__dataclass_fields__ if k != "_name"]
     kept = {}
     for key, value in values.items():
@@ -112,9 +119,11 @@ def typed_config(cfg: Any, strict: bool = True) -> DictConfig:
             name = cfg_name(values)
             if name is None:
                 if isinstance(values, Mapping) and any(k != "_name" for k in values):
-                    raise ConfigError(f"'{group}' has settings but no component name: select one with "
-                                      f"`{group}=NAME` or set `{group}._name` (choices: "
-                                      f"{', '.join(COMPONENT_REGISTRIES[group].choices())})")
+                    raise ConfigError(
+                        f"'{group}' has settings but no component name: select one with "
+                        f"`{group}=NAME` or set `{group}._name` (choices: "
+                        f"{', '.join(COMPONENT_REGISTRIES[group].choices())})"
+                    )
                 continue
             entry = COMPONENT_REGISTRIES[group].get(name)  # unknown name: lists the choices
             typed[group] = component_node(group, name)
@@ -124,11 +133,11 @@ def typed_config(cfg: Any, strict: bool = True) -> DictConfig:
             target = typed[group]
         else:
             if strict:
-                raise ConfigError(f"unknown config group '{group}'{did_you_mean(group, groups)}; "
-                                  f"groups are: {', '.join(groups)}")
+                raise ConfigError(
+                    f"unknown config group '{group}'{did_you_mean(group, groups)}; groups are: {', '.join(groups)}"
+                )
             logger.warning(f"ignoring unknown config group '{group}'")
             continue
         for key, value in check_keys(values, schema, group, strict).items():
             set_field(target, schema, group, key, value)
     return typed
-

@@ -11,7 +11,7 @@ a run resumes on any number of ranks, and a single process (generate, eval-lm) r
 
 import logging
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -20,11 +20,15 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 
-def _sharding_units(model: nn.Module) -> List[nn.Module]:
+def _sharding_units(model: nn.Module) -> list[nn.Module]:
     """The repeated blocks worth sharding separately: every member of an nn.ModuleList named `layers`
     (the encoder and decoder layers of our transformers), or of any ModuleList when there is none."""
-    units = [layer for name, module in model.named_modules() if isinstance(module, nn.ModuleList)
-             and name.rsplit(".", 1)[-1] == "layers" for layer in module]
+    units = [
+        layer
+        for name, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] == "layers"
+        for layer in module
+    ]
     if not units:
         units = [layer for module in model.modules() if isinstance(module, nn.ModuleList) for layer in module]
     return units
@@ -57,10 +61,11 @@ def to_local_value(value: torch.Tensor) -> torch.Tensor:
 
 # --- sharded checkpoints -------------------------------------------------------------------------
 
-def save_sharded(directory: str, model: nn.Module, optimizer: Optional[torch.optim.Optimizer]) -> None:
+
+def save_sharded(directory: str, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
     """Every rank writes its shard of the model (and optimizer) state into `directory` (collective)."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict, get_model_state_dict
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
 
     if optimizer is not None:
         model_state, optim_state = get_state_dict(model, optimizer)
@@ -70,7 +75,7 @@ def save_sharded(directory: str, model: nn.Module, optimizer: Optional[torch.opt
     dcp.save(state, checkpoint_id=directory)
 
 
-def load_sharded(directory: str, model: nn.Module, optimizer: Optional[torch.optim.Optimizer]) -> None:
+def load_sharded(directory: str, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
     """Read a sharded checkpoint into a (sharded or plain) model and optimizer, on any world size."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict, set_state_dict
@@ -78,8 +83,10 @@ def load_sharded(directory: str, model: nn.Module, optimizer: Optional[torch.opt
     if not os.path.isdir(directory):
         from fairseq_lite.errors import CheckpointError
 
-        raise CheckpointError(f"the sharded model state {directory} is missing; it must stay next to the "
-                              f"checkpoint_*.pt file that names it")
+        raise CheckpointError(
+            f"the sharded model state {directory} is missing; it must stay next to the "
+            f"checkpoint_*.pt file that names it"
+        )
     distributed = dist.is_available() and dist.is_initialized()
     if optimizer is not None:
         model_state, optim_state = get_state_dict(model, optimizer)
@@ -92,7 +99,7 @@ def load_sharded(directory: str, model: nn.Module, optimizer: Optional[torch.opt
         set_state_dict(model, [], model_state_dict=state["model"], optim_state_dict={})
 
 
-def load_full_model_state(directory: str, model: nn.Module) -> Dict[str, torch.Tensor]:
+def load_full_model_state(directory: str, model: nn.Module) -> dict[str, torch.Tensor]:
     """The full (unsharded) weights of a sharded checkpoint, read in this one process."""
     import torch.distributed.checkpoint as dcp
 
@@ -101,7 +108,7 @@ def load_full_model_state(directory: str, model: nn.Module) -> Dict[str, torch.T
     return state["model"]
 
 
-def full_to_sharded_optimizer_state(optim_state: Dict[str, Any], model: nn.Module) -> Tuple[Dict[str, Any], bool]:
+def full_to_sharded_optimizer_state(optim_state: dict[str, Any], model: nn.Module) -> tuple[dict[str, Any], bool]:
     """Re-key torch's optimizer state (parameters numbered in model.parameters() order) by parameter
     name, the form torch's set_optimizer_state_dict takes for a full state; False if it does not fit."""
     names = [name for name, p in model.named_parameters() if p.requires_grad]

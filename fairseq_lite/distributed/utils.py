@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 import sys
-from typing import Callable, Dict, List, Optional
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -55,8 +55,9 @@ def _init(cfg, rank: int, world_size: int, local_rank: int, init_method: str) ->
     if torch.cuda.is_available() and not cfg.common.cpu:
         cfg.distributed_training.device_id = local_rank
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend=_backend(cfg), init_method=init_method, world_size=world_size, rank=rank,
-                            timeout=_timeout(cfg))
+    dist.init_process_group(
+        backend=_backend(cfg), init_method=init_method, world_size=world_size, rank=rank, timeout=_timeout(cfg)
+    )
     if rank != 0:
         logging.getLogger().setLevel(logging.WARNING)  # only rank 0 logs progress
     logger.info(f"distributed init: rank {rank} of {world_size} ({_backend(cfg)}, {init_method})")
@@ -73,8 +74,15 @@ def _free_port() -> int:
 _USER_ERROR_EXIT = 3
 
 
-def _spawned_worker(local_rank: int, main: Callable, plain_cfg: dict, init_method: str, world_size: int,
-                    log_files: List[str], user_errors) -> None:
+def _spawned_worker(
+    local_rank: int,
+    main: Callable,
+    plain_cfg: dict,
+    init_method: str,
+    world_size: int,
+    log_files: list[str],
+    user_errors,
+) -> None:
     from fairseq_lite.cli_utils import setup_logging
     from fairseq_lite.dataclass.compose import config_from_dict
 
@@ -110,14 +118,17 @@ def _spawn_and_wait(world_size: int, args: tuple) -> None:
     from fairseq_lite.errors import TrainingInterrupted
 
     user_errors = torch.multiprocessing.get_context("spawn").SimpleQueue()
-    context = torch.multiprocessing.start_processes(_spawned_worker, args=(*args, user_errors), nprocs=world_size,
-                                                    join=False, start_method="spawn")
+    context = torch.multiprocessing.start_processes(
+        _spawned_worker, args=(*args, user_errors), nprocs=world_size, join=False, start_method="spawn"
+    )
     received = []
 
     def forward(signum, frame):
         received.append(signum)
-        logger.warning(f"received {signal.Signals(signum).name}: the workers stop after the current update "
-                       f"(send it again to stop at once)")
+        logger.warning(
+            f"received {signal.Signals(signum).name}: the workers stop after the current update "
+            f"(send it again to stop at once)"
+        )
         for process in context.processes:
             if process.is_alive():
                 os.kill(process.pid, signal.SIGTERM)
@@ -130,8 +141,10 @@ def _spawn_and_wait(world_size: int, args: tuple) -> None:
     except torch.multiprocessing.ProcessExitedException as e:
         if received and e.exit_code == 128 + signal.SIGTERM:
             name = signal.Signals(received[0]).name
-            raise TrainingInterrupted(received[0], f"stopped by {name}: the workers saved checkpoint_last.pt; "
-                                                   f"rerun the same command to resume") from None
+            raise TrainingInterrupted(
+                received[0],
+                f"stopped by {name}: the workers saved checkpoint_last.pt; rerun the same command to resume",
+            ) from None
         if e.exit_code == _USER_ERROR_EXIT and not user_errors.empty():
             raise user_errors.get() from None
         raise
@@ -140,7 +153,7 @@ def _spawn_and_wait(world_size: int, args: tuple) -> None:
             signal.signal(sig, handler)
 
 
-def call_main(cfg, main: Callable) -> Optional[float]:
+def call_main(cfg, main: Callable) -> float | None:
     """Run `main(cfg)` in this process, in each torchrun worker, or in spawned local workers."""
     world_size = cfg.distributed_training.distributed_world_size
     if launched_by_torchrun():
@@ -151,14 +164,20 @@ def call_main(cfg, main: Callable) -> Optional[float]:
             dist.destroy_process_group()
     if world_size > 1:
         if cfg.distributed_training.distributed_no_spawn:
-            raise ConfigError("distributed_training.distributed_no_spawn is set but this process was not started "
-                              "by torchrun: launch with `torchrun --nproc_per_node N ...`")
+            raise ConfigError(
+                "distributed_training.distributed_no_spawn is set but this process was not started "
+                "by torchrun: launch with `torchrun --nproc_per_node N ...`"
+            )
         if torch.cuda.is_available() and not cfg.common.cpu and world_size > torch.cuda.device_count():
-            raise ConfigError(f"distributed_training.distributed_world_size={world_size} but only "
-                              f"{torch.cuda.device_count()} GPUs are visible")
+            raise ConfigError(
+                f"distributed_training.distributed_world_size={world_size} but only "
+                f"{torch.cuda.device_count()} GPUs are visible"
+            )
         port = cfg.distributed_training.distributed_port
-        init_method = cfg.distributed_training.distributed_init_method or \
-            f"tcp://127.0.0.1:{port if port and port > 0 else _free_port()}"
+        init_method = (
+            cfg.distributed_training.distributed_init_method
+            or f"tcp://127.0.0.1:{port if port and port > 0 else _free_port()}"
+        )
         logger.info(f"spawning {world_size} local workers ({init_method})")
         from fairseq_lite.dataclass.compose import to_plain_dict
 
@@ -169,7 +188,7 @@ def call_main(cfg, main: Callable) -> Optional[float]:
     return main(cfg)
 
 
-def all_reduce_sums(values: Dict[str, float]) -> Dict[str, float]:
+def all_reduce_sums(values: dict[str, float]) -> dict[str, float]:
     """Sum a dict of numbers over all ranks (the same keys on every rank)."""
     if get_world_size() == 1:
         return values

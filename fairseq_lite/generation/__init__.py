@@ -1,17 +1,26 @@
 """Sequence generation: beam search / sampling (SequenceGenerator) and what the commands share."""
 
-from typing import Any, Dict, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from fairseq_lite.errors import ConfigError
-from fairseq_lite.generation.search import (BeamSearch, LengthConstrainedBeamSearch, NGramRepeatBlock, Sampling,
-                                            Search)
+from fairseq_lite.generation.search import BeamSearch, LengthConstrainedBeamSearch, NGramRepeatBlock, Sampling, Search
 from fairseq_lite.generation.sequence_generator import EnsembleModel, SequenceGenerator
 
-__all__ = ["BeamSearch", "EnsembleModel", "LengthConstrainedBeamSearch", "NGramRepeatBlock", "Sampling", "Search",
-           "SequenceGenerator", "build_generator", "inference_step"]
+__all__ = [
+    "BeamSearch",
+    "EnsembleModel",
+    "LengthConstrainedBeamSearch",
+    "NGramRepeatBlock",
+    "Sampling",
+    "Search",
+    "SequenceGenerator",
+    "build_generator",
+    "inference_step",
+]
 
 
 def _get(cfg: Any, name: str, default: Any) -> Any:
@@ -19,8 +28,9 @@ def _get(cfg: Any, name: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def build_generator(task: Any, models: Sequence[torch.nn.Module], generation_cfg: Any,
-                    use_incremental: bool = True, **extra: Any) -> SequenceGenerator:
+def build_generator(
+    task: Any, models: Sequence[torch.nn.Module], generation_cfg: Any, use_incremental: bool = True, **extra: Any
+) -> SequenceGenerator:
     """A SequenceGenerator set up from a GenerationConfig (fairseq's `task.build_generator`):
     sampling with --sampling, length-constrained beam search with --match-source-len, else beam."""
     cfg = generation_cfg
@@ -43,7 +53,8 @@ def build_generator(task: Any, models: Sequence[torch.nn.Module], generation_cfg
     else:
         search = BeamSearch(tgt_dict)
     return SequenceGenerator(
-        models, tgt_dict,
+        models,
+        tgt_dict,
         beam_size=int(_get(cfg, "beam", 5)),
         max_len_a=float(_get(cfg, "max_len_a", 0)),
         max_len_b=int(_get(cfg, "max_len_b", 200)),
@@ -60,8 +71,9 @@ def build_generator(task: Any, models: Sequence[torch.nn.Module], generation_cfg
     )
 
 
-def inference_step(generator: SequenceGenerator, task: Any, sample: Dict[str, Any],
-                   prefix_tokens: Optional[Tensor] = None) -> List[List[Dict[str, Any]]]:
+def inference_step(
+    generator: SequenceGenerator, task: Any, sample: dict[str, Any], prefix_tokens: Tensor | None = None
+) -> list[list[dict[str, Any]]]:
     """Generate for one batch the way the task does (fairseq's `task.inference_step`).
 
     A decoder-only language model has no source to encode: it continues its input, which becomes
@@ -71,8 +83,9 @@ def inference_step(generator: SequenceGenerator, task: Any, sample: Dict[str, An
         return generator.generate(sample, prefix_tokens=prefix_tokens)
     task_cfg = getattr(task, "cfg", None)
     dictionary = task.source_dictionary
-    bos_token = dictionary.bos() if task_cfg is not None and _get(task_cfg, "add_bos_token", False) \
-        else dictionary.eos()
+    bos_token = (
+        dictionary.bos() if task_cfg is not None and _get(task_cfg, "add_bos_token", False) else dictionary.eos()
+    )
     src_tokens = sample["net_input"]["src_tokens"]
     if prefix_tokens is None and src_tokens.nelement() > 0:
         prefix_tokens = src_tokens

@@ -6,8 +6,9 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf
@@ -33,9 +34,9 @@ class GenerationSetup:
     decode_fn: Callable[[str], str]
 
 
-def rewrite_remove_bpe(argv: Sequence[str]) -> List[str]:
+def rewrite_remove_bpe(argv: Sequence[str]) -> list[str]:
     """fairseq's `--remove-bpe [SYMBOL]` is `--post-process SYMBOL` (default "@@ ")."""
-    out: List[str] = []
+    out: list[str] = []
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -53,7 +54,7 @@ def rewrite_remove_bpe(argv: Sequence[str]) -> List[str]:
     return out
 
 
-def _flag_value(argv: Sequence[str], flag: str) -> Optional[str]:
+def _flag_value(argv: Sequence[str], flag: str) -> str | None:
     for i, arg in enumerate(argv):
         if arg == flag and i + 1 < len(argv):
             return argv[i + 1]
@@ -72,10 +73,12 @@ def checkpoint_task_name(path: str) -> str:
         state = torch_load_weights_only(path, mmap=True)
         return str(state["cfg"]["task"]["_name"])
     except Exception as e:  # a truncated or foreign file: say so in one line
-        raise CheckpointError(f"cannot read checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from e
 
 
-def build_component(kind: str, name: Optional[str], values: Dict[str, Any]) -> Any:
+def build_component(kind: str, name: str | None, values: dict[str, Any]) -> Any:
     """A bpe/tokenizer/scoring config node: the component's dataclass with the flags given."""
     from fairseq_lite.dataclass.initialize import component_node
 
@@ -109,8 +112,14 @@ def prepare(prog: str, description: str, argv: Sequence[str], groups: Sequence[s
         importlib.import_module(package)  # registers scorers and bpe, were start-up not to
     # The checkpoint decides the task, so its flags (--source-lang, --sample-break-mode, ...) exist.
     task_name = checkpoint_task_name(path) if path else "translation"
-    parser = LegacyParser(prog, description, groups, ("task", *EXTRA_COMPONENTS), positional_data=True,
-                          defaults={"task": task_name, "scoring": "bleu"})
+    parser = LegacyParser(
+        prog,
+        description,
+        groups,
+        ("task", *EXTRA_COMPONENTS),
+        positional_data=True,
+        defaults={"task": task_name, "scoring": "bleu"},
+    )
     selectors, given, targets = parser.parse(argv)
     if selectors.task != task_name:
         raise ConfigError(f"--task {selectors.task}: the checkpoint {path} was trained with task '{task_name}'")
@@ -123,8 +132,9 @@ def prepare(prog: str, description: str, argv: Sequence[str], groups: Sequence[s
 
     gen = cfg.generation
     if gen.sampling and gen.nbest != gen.beam:
-        raise ConfigError(f"--sampling requires --nbest to be equal to --beam (got --nbest {gen.nbest}, "
-                          f"--beam {gen.beam})")
+        raise ConfigError(
+            f"--sampling requires --nbest to be equal to --beam (got --nbest {gen.nbest}, --beam {gen.beam})"
+        )
     if gen.nbest > gen.beam:
         raise ConfigError(f"--nbest {gen.nbest} cannot be larger than --beam {gen.beam}")
 
@@ -140,7 +150,7 @@ def prepare(prog: str, description: str, argv: Sequence[str], groups: Sequence[s
     return GenerationSetup(cfg, task, model, generator, device, encode_fn, decode_fn)
 
 
-def _text_codecs(cfg: Any) -> Tuple[Callable[[str], str], Callable[[str], str]]:
+def _text_codecs(cfg: Any) -> tuple[Callable[[str], str], Callable[[str], str]]:
     """encode: tokenizer then bpe (raw text -> model symbols); decode: the reverse."""
     bpe = COMPONENT_REGISTRIES["bpe"].build(cfg.bpe) if cfg.bpe is not None else None
     tokenizer = COMPONENT_REGISTRIES["tokenizer"].build(cfg.tokenizer) if cfg.tokenizer is not None else None
@@ -179,8 +189,14 @@ def resolve_max_positions(*limits: Any) -> Any:
     return result
 
 
-def hypothesis_lines(sample_id: int, hypo: Dict[str, Any], tgt_dict: Any, post_process: Optional[str],
-                     strip: set, decode_fn: Callable[[str], str]) -> Tuple[List[str], str, str]:
+def hypothesis_lines(
+    sample_id: int,
+    hypo: dict[str, Any],
+    tgt_dict: Any,
+    post_process: str | None,
+    strip: set,
+    decode_fn: Callable[[str], str],
+) -> tuple[list[str], str, str]:
     """fairseq's H- (tokens), D- (detokenized) and P- (per-token) lines; scores in base 2."""
     hypo_str = tgt_dict.string(hypo["tokens"].int().cpu(), post_process, extra_symbols_to_ignore=strip)
     detok = decode_fn(hypo_str)

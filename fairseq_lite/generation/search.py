@@ -7,14 +7,13 @@ cumulative scores, their token ids and the beam each extends. The generator take
 """
 
 import math
-from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from fairseq_lite.kernels import compiled_op
 
-Candidates = Tuple[Tensor, Tensor, Tensor]
+Candidates = tuple[Tensor, Tensor, Tensor]
 
 
 class Search:
@@ -25,7 +24,7 @@ class Search:
         self.unk = tgt_dict.unk()
         self.eos = tgt_dict.eos()
         self.vocab_size = len(tgt_dict)
-        self.src_lengths: Optional[Tensor] = None
+        self.src_lengths: Tensor | None = None
 
     def set_src_lengths(self, src_lengths: Tensor) -> None:
         self.src_lengths = src_lengths
@@ -82,7 +81,7 @@ class Sampling(Search):
         self.sampling_topk = sampling_topk
         self.sampling_topp = sampling_topp
 
-    def _nucleus(self, lprobs: Tensor) -> Tuple[Tensor, Tensor]:
+    def _nucleus(self, lprobs: Tensor) -> tuple[Tensor, Tensor]:
         """Probabilities outside the top-p set zeroed, sorted descending, with their token ids."""
         sorted_probs, sorted_ids = lprobs.exp().sort(descending=True)
         inside = sorted_probs.cumsum(dim=2).lt(self.sampling_topp)
@@ -97,7 +96,7 @@ class Sampling(Search):
         bsz, beam_size, _ = lprobs.shape
         if step == 0:
             lprobs = lprobs[:, :1, :].contiguous()
-        top_ids: Optional[Tensor] = None
+        top_ids: Tensor | None = None
         if self.sampling_topp > 0:
             probs, top_ids = self._nucleus(lprobs)
         elif self.sampling_topk > 0:
@@ -112,8 +111,11 @@ class Sampling(Search):
         else:
             picks = torch.multinomial(probs.view(bsz * beam_size, -1), 1, replacement=True).view(bsz, beam_size)
         cand_scores = torch.gather(probs, dim=2, index=picks.unsqueeze(-1)).log().view(bsz, -1)
-        cand_tokens = picks if top_ids is None else \
-            torch.gather(top_ids.expand(bsz, beam_size, -1), dim=2, index=picks.unsqueeze(-1)).squeeze(2)
+        cand_tokens = (
+            picks
+            if top_ids is None
+            else torch.gather(top_ids.expand(bsz, beam_size, -1), dim=2, index=picks.unsqueeze(-1)).squeeze(2)
+        )
         if step == 0:
             cand_beams = picks.new_zeros(bsz, beam_size)
         else:
@@ -156,7 +158,7 @@ class NGramRepeatBlock:
             # Every token already present is a repeated 1-gram.
             return lprobs.scatter_(1, tokens, -math.inf)
         windows = tokens.unfold(1, n, 1)  # N x (L-n+1) x n: every n-gram so far
-        context = tokens[:, length - n + 1:]  # the last n-1 tokens: the start of the next n-gram
+        context = tokens[:, length - n + 1 :]  # the last n-1 tokens: the start of the next n-gram
         repeats = windows[:, :, :-1].eq(context.unsqueeze(1)).all(dim=2)
         vocab = lprobs.size(1)
         # Non-matching windows point at an extra, discarded column so one scatter does it all.

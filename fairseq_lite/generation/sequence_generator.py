@@ -12,7 +12,8 @@ when sentences leave.
 """
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -20,7 +21,7 @@ from torch import Tensor
 
 from fairseq_lite.generation.search import BeamSearch, NGramRepeatBlock, Search
 
-Hypothesis = Dict[str, Any]
+Hypothesis = dict[str, Any]
 
 
 class EnsembleModel(nn.Module):
@@ -31,10 +32,12 @@ class EnsembleModel(nn.Module):
         self.models = nn.ModuleList(models)
         self.has_encoder = all(getattr(m, "encoder", None) is not None for m in models)
         self.incremental = use_incremental and all(
-            hasattr(getattr(m, "decoder", None), "reorder_incremental_state") for m in models)
+            hasattr(getattr(m, "decoder", None), "reorder_incremental_state") for m in models
+        )
         # One encoder output per sentence, shared by its hypotheses (see FairseqDecoder).
         self.grouped_encoder_out = self.has_encoder and all(
-            getattr(m.decoder, "supports_grouped_encoder_out", False) for m in models)
+            getattr(m.decoder, "supports_grouped_encoder_out", False) for m in models
+        )
 
     def max_decoder_positions(self) -> int:
         limits = []
@@ -44,28 +47,34 @@ class EnsembleModel(nn.Module):
                 limits.append(int(fn()))
         return min(limits, default=int(1e9))
 
-    def forward_encoder(self, net_input: Dict[str, Tensor]) -> Optional[List[Dict[str, Any]]]:
+    def forward_encoder(self, net_input: dict[str, Tensor]) -> list[dict[str, Any]] | None:
         if not self.has_encoder:
             return None
         return [m.encoder(net_input["src_tokens"], net_input.get("src_lengths")) for m in self.models]
 
-    def reorder_encoder_out(self, encoder_outs: Optional[List[Dict[str, Any]]],
-                            new_order: Tensor) -> Optional[List[Dict[str, Any]]]:
+    def reorder_encoder_out(
+        self, encoder_outs: list[dict[str, Any]] | None, new_order: Tensor
+    ) -> list[dict[str, Any]] | None:
         if encoder_outs is None:
             return None
         return [_reorder_encoder_out(m, out, new_order) for m, out in zip(self.models, encoder_outs)]
 
-    def reorder_incremental_state(self, states: List[Dict[str, Any]], new_order: Tensor) -> None:
+    def reorder_incremental_state(self, states: list[dict[str, Any]], new_order: Tensor) -> None:
         if self.incremental:
             for m, state in zip(self.models, states):
                 m.decoder.reorder_incremental_state(state, new_order)
 
-    def forward_decoder(self, tokens: Tensor, encoder_outs: Optional[List[Dict[str, Any]]],
-                        states: List[Dict[str, Any]], temperature: float) -> Tensor:
+    def forward_decoder(
+        self,
+        tokens: Tensor,
+        encoder_outs: list[dict[str, Any]] | None,
+        states: list[dict[str, Any]],
+        temperature: float,
+    ) -> Tensor:
         """Log-probabilities (N x V) of the token after `tokens` (N x T)."""
         all_lprobs = []
         for i, m in enumerate(self.models):
-            kwargs: Dict[str, Any] = {}
+            kwargs: dict[str, Any] = {}
             if encoder_outs is not None:
                 kwargs["encoder_out"] = encoder_outs[i]
             if self.incremental:
@@ -80,7 +89,7 @@ class EnsembleModel(nn.Module):
         return torch.logsumexp(torch.stack(all_lprobs), dim=0) - math.log(len(all_lprobs))
 
 
-def _reorder_encoder_out(model: nn.Module, encoder_out: Dict[str, Any], new_order: Tensor) -> Dict[str, Any]:
+def _reorder_encoder_out(model: nn.Module, encoder_out: dict[str, Any], new_order: Tensor) -> dict[str, Any]:
     reorder = getattr(model.encoder, "reorder_encoder_out", None)
     if reorder is not None:
         return reorder(encoder_out, new_order)
@@ -91,7 +100,7 @@ def _reorder_encoder_out(model: nn.Module, encoder_out: Dict[str, Any], new_orde
 class SequenceGenerator(nn.Module):
     def __init__(
         self,
-        models: Union[nn.Module, Sequence[nn.Module]],
+        models: nn.Module | Sequence[nn.Module],
         tgt_dict: Any,
         beam_size: int = 1,
         max_len_a: float = 0,
@@ -104,9 +113,9 @@ class SequenceGenerator(nn.Module):
         temperature: float = 1.0,
         match_source_len: bool = False,
         no_repeat_ngram_size: int = 0,
-        search_strategy: Optional[Search] = None,
-        eos: Optional[int] = None,
-        symbols_to_strip_from_output: Optional[set] = None,
+        search_strategy: Search | None = None,
+        eos: int | None = None,
+        symbols_to_strip_from_output: set | None = None,
         use_incremental: bool = True,
     ):
         """
@@ -147,13 +156,15 @@ class SequenceGenerator(nn.Module):
     def use_incremental(self) -> bool:
         return self.model.incremental
 
-    def forward(self, sample: Dict[str, Any], prefix_tokens: Optional[Tensor] = None,
-                bos_token: Optional[int] = None) -> List[List[Hypothesis]]:
+    def forward(
+        self, sample: dict[str, Any], prefix_tokens: Tensor | None = None, bos_token: int | None = None
+    ) -> list[list[Hypothesis]]:
         return self.generate(sample, prefix_tokens=prefix_tokens, bos_token=bos_token)
 
     @torch.no_grad()
-    def generate(self, sample: Any, *args: Any, prefix_tokens: Optional[Tensor] = None,
-                 bos_token: Optional[int] = None, **kwargs: Any) -> List[List[Hypothesis]]:
+    def generate(
+        self, sample: Any, *args: Any, prefix_tokens: Tensor | None = None, bos_token: int | None = None, **kwargs: Any
+    ) -> list[list[Hypothesis]]:
         """For each sentence of the batch, its finalized hypotheses, best first: dicts with
         "tokens" (ending in eos), "score", "positional_scores" (natural log), "alignment", "attention".
         """
@@ -166,8 +177,9 @@ class SequenceGenerator(nn.Module):
             raise NotImplementedError("lexically constrained decoding is not supported")
         return self._generate(sample, prefix_tokens, bos_token)
 
-    def _generate(self, sample: Dict[str, Any], prefix_tokens: Optional[Tensor],
-                  bos_token: Optional[int]) -> List[List[Hypothesis]]:
+    def _generate(
+        self, sample: dict[str, Any], prefix_tokens: Tensor | None, bos_token: int | None
+    ) -> list[list[Hypothesis]]:
         net_input = sample["net_input"]
         src_tokens = net_input["src_tokens"]
         device = src_tokens.device
@@ -180,32 +192,35 @@ class SequenceGenerator(nn.Module):
         else:
             max_len = min(int(self.max_len_a * src_width + self.max_len_b), self.max_len - 1)
         if self.min_len > max_len:
-            raise ValueError(f"min_len ({self.min_len}) cannot be larger than max_len ({max_len}); "
-                             f"adjust --min-len / --max-len-a / --max-len-b")
+            raise ValueError(
+                f"min_len ({self.min_len}) cannot be larger than max_len ({max_len}); "
+                f"adjust --min-len / --max-len-a / --max-len-b"
+            )
 
         encoder_outs = self.model.forward_encoder(net_input)
         grouped = self.model.grouped_encoder_out
         if not grouped:
             # Every sentence is decoded `beam` times: repeat its encoder output once, up front.
             encoder_outs = self.model.reorder_encoder_out(
-                encoder_outs, torch.arange(bsz, device=device).repeat_interleave(beam))
-        states: List[Dict[str, Any]] = [{} for _ in self.model.models]
+                encoder_outs, torch.arange(bsz, device=device).repeat_interleave(beam)
+            )
+        states: list[dict[str, Any]] = [{} for _ in self.model.models]
 
         scores = torch.zeros(bsz * beam, max_len + 1, device=device)
         tokens = torch.full((bsz * beam, max_len + 2), self.pad, dtype=torch.long, device=device)
         tokens[:, 0] = self.eos if bos_token is None else bos_token
 
-        finalized: List[List[Hypothesis]] = [[] for _ in range(bsz)]
+        finalized: list[list[Hypothesis]] = [[] for _ in range(bsz)]
         # Original sentence index of each sentence still in the batch.
-        alive: List[int] = list(range(bsz))
+        alive: list[int] = list(range(bsz))
         # Beam slots of a sentence whose continuation was used up by finalized hypotheses.
         cands_to_ignore = torch.zeros(bsz, beam, dtype=torch.bool, device=device)
         cand_size = 2 * beam
         bbsz_offsets = (torch.arange(bsz, device=device) * beam).unsqueeze(1)
         cand_offsets = torch.arange(cand_size, device=device)
 
-        reorder_state: Optional[Tensor] = None
-        batch_idxs: Optional[Tensor] = None
+        reorder_state: Tensor | None = None
+        batch_idxs: Tensor | None = None
         for step in range(max_len + 1):  # one step more than max_len, for eos
             if reorder_state is not None:
                 if batch_idxs is not None:
@@ -218,14 +233,14 @@ class SequenceGenerator(nn.Module):
                 if not grouped:
                     encoder_outs = self.model.reorder_encoder_out(encoder_outs, reorder_state)
 
-            lprobs = self.model.forward_decoder(tokens[:, :step + 1], encoder_outs, states, self.temperature)
+            lprobs = self.model.forward_decoder(tokens[:, : step + 1], encoder_outs, states, self.temperature)
             lprobs = lprobs.float().nan_to_num_(nan=-math.inf, posinf=math.inf, neginf=-math.inf)
             lprobs[:, self.pad] = -math.inf
             if self.unk_penalty:
                 lprobs[:, self.unk] -= self.unk_penalty
             if step >= max_len:  # only eos is left
-                lprobs[:, :self.eos] = -math.inf
-                lprobs[:, self.eos + 1:] = -math.inf
+                lprobs[:, : self.eos] = -math.inf
+                lprobs[:, self.eos + 1 :] = -math.inf
 
             if prefix_tokens is not None and step < prefix_tokens.size(1) and step < max_len:
                 lprobs, tokens, scores = self._force_prefix(step, lprobs, scores, tokens, prefix_tokens, beam)
@@ -233,23 +248,25 @@ class SequenceGenerator(nn.Module):
                 lprobs[:, self.eos] = -math.inf  # min_len does not apply to a forced prefix
 
             if self.repeat_ngram_blocker is not None:
-                lprobs = self.repeat_ngram_blocker(tokens[:, :step + 1], lprobs)
+                lprobs = self.repeat_ngram_blocker(tokens[:, : step + 1], lprobs)
             if self.search.needs_src_lengths:
                 self.search.set_src_lengths(src_lengths)
 
             cand_scores, cand_tokens, cand_beams = self.search.step(
-                step, lprobs.view(bsz, -1, self.vocab_size), scores.view(bsz, beam, -1)[:, :, :step])
+                step, lprobs.view(bsz, -1, self.vocab_size), scores.view(bsz, beam, -1)[:, :, :step]
+            )
             cand_bbsz_idx = cand_beams + bbsz_offsets
 
             # Candidates ending in eos among the best `beam` are finalized.
             eos_mask = cand_tokens.eq(self.eos) & cand_scores.ne(-math.inf)
             eos_mask[:, :beam][cands_to_ignore] = False
             eos_bbsz_idx = torch.masked_select(cand_bbsz_idx[:, :beam], mask=eos_mask[:, :beam])
-            done_rows: List[int] = []
+            done_rows: list[int] = []
             if eos_bbsz_idx.numel() > 0:
                 eos_scores = torch.masked_select(cand_scores[:, :beam], mask=eos_mask[:, :beam])
-                done_rows = self._finalize(step, eos_bbsz_idx, eos_scores, tokens, scores, finalized, alive,
-                                           beam, src_lengths, max_len)
+                done_rows = self._finalize(
+                    step, eos_bbsz_idx, eos_scores, tokens, scores, finalized, alive, beam, src_lengths, max_len
+                )
             if len(alive) == len(done_rows):
                 break
             if step >= max_len:
@@ -283,13 +300,13 @@ class SequenceGenerator(nn.Module):
             # Continue with the best `beam` candidates that neither end in eos nor are ignored:
             # rank candidates by position, pushing those out of the running past all others.
             eos_mask[:, :beam] = cands_to_ignore | eos_mask[:, :beam]
-            active_mask = eos_mask.long() * cand_size + cand_offsets[:eos_mask.size(1)]
+            active_mask = eos_mask.long() * cand_size + cand_offsets[: eos_mask.size(1)]
             new_cands_to_ignore, active_hypos = torch.topk(active_mask, k=beam, dim=1, largest=False)
             cands_to_ignore = new_cands_to_ignore.ge(cand_size)[:, :beam]
             assert (~cands_to_ignore).any(dim=1).all(), "a sentence has no hypothesis left to extend"
 
             active_bbsz_idx = torch.gather(cand_bbsz_idx, dim=1, index=active_hypos).view(-1)
-            tokens[:, :step + 1] = tokens[:, :step + 1].index_select(0, active_bbsz_idx)
+            tokens[:, : step + 1] = tokens[:, : step + 1].index_select(0, active_bbsz_idx)
             tokens.view(bsz, beam, -1)[:, :, step + 1] = torch.gather(cand_tokens, dim=1, index=active_hypos)
             if step > 0:
                 scores[:, :step] = scores[:, :step].index_select(0, active_bbsz_idx)
@@ -301,8 +318,9 @@ class SequenceGenerator(nn.Module):
             hypos.sort(key=lambda h: float(h["score"]), reverse=True)
         return finalized
 
-    def _force_prefix(self, step: int, lprobs: Tensor, scores: Tensor, tokens: Tensor, prefix_tokens: Tensor,
-                      beam: int):
+    def _force_prefix(
+        self, step: int, lprobs: Tensor, scores: Tensor, tokens: Tensor, prefix_tokens: Tensor, beam: int
+    ):
         """Make the prefix token the only choice at this step (rows whose prefix is shorter, i.e.
         pad here, choose freely); its log-probability is kept, so it counts in the score."""
         prefix_toks = prefix_tokens[:, step].unsqueeze(-1).repeat(1, beam).view(-1)
@@ -320,14 +338,24 @@ class SequenceGenerator(nn.Module):
             lprobs = _replicate_first_beam(lprobs, sent_mask, beam)
         return lprobs, tokens, scores
 
-    def _finalize(self, step: int, bbsz_idx: Tensor, eos_scores: Tensor, tokens: Tensor, scores: Tensor,
-                  finalized: List[List[Hypothesis]], alive: List[int], beam: int, src_lengths: Tensor,
-                  max_len: int) -> List[int]:
+    def _finalize(
+        self,
+        step: int,
+        bbsz_idx: Tensor,
+        eos_scores: Tensor,
+        tokens: Tensor,
+        scores: Tensor,
+        finalized: list[list[Hypothesis]],
+        alive: list[int],
+        beam: int,
+        src_lengths: Tensor,
+        max_len: int,
+    ) -> list[int]:
         """Copy out the hypotheses ending in eos now; return the batch rows of the sentences that
         are done (beam hypotheses collected, or max_len reached)."""
-        hypo_tokens = tokens.index_select(0, bbsz_idx)[:, 1:step + 2]  # without bos
+        hypo_tokens = tokens.index_select(0, bbsz_idx)[:, 1 : step + 2]  # without bos
         hypo_tokens[:, step] = self.eos
-        positional = scores.index_select(0, bbsz_idx)[:, :step + 1]
+        positional = scores.index_select(0, bbsz_idx)[:, : step + 1]
         positional[:, step] = eos_scores
         positional[:, 1:] = positional[:, 1:] - positional[:, :-1]  # cumulative -> per token
         if self.normalize_scores:
@@ -341,13 +369,15 @@ class SequenceGenerator(nn.Module):
         for i, row in enumerate(rows_list):
             sent = alive[row]
             if len(finalized[sent]) < beam:
-                finalized[sent].append({
-                    "tokens": hypo_tokens[i],
-                    "score": eos_scores[i],
-                    "attention": None,
-                    "alignment": None,
-                    "positional_scores": positional[i],
-                })
+                finalized[sent].append(
+                    {
+                        "tokens": hypo_tokens[i],
+                        "score": eos_scores[i],
+                        "attention": None,
+                        "alignment": None,
+                        "positional_scores": positional[i],
+                    }
+                )
         done = []
         for row in sorted(set(rows_list)):
             if len(finalized[alive[row]]) == beam or step == max_len:

@@ -11,8 +11,8 @@ The extension is built by setup.py with torch's BuildExtension (`pip install --n
 
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, Optional
 
 import torch
 
@@ -20,9 +20,9 @@ logger = logging.getLogger(__name__)
 
 FORCE_REFERENCE_ENV = "FAIRSEQ_LITE_FORCE_REFERENCE"
 
-_loaded: Optional[bool] = None  # None: not tried yet
+_loaded: bool | None = None  # None: not tried yet
 _reason = ""
-_forced: Optional[bool] = None  # set by force_reference(); None: follow the environment variable
+_forced: bool | None = None  # set by force_reference(); None: follow the environment variable
 _logged = False
 
 

@@ -18,8 +18,6 @@ The reference next to it is log_softmax-based PyTorch, the computation the crite
 Which one runs is chosen by `fairseq_lite.kernels.compiled_op` (see fairseq_lite/kernels/__init__.py).
 """
 
-from typing import Tuple
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -31,8 +29,9 @@ FORWARD_OP = "fused_cross_entropy_forward"
 BACKWARD_OP = "fused_cross_entropy_backward"
 
 
-def softmax_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100,
-                          label_smoothing: float = 0.0, reduce: bool = True) -> Tuple[Tensor, Tensor]:
+def softmax_cross_entropy(
+    logits: Tensor, target: Tensor, ignore_index: int = -100, label_smoothing: float = 0.0, reduce: bool = True
+) -> tuple[Tensor, Tensor]:
     """(loss, nll_loss) of log_softmax(logits) against `target`, with fairseq's label smoothing.
 
     logits: [..., V] in fp32/bf16/fp16/fp64; target: int64 [...] (same leading shape). Returns sums
@@ -57,7 +56,7 @@ def softmax_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -1
     return loss, nll
 
 
-def cross_entropy_terms(logits: Tensor, target: Tensor, ignore_index: int = -100) -> Tuple[Tensor, Tensor]:
+def cross_entropy_terms(logits: Tensor, target: Tensor, ignore_index: int = -100) -> tuple[Tensor, Tensor]:
     """Per-row (nll, smooth) for logits [N, V] and int64 targets [N]; see the module docstring.
     The compiled kernel when there is one for the logits' device, else the reference."""
     _check_inputs(logits, target)
@@ -66,7 +65,7 @@ def cross_entropy_terms(logits: Tensor, target: Tensor, ignore_index: int = -100
     return reference_cross_entropy_terms(logits, target, ignore_index)
 
 
-def reference_cross_entropy_terms(logits: Tensor, target: Tensor, ignore_index: int = -100) -> Tuple[Tensor, Tensor]:
+def reference_cross_entropy_terms(logits: Tensor, target: Tensor, ignore_index: int = -100) -> tuple[Tensor, Tensor]:
     """The pure-PyTorch reference: log_softmax in fp32 (fp64 for fp64 logits), then gather and sum;
     autograd provides the backward."""
     _check_inputs(logits, target)
@@ -84,7 +83,7 @@ class _FusedSoftmaxCrossEntropy(torch.autograd.Function):
     the logits and lse: p = exp(logits - lse) is recomputed, never stored)."""
 
     @staticmethod
-    def forward(ctx, logits: Tensor, target: Tensor, ignore_index: int) -> Tuple[Tensor, Tensor]:
+    def forward(ctx, logits: Tensor, target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor]:
         nll, smooth, lse = getattr(torch.ops.fairseq_lite, FORWARD_OP)(logits, target, ignore_index)
         ctx.save_for_backward(logits, target, lse)
         ctx.ignore_index = ignore_index
@@ -96,8 +95,9 @@ class _FusedSoftmaxCrossEntropy(torch.autograd.Function):
         logits, target, lse = ctx.saved_tensors
         grad_logits = None
         if ctx.needs_input_grad[0]:
-            grad_logits = getattr(torch.ops.fairseq_lite, BACKWARD_OP)(grad_nll, grad_smooth, logits, target, lse,
-                                                                       ctx.ignore_index)
+            grad_logits = getattr(torch.ops.fairseq_lite, BACKWARD_OP)(
+                grad_nll, grad_smooth, logits, target, lse, ctx.ignore_index
+            )
         return grad_logits, None, None
 
 

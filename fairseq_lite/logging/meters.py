@@ -2,7 +2,7 @@
 
 import math
 import time
-from typing import Callable, Dict, Optional
+from collections.abc import Callable
 
 
 class StopwatchMeter:
@@ -11,7 +11,7 @@ class StopwatchMeter:
 
     def __init__(self, initial: float = 0.0):
         self.sum = initial
-        self.start_time: Optional[float] = None
+        self.start_time: float | None = None
 
     def start(self):
         self.start_time = time.perf_counter()
@@ -32,13 +32,13 @@ class UpdateStats:
     turns it into fairseq's log fields: loss, ppl, wps, ups, wpb, bsz, gnorm, clip."""
 
     def __init__(self):
-        self.totals: Dict[str, float] = {}
+        self.totals: dict[str, float] = {}
         self.num_updates = 0
         self.gnorm_sum = 0.0
         self.num_clipped = 0
         self.start = time.perf_counter()
 
-    def add(self, logging_output: Dict[str, float], gnorm: Optional[float] = None, clipped: bool = False):
+    def add(self, logging_output: dict[str, float], gnorm: float | None = None, clipped: bool = False):
         for key, value in logging_output.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.totals[key] = self.totals.get(key, 0.0) + value
@@ -47,8 +47,9 @@ class UpdateStats:
             self.gnorm_sum += gnorm if math.isfinite(gnorm) else 0.0
             self.num_clipped += int(clipped)
 
-    def stats(self, reduce_metrics: Callable[[Dict[str, float]], Dict[str, float]],
-              training: bool = True) -> Dict[str, float]:
+    def stats(
+        self, reduce_metrics: Callable[[dict[str, float]], dict[str, float]], training: bool = True
+    ) -> dict[str, float]:
         out = dict(reduce_metrics(self.totals)) if self.totals.get("sample_size", 0) > 0 else {}
         elapsed = max(time.perf_counter() - self.start, 1e-9)
         ntokens = self.totals.get("ntokens", 0.0)
@@ -63,7 +64,7 @@ class UpdateStats:
             out["bsz"] = self.totals.get("nsentences", 0.0) / batches
         return out
 
-    def gnorm_stats(self, clip_norm: float) -> Dict[str, float]:
+    def gnorm_stats(self, clip_norm: float) -> dict[str, float]:
         if not self.num_updates:
             return {}
         out = {"gnorm": self.gnorm_sum / self.num_updates}

@@ -8,14 +8,27 @@ import json
 import logging
 import sys
 from collections import OrderedDict
+from collections.abc import Iterable
 from numbers import Number
-from typing import Dict, Iterable, Optional
 
 logger = logging.getLogger(__name__)
 
 # Decimal places per stat, as fairseq rounds them; anything else gets 3.
-ROUNDING = {"loss": 3, "nll_loss": 3, "ppl": 2, "wps": 0, "ups": 2, "wpb": 0, "bsz": 0, "gnorm": 3,
-            "clip": 0, "train_wall": 0, "wall": 0, "loss_scale": 4, "gb_free": 1}
+ROUNDING = {
+    "loss": 3,
+    "nll_loss": 3,
+    "ppl": 2,
+    "wps": 0,
+    "ups": 2,
+    "wpb": 0,
+    "bsz": 0,
+    "gnorm": 3,
+    "clip": 0,
+    "train_wall": 0,
+    "wall": 0,
+    "loss_scale": 4,
+    "gb_free": 1,
+}
 INTEGER_STATS = {"num_updates", "epoch", "update"}
 
 
@@ -32,9 +45,15 @@ def format_stat(name: str, value) -> object:
     return value
 
 
-def progress_bar(iterator: Iterable, log_format: Optional[str] = None, log_interval: int = 100,
-                 epoch: Optional[int] = None, prefix: Optional[str] = None,
-                 tensorboard_logdir: Optional[str] = None, default_log_format: str = "tqdm"):
+def progress_bar(
+    iterator: Iterable,
+    log_format: str | None = None,
+    log_interval: int = 100,
+    epoch: int | None = None,
+    prefix: str | None = None,
+    tensorboard_logdir: str | None = None,
+    default_log_format: str = "tqdm",
+):
     log_format = str(log_format) if log_format is not None else default_log_format
     if log_format == "tqdm" and not sys.stderr.isatty():
         log_format = "simple"  # a tqdm bar in a log file is unreadable
@@ -46,8 +65,9 @@ def progress_bar(iterator: Iterable, log_format: Optional[str] = None, log_inter
 
 
 class BaseProgressBar:
-    def __init__(self, iterable: Iterable, epoch: Optional[int] = None, prefix: Optional[str] = None,
-                 log_interval: int = 100):
+    def __init__(
+        self, iterable: Iterable, epoch: int | None = None, prefix: str | None = None, log_interval: int = 100
+    ):
         self.iterable = iterable
         self.n = getattr(iterable, "n", 0)
         self.epoch = epoch
@@ -66,19 +86,19 @@ class BaseProgressBar:
             self.i = i
             yield item
 
-    def log(self, stats: Dict, tag: Optional[str] = None, step: Optional[int] = None):
+    def log(self, stats: dict, tag: str | None = None, step: int | None = None):
         raise NotImplementedError
 
-    def print(self, stats: Dict, tag: Optional[str] = None, step: Optional[int] = None):
+    def print(self, stats: dict, tag: str | None = None, step: int | None = None):
         raise NotImplementedError
 
     def close(self):
         pass
 
-    def _formatted(self, stats: Dict) -> "OrderedDict[str, object]":
+    def _formatted(self, stats: dict) -> "OrderedDict[str, object]":
         return OrderedDict((k, format_stat(k, v)) for k, v in stats.items())
 
-    def _str_pipes(self, stats: Dict) -> str:
+    def _str_pipes(self, stats: dict) -> str:
         return " | ".join(f"{k} {v}" for k, v in self._formatted(stats).items())
 
 
@@ -118,8 +138,13 @@ class TqdmProgressBar(BaseProgressBar):
         super().__init__(iterable, epoch, prefix, log_interval)
         from tqdm import tqdm
 
-        self.tqdm = tqdm(iterable, desc=self.prefix, leave=False, initial=self.n,
-                         total=len(iterable) if hasattr(iterable, "__len__") else None)
+        self.tqdm = tqdm(
+            iterable,
+            desc=self.prefix,
+            leave=False,
+            initial=self.n,
+            total=len(iterable) if hasattr(iterable, "__len__") else None,
+        )
 
     def __iter__(self):
         return iter(self.tqdm)

@@ -9,7 +9,7 @@ encoder-decoder model (`FairseqEncoderDecoderModel`), which passes `encoder_out`
   {"encoder_out": B x S x C tensor, "encoder_padding_mask": B x S bool tensor (True at pads) or None}
 """
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import torch.nn as nn
 import torch.nn.functional as F
@@ -17,8 +17,8 @@ from torch import Tensor
 
 from fairseq_lite.modules.multihead_attention import IncrementalState
 
-EncoderOut = Dict[str, Optional[Tensor]]
-DecoderOut = Tuple[Tensor, Dict[str, Any]]
+EncoderOut = dict[str, Tensor | None]
+DecoderOut = tuple[Tensor, dict[str, Any]]
 
 
 class BaseFairseqModel(nn.Module):
@@ -26,16 +26,17 @@ class BaseFairseqModel(nn.Module):
     def build_model(cls, cfg: Any, task: Any) -> "BaseFairseqModel":
         raise NotImplementedError(f"{cls.__name__} must implement build_model(cfg, task)")
 
-    def get_targets(self, sample: Dict[str, Any], net_output: DecoderOut) -> Tensor:
+    def get_targets(self, sample: dict[str, Any], net_output: DecoderOut) -> Tensor:
         return sample["target"]
 
-    def get_normalized_probs(self, net_output: DecoderOut, log_probs: bool,
-                             sample: Optional[Dict[str, Any]] = None) -> Tensor:
+    def get_normalized_probs(
+        self, net_output: DecoderOut, log_probs: bool, sample: dict[str, Any] | None = None
+    ) -> Tensor:
         # Normalize in fp32: softmax over a large vocabulary in bf16/fp16 loses too much.
         logits = net_output[0].float()
         return F.log_softmax(logits, dim=-1) if log_probs else F.softmax(logits, dim=-1)
 
-    def max_positions(self) -> Optional[Any]:
+    def max_positions(self) -> Any | None:
         return None
 
     def num_parameters(self, trainable_only: bool = False) -> int:
@@ -53,20 +54,21 @@ class FairseqDecoder(nn.Module):
         super().__init__()
         self.dictionary = dictionary
 
-    def forward(self, prev_output_tokens: Tensor, encoder_out: Optional[EncoderOut] = None,
-                **kwargs) -> DecoderOut:
+    def forward(self, prev_output_tokens: Tensor, encoder_out: EncoderOut | None = None, **kwargs) -> DecoderOut:
         x, extra = self.extract_features(prev_output_tokens, encoder_out=encoder_out, **kwargs)
         return self.output_layer(x), extra
 
-    def extract_features(self, prev_output_tokens: Tensor, encoder_out: Optional[EncoderOut] = None,
-                         **kwargs) -> DecoderOut:
+    def extract_features(
+        self, prev_output_tokens: Tensor, encoder_out: EncoderOut | None = None, **kwargs
+    ) -> DecoderOut:
         raise NotImplementedError
 
     def output_layer(self, features: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def get_normalized_probs(self, net_output: DecoderOut, log_probs: bool,
-                             sample: Optional[Dict[str, Any]] = None) -> Tensor:
+    def get_normalized_probs(
+        self, net_output: DecoderOut, log_probs: bool, sample: dict[str, Any] | None = None
+    ) -> Tensor:
         logits = net_output[0].float()
         return F.log_softmax(logits, dim=-1) if log_probs else F.softmax(logits, dim=-1)
 
@@ -82,14 +84,22 @@ class FairseqIncrementalDecoder(FairseqDecoder):
     (B x 1 x V). `reorder_incremental_state` keeps the cache in step with beam search.
     """
 
-    def forward(self, prev_output_tokens: Tensor, encoder_out: Optional[EncoderOut] = None,
-                incremental_state: Optional[IncrementalState] = None, **kwargs) -> DecoderOut:
+    def forward(
+        self,
+        prev_output_tokens: Tensor,
+        encoder_out: EncoderOut | None = None,
+        incremental_state: IncrementalState | None = None,
+        **kwargs,
+    ) -> DecoderOut:
         raise NotImplementedError
 
     def reorder_incremental_state(self, incremental_state: IncrementalState, new_order: Tensor) -> None:
         for module in self.modules():
-            if module is not self and not isinstance(module, FairseqIncrementalDecoder) and \
-                    hasattr(module, "reorder_incremental_state"):
+            if (
+                module is not self
+                and not isinstance(module, FairseqIncrementalDecoder)
+                and hasattr(module, "reorder_incremental_state")
+            ):
                 module.reorder_incremental_state(incremental_state, new_order)
 
 
@@ -100,13 +110,14 @@ class FairseqEncoder(nn.Module):
         super().__init__()
         self.dictionary = dictionary
 
-    def forward(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, **kwargs) -> EncoderOut:
+    def forward(self, src_tokens: Tensor, src_lengths: Tensor | None = None, **kwargs) -> EncoderOut:
         raise NotImplementedError
 
     def reorder_encoder_out(self, encoder_out: EncoderOut, new_order: Tensor) -> EncoderOut:
         """Select/duplicate batch rows (dim 0 of every tensor), e.g. to expand to beam size."""
-        return {key: value.index_select(0, new_order) if value is not None else None
-                for key, value in encoder_out.items()}
+        return {
+            key: value.index_select(0, new_order) if value is not None else None for key, value in encoder_out.items()
+        }
 
     def max_positions(self) -> int:
         return int(1e6)
@@ -122,32 +133,35 @@ class FairseqEncoderDecoderModel(BaseFairseqModel):
     def __init__(self, encoder: FairseqEncoder, decoder: FairseqDecoder):
         super().__init__()
         if not isinstance(encoder, FairseqEncoder) or not isinstance(decoder, FairseqDecoder):
-            raise TypeError(f"expected a FairseqEncoder and a FairseqDecoder, got "
-                            f"{type(encoder).__name__} and {type(decoder).__name__}")
+            raise TypeError(
+                f"expected a FairseqEncoder and a FairseqDecoder, got "
+                f"{type(encoder).__name__} and {type(decoder).__name__}"
+            )
         self.encoder = encoder
         self.decoder = decoder
 
-    def forward(self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor,
-                **kwargs) -> DecoderOut:
+    def forward(self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor, **kwargs) -> DecoderOut:
         encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
         return self.decoder(prev_output_tokens, encoder_out=encoder_out, **kwargs)
 
     def forward_decoder(self, prev_output_tokens: Tensor, **kwargs) -> DecoderOut:
         return self.decoder(prev_output_tokens, **kwargs)
 
-    def extract_features(self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor,
-                         **kwargs) -> DecoderOut:
+    def extract_features(
+        self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor, **kwargs
+    ) -> DecoderOut:
         encoder_out = self.encoder(src_tokens, src_lengths=src_lengths)
         return self.decoder.extract_features(prev_output_tokens, encoder_out=encoder_out, **kwargs)
 
     def output_layer(self, features: Tensor) -> Tensor:
         return self.decoder.output_layer(features)
 
-    def get_normalized_probs(self, net_output: DecoderOut, log_probs: bool,
-                             sample: Optional[Dict[str, Any]] = None) -> Tensor:
+    def get_normalized_probs(
+        self, net_output: DecoderOut, log_probs: bool, sample: dict[str, Any] | None = None
+    ) -> Tensor:
         return self.decoder.get_normalized_probs(net_output, log_probs, sample)
 
-    def max_positions(self) -> Tuple[int, int]:
+    def max_positions(self) -> tuple[int, int]:
         return (self.encoder.max_positions(), self.decoder.max_positions())
 
     def max_decoder_positions(self) -> int:
@@ -161,20 +175,21 @@ class FairseqLanguageModel(BaseFairseqModel):
         super().__init__()
         self.decoder = decoder
 
-    def forward(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, **kwargs) -> DecoderOut:
+    def forward(self, src_tokens: Tensor, src_lengths: Tensor | None = None, **kwargs) -> DecoderOut:
         return self.decoder(src_tokens, **kwargs)
 
     def forward_decoder(self, prev_output_tokens: Tensor, **kwargs) -> DecoderOut:
         return self.decoder(prev_output_tokens, **kwargs)
 
-    def extract_features(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, **kwargs) -> DecoderOut:
+    def extract_features(self, src_tokens: Tensor, src_lengths: Tensor | None = None, **kwargs) -> DecoderOut:
         return self.decoder.extract_features(src_tokens, **kwargs)
 
     def output_layer(self, features: Tensor) -> Tensor:
         return self.decoder.output_layer(features)
 
-    def get_normalized_probs(self, net_output: DecoderOut, log_probs: bool,
-                             sample: Optional[Dict[str, Any]] = None) -> Tensor:
+    def get_normalized_probs(
+        self, net_output: DecoderOut, log_probs: bool, sample: dict[str, Any] | None = None
+    ) -> Tensor:
         return self.decoder.get_normalized_probs(net_output, log_probs, sample)
 
     def max_positions(self) -> int:
@@ -213,8 +228,13 @@ def normalizes_with_log_softmax(model: nn.Module) -> bool:
     model = _unwrap(model)
     if _inherits_method(model, "get_normalized_probs", BaseFairseqModel.get_normalized_probs):
         return True
-    delegates_to_decoder = any(_inherits_method(model, "get_normalized_probs", cls.get_normalized_probs)
-                               for cls in (FairseqEncoderDecoderModel, FairseqLanguageModel))
+    delegates_to_decoder = any(
+        _inherits_method(model, "get_normalized_probs", cls.get_normalized_probs)
+        for cls in (FairseqEncoderDecoderModel, FairseqLanguageModel)
+    )
     decoder = getattr(model, "decoder", None)
-    return delegates_to_decoder and isinstance(decoder, FairseqDecoder) and \
-        _inherits_method(decoder, "get_normalized_probs", FairseqDecoder.get_normalized_probs)
+    return (
+        delegates_to_decoder
+        and isinstance(decoder, FairseqDecoder)
+        and _inherits_method(decoder, "get_normalized_probs", FairseqDecoder.get_normalized_probs)
+    )

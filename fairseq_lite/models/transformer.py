@@ -6,7 +6,7 @@ Field names are fairseq's flat legacy names (encoder_embed_dim, decoder_layers, 
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any
 
 from omegaconf import II
 
@@ -25,8 +25,9 @@ class TransformerConfig(FairseqDataclass):
     dropout: float = cfg_field(0.1, help="dropout probability")
     attention_dropout: float = cfg_field(0.0, help="dropout probability for attention weights")
     activation_dropout: float = cfg_field(0.0, help="dropout probability after activation in FFN.")
-    relu_dropout: float = cfg_field(0.0, help="dropout probability after activation in FFN "
-                                              "(legacy name, used when activation_dropout is 0)")
+    relu_dropout: float = cfg_field(
+        0.0, help="dropout probability after activation in FFN (legacy name, used when activation_dropout is 0)"
+    )
     encoder_embed_dim: int = cfg_field(512, help="encoder embedding dimension")
     encoder_ffn_embed_dim: int = cfg_field(2048, help="encoder embedding dimension for FFN")
     encoder_layers: int = cfg_field(6, help="num encoder layers")
@@ -36,8 +37,9 @@ class TransformerConfig(FairseqDataclass):
     decoder_embed_dim: int = cfg_field(512, help="decoder embedding dimension")
     # fairseq fills this with decoder_embed_dim in its architectures; None means the same here,
     # so that `model.decoder_embed_dim=128` alone gives a consistent model.
-    decoder_output_dim: Optional[int] = cfg_field(
-        None, help="decoder output dimension (extra linear layer if different from decoder embed dim)")
+    decoder_output_dim: int | None = cfg_field(
+        None, help="decoder output dimension (extra linear layer if different from decoder embed dim)"
+    )
     decoder_ffn_embed_dim: int = cfg_field(2048, help="decoder embedding dimension for FFN")
     decoder_layers: int = cfg_field(6, help="num decoder layers")
     decoder_attention_heads: int = cfg_field(8, help="num decoder attention heads")
@@ -46,18 +48,22 @@ class TransformerConfig(FairseqDataclass):
     no_decoder_final_norm: bool = cfg_field(False, help="don't add an extra layernorm after the last decoder block")
     share_decoder_input_output_embed: bool = cfg_field(False, help="share decoder input and output embeddings")
     share_all_embeddings: bool = cfg_field(
-        False, help="share encoder, decoder and output embeddings (requires shared dictionary and embed dim)")
+        False, help="share encoder, decoder and output embeddings (requires shared dictionary and embed dim)"
+    )
     no_token_positional_embeddings: bool = cfg_field(
-        False, help="if True, disables positional embeddings (outside self attention)")
+        False, help="if True, disables positional embeddings (outside self attention)"
+    )
     no_cross_attention: bool = cfg_field(False, help="do not perform cross-attention")
     layernorm_embedding: bool = cfg_field(False, help="add layernorm to embedding")
     no_scale_embedding: bool = cfg_field(False, help="if True, dont scale embeddings")
     checkpoint_activations: bool = cfg_field(
-        False, help="checkpoint activations at each layer, which saves GPU memory usage at the cost of "
-                    "some additional compute")
+        False,
+        help="checkpoint activations at each layer, which saves GPU memory usage at the cost of "
+        "some additional compute",
+    )
     # options from other parts of the config
-    max_source_positions: Optional[int] = II("task.max_source_positions")
-    max_target_positions: Optional[int] = II("task.max_target_positions")
+    max_source_positions: int | None = II("task.max_source_positions")
+    max_target_positions: int | None = II("task.max_target_positions")
 
 
 class _WithOverrides:
@@ -82,23 +88,30 @@ def validate_config(cfg: Any, task: Any) -> None:
                 raise ConfigError(f"model.{side}_{name} must be positive, got {value}")
         dim, heads = getattr(cfg, f"{side}_embed_dim"), getattr(cfg, f"{side}_attention_heads")
         if dim % heads != 0:
-            raise ConfigError(f"model.{side}_embed_dim ({dim}) must be divisible by "
-                              f"model.{side}_attention_heads ({heads})")
+            raise ConfigError(
+                f"model.{side}_embed_dim ({dim}) must be divisible by model.{side}_attention_heads ({heads})"
+            )
     for name in ("dropout", "attention_dropout", "activation_dropout", "relu_dropout"):
         if not 0.0 <= getattr(cfg, name) < 1.0:
             raise ConfigError(f"model.{name} must be in [0, 1), got {getattr(cfg, name)}")
     output_dim = cfg.decoder_output_dim or cfg.decoder_embed_dim
     shares_output = cfg.share_decoder_input_output_embed or cfg.share_all_embeddings
     if shares_output and output_dim != cfg.decoder_embed_dim:
-        raise ConfigError(f"sharing the decoder's input and output embeddings needs model.decoder_output_dim "
-                          f"({output_dim}) == model.decoder_embed_dim ({cfg.decoder_embed_dim})")
+        raise ConfigError(
+            f"sharing the decoder's input and output embeddings needs model.decoder_output_dim "
+            f"({output_dim}) == model.decoder_embed_dim ({cfg.decoder_embed_dim})"
+        )
     if cfg.share_all_embeddings:
         if task.source_dictionary != task.target_dictionary:
-            raise ConfigError("model.share_all_embeddings (--share-all-embeddings) requires a joined dictionary: "
-                              "binarize with fairseq-preprocess --joined-dictionary")
+            raise ConfigError(
+                "model.share_all_embeddings (--share-all-embeddings) requires a joined dictionary: "
+                "binarize with fairseq-preprocess --joined-dictionary"
+            )
         if cfg.encoder_embed_dim != cfg.decoder_embed_dim:
-            raise ConfigError(f"model.share_all_embeddings requires model.encoder_embed_dim "
-                              f"({cfg.encoder_embed_dim}) to match model.decoder_embed_dim ({cfg.decoder_embed_dim})")
+            raise ConfigError(
+                f"model.share_all_embeddings requires model.encoder_embed_dim "
+                f"({cfg.encoder_embed_dim}) to match model.decoder_embed_dim ({cfg.decoder_embed_dim})"
+            )
 
 
 @register_model("transformer", dataclass=TransformerConfig)
@@ -141,8 +154,9 @@ class TransformerModel(FairseqEncoderDecoderModel):
 # Named architectures: each fills only the values the user left unset, then chains to the base.
 # Values are fairseq 0.12.2's (fairseq/models/transformer/transformer_legacy.py).
 
+
 @register_model_architecture("transformer", "transformer")
-def base_architecture(args: Dict[str, Any]) -> None:
+def base_architecture(args: dict[str, Any]) -> None:
     args.setdefault("encoder_embed_dim", 512)
     args.setdefault("encoder_ffn_embed_dim", 2048)
     args.setdefault("encoder_layers", 6)
@@ -169,7 +183,7 @@ def base_architecture(args: Dict[str, Any]) -> None:
 
 
 @register_model_architecture("transformer", "transformer_tiny")
-def transformer_tiny(args: Dict[str, Any]) -> None:
+def transformer_tiny(args: dict[str, Any]) -> None:
     args.setdefault("encoder_embed_dim", 64)
     args.setdefault("encoder_ffn_embed_dim", 64)
     args.setdefault("encoder_layers", 2)
@@ -180,7 +194,7 @@ def transformer_tiny(args: Dict[str, Any]) -> None:
 
 
 @register_model_architecture("transformer", "transformer_iwslt_de_en")
-def transformer_iwslt_de_en(args: Dict[str, Any]) -> None:
+def transformer_iwslt_de_en(args: dict[str, Any]) -> None:
     args.setdefault("encoder_embed_dim", 512)
     args.setdefault("encoder_ffn_embed_dim", 1024)
     args.setdefault("encoder_attention_heads", 4)
@@ -193,12 +207,12 @@ def transformer_iwslt_de_en(args: Dict[str, Any]) -> None:
 
 
 @register_model_architecture("transformer", "transformer_wmt_en_de")
-def transformer_wmt_en_de(args: Dict[str, Any]) -> None:
+def transformer_wmt_en_de(args: dict[str, Any]) -> None:
     base_architecture(args)
 
 
 @register_model_architecture("transformer", "transformer_vaswani_wmt_en_de_big")
-def transformer_vaswani_wmt_en_de_big(args: Dict[str, Any]) -> None:
+def transformer_vaswani_wmt_en_de_big(args: dict[str, Any]) -> None:
     args.setdefault("encoder_embed_dim", 1024)
     args.setdefault("encoder_ffn_embed_dim", 4096)
     args.setdefault("encoder_attention_heads", 16)
@@ -211,19 +225,19 @@ def transformer_vaswani_wmt_en_de_big(args: Dict[str, Any]) -> None:
 
 
 @register_model_architecture("transformer", "transformer_vaswani_wmt_en_fr_big")
-def transformer_vaswani_wmt_en_fr_big(args: Dict[str, Any]) -> None:
+def transformer_vaswani_wmt_en_fr_big(args: dict[str, Any]) -> None:
     args.setdefault("dropout", 0.1)
     transformer_vaswani_wmt_en_de_big(args)
 
 
 @register_model_architecture("transformer", "transformer_wmt_en_de_big")
-def transformer_wmt_en_de_big(args: Dict[str, Any]) -> None:
+def transformer_wmt_en_de_big(args: dict[str, Any]) -> None:
     args.setdefault("attention_dropout", 0.1)
     transformer_vaswani_wmt_en_de_big(args)
 
 
 @register_model_architecture("transformer", "transformer_wmt_en_de_big_t2t")
-def transformer_wmt_en_de_big_t2t(args: Dict[str, Any]) -> None:
+def transformer_wmt_en_de_big_t2t(args: dict[str, Any]) -> None:
     args.setdefault("encoder_normalize_before", True)
     args.setdefault("decoder_normalize_before", True)
     args.setdefault("attention_dropout", 0.1)

@@ -8,7 +8,7 @@ decoder_layers, ...), which both the LM config and a translation config provide.
 """
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -27,7 +27,7 @@ DEFAULT_MAX_TARGET_POSITIONS = 1024
 def Embedding(num_embeddings: int, embedding_dim: int, padding_idx: int) -> nn.Embedding:
     """fairseq's token embedding init: N(0, dim^-0.5) with a zero pad row."""
     m = nn.Embedding(num_embeddings, embedding_dim, padding_idx=padding_idx)
-    nn.init.normal_(m.weight, mean=0.0, std=embedding_dim ** -0.5)
+    nn.init.normal_(m.weight, mean=0.0, std=embedding_dim**-0.5)
     with torch.no_grad():
         m.weight[padding_idx].zero_()
     return m
@@ -57,8 +57,9 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         self.output_embed_dim = _get(cfg, "decoder_output_dim", embed_dim)
         self.padding_idx = embed_tokens.padding_idx
         # fairseq's LM falls back to tokens_per_sample, then to 1024.
-        self.max_target_positions = (_get(cfg, "max_target_positions") or _get(cfg, "tokens_per_sample")
-                                     or DEFAULT_MAX_TARGET_POSITIONS)
+        self.max_target_positions = (
+            _get(cfg, "max_target_positions") or _get(cfg, "tokens_per_sample") or DEFAULT_MAX_TARGET_POSITIONS
+        )
         self.dropout = cfg.dropout
         self.checkpoint_activations = bool(_get(cfg, "checkpoint_activations", False))
         self.share_input_output_embed = bool(cfg.share_decoder_input_output_embed)
@@ -68,32 +69,37 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         self.project_in_dim = Linear(input_embed_dim, embed_dim, bias=False) if input_embed_dim != embed_dim else None
         self.embed_positions = None
         if not cfg.no_token_positional_embeddings:
-            self.embed_positions = PositionalEmbedding(self.max_target_positions, embed_dim, self.padding_idx,
-                                                       learned=cfg.decoder_learned_pos)
+            self.embed_positions = PositionalEmbedding(
+                self.max_target_positions, embed_dim, self.padding_idx, learned=cfg.decoder_learned_pos
+            )
         self.layernorm_embedding = nn.LayerNorm(embed_dim) if cfg.layernorm_embedding else None
 
-        self.layers = nn.ModuleList([
-            TransformerDecoderLayer(
-                embed_dim,
-                cfg.decoder_ffn_embed_dim,
-                cfg.decoder_attention_heads,
-                dropout=cfg.dropout,
-                attention_dropout=cfg.attention_dropout,
-                activation_dropout=_get(cfg, "activation_dropout", 0.0),
-                relu_dropout=_get(cfg, "relu_dropout", 0.0),
-                activation_fn=str(cfg.activation_fn),
-                normalize_before=cfg.decoder_normalize_before,
-                no_encoder_attn=no_encoder_attn,
-                encoder_embed_dim=_get(cfg, "encoder_embed_dim", embed_dim),
-            )
-            for _ in range(cfg.decoder_layers)
-        ])
+        self.layers = nn.ModuleList(
+            [
+                TransformerDecoderLayer(
+                    embed_dim,
+                    cfg.decoder_ffn_embed_dim,
+                    cfg.decoder_attention_heads,
+                    dropout=cfg.dropout,
+                    attention_dropout=cfg.attention_dropout,
+                    activation_dropout=_get(cfg, "activation_dropout", 0.0),
+                    relu_dropout=_get(cfg, "relu_dropout", 0.0),
+                    activation_fn=str(cfg.activation_fn),
+                    normalize_before=cfg.decoder_normalize_before,
+                    no_encoder_attn=no_encoder_attn,
+                    encoder_embed_dim=_get(cfg, "encoder_embed_dim", embed_dim),
+                )
+                for _ in range(cfg.decoder_layers)
+            ]
+        )
         self.num_layers = len(self.layers)
         # Pre-norm leaves the residual stream unnormalized; the final LayerNorm fixes that.
-        self.layer_norm = (nn.LayerNorm(embed_dim)
-                           if cfg.decoder_normalize_before and not cfg.no_decoder_final_norm else None)
-        self.project_out_dim = (Linear(embed_dim, self.output_embed_dim, bias=False)
-                                if self.output_embed_dim != embed_dim else None)
+        self.layer_norm = (
+            nn.LayerNorm(embed_dim) if cfg.decoder_normalize_before and not cfg.no_decoder_final_norm else None
+        )
+        self.project_out_dim = (
+            Linear(embed_dim, self.output_embed_dim, bias=False) if self.output_embed_dim != embed_dim else None
+        )
 
         if self.share_input_output_embed:
             if input_embed_dim != self.output_embed_dim:
@@ -102,13 +108,13 @@ class TransformerDecoder(FairseqIncrementalDecoder):
             self.output_projection.weight = self.embed_tokens.weight
         else:
             self.output_projection = nn.Linear(self.output_embed_dim, len(dictionary), bias=False)
-            nn.init.normal_(self.output_projection.weight, mean=0.0, std=self.output_embed_dim ** -0.5)
+            nn.init.normal_(self.output_projection.weight, mean=0.0, std=self.output_embed_dim**-0.5)
 
     def forward(
         self,
         prev_output_tokens: Tensor,
-        encoder_out: Optional[EncoderOut] = None,
-        incremental_state: Optional[IncrementalState] = None,
+        encoder_out: EncoderOut | None = None,
+        incremental_state: IncrementalState | None = None,
         features_only: bool = False,
         **kwargs: Any,
     ) -> DecoderOut:
@@ -121,8 +127,8 @@ class TransformerDecoder(FairseqIncrementalDecoder):
     def extract_features(
         self,
         prev_output_tokens: Tensor,
-        encoder_out: Optional[EncoderOut] = None,
-        incremental_state: Optional[IncrementalState] = None,
+        encoder_out: EncoderOut | None = None,
+        incremental_state: IncrementalState | None = None,
         **kwargs: Any,
     ) -> DecoderOut:
         incremental = incremental_state is not None

@@ -8,7 +8,7 @@ Batch-first throughout: `forward` returns {"encoder_out": B x S x C, "encoder_pa
 """
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import torch.nn as nn
 import torch.nn.functional as F
@@ -36,24 +36,27 @@ class TransformerEncoder(FairseqEncoder):
         self.embed_scale = 1.0 if cfg.no_scale_embedding else math.sqrt(embed_dim)
         self.embed_positions = None
         if not cfg.no_token_positional_embeddings:
-            self.embed_positions = PositionalEmbedding(self.max_source_positions, embed_dim, self.padding_idx,
-                                                       learned=cfg.encoder_learned_pos)
+            self.embed_positions = PositionalEmbedding(
+                self.max_source_positions, embed_dim, self.padding_idx, learned=cfg.encoder_learned_pos
+            )
         self.layernorm_embedding = nn.LayerNorm(embed_dim) if cfg.layernorm_embedding else None
 
-        self.layers = nn.ModuleList([
-            TransformerEncoderLayer(
-                embed_dim,
-                cfg.encoder_ffn_embed_dim,
-                cfg.encoder_attention_heads,
-                dropout=cfg.dropout,
-                attention_dropout=cfg.attention_dropout,
-                activation_dropout=getattr(cfg, "activation_dropout", 0.0) or 0.0,
-                relu_dropout=getattr(cfg, "relu_dropout", 0.0) or 0.0,
-                activation_fn=str(cfg.activation_fn),
-                normalize_before=cfg.encoder_normalize_before,
-            )
-            for _ in range(cfg.encoder_layers)
-        ])
+        self.layers = nn.ModuleList(
+            [
+                TransformerEncoderLayer(
+                    embed_dim,
+                    cfg.encoder_ffn_embed_dim,
+                    cfg.encoder_attention_heads,
+                    dropout=cfg.dropout,
+                    attention_dropout=cfg.attention_dropout,
+                    activation_dropout=getattr(cfg, "activation_dropout", 0.0) or 0.0,
+                    relu_dropout=getattr(cfg, "relu_dropout", 0.0) or 0.0,
+                    activation_fn=str(cfg.activation_fn),
+                    normalize_before=cfg.encoder_normalize_before,
+                )
+                for _ in range(cfg.encoder_layers)
+            ]
+        )
         self.num_layers = len(self.layers)
         # Pre-norm leaves the residual stream unnormalized; the final LayerNorm fixes that.
         self.layer_norm = nn.LayerNorm(embed_dim) if cfg.encoder_normalize_before else None
@@ -68,7 +71,7 @@ class TransformerEncoder(FairseqEncoder):
             x = self.layernorm_embedding(x)
         return F.dropout(x, p=self.dropout, training=self.training)
 
-    def forward(self, src_tokens: Tensor, src_lengths: Optional[Tensor] = None, **kwargs: Any) -> EncoderOut:
+    def forward(self, src_tokens: Tensor, src_lengths: Tensor | None = None, **kwargs: Any) -> EncoderOut:
         """src_tokens: B x S (left-padded by default). Returns the encoder output dict."""
         padding_mask = src_tokens.eq(self.padding_idx)
         has_pads = bool(padding_mask.any())

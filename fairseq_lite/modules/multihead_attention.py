@@ -18,14 +18,14 @@ attend together, as one query of g*T positions (no causal mask across the encode
 
 import itertools
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-IncrementalState = Dict[str, Dict[str, Any]]
+IncrementalState = dict[str, dict[str, Any]]
 
 _instance_ids = itertools.count()
 
@@ -35,8 +35,8 @@ class MultiheadAttention(nn.Module):
         self,
         embed_dim: int,
         num_heads: int,
-        kdim: Optional[int] = None,
-        vdim: Optional[int] = None,
+        kdim: int | None = None,
+        vdim: int | None = None,
         dropout: float = 0.0,
         bias: bool = True,
         self_attention: bool = False,
@@ -80,9 +80,9 @@ class MultiheadAttention(nn.Module):
     def forward(
         self,
         query: Tensor,
-        key: Optional[Tensor] = None,
-        key_padding_mask: Optional[Tensor] = None,
-        incremental_state: Optional[IncrementalState] = None,
+        key: Tensor | None = None,
+        key_padding_mask: Tensor | None = None,
+        incremental_state: IncrementalState | None = None,
         causal: bool = False,
     ) -> Tensor:
         """
@@ -103,8 +103,10 @@ class MultiheadAttention(nn.Module):
             k, v = self._encoder_kv(key, cache)
             group = bsz // k.size(0)
             if group * k.size(0) != bsz:
-                raise ValueError(f"encoder-decoder attention: {bsz} query rows cannot share {k.size(0)} encoder "
-                                 f"rows (the query's rows must be a multiple of the encoder output's)")
+                raise ValueError(
+                    f"encoder-decoder attention: {bsz} query rows cannot share {k.size(0)} encoder "
+                    f"rows (the query's rows must be a multiple of the encoder output's)"
+                )
             if cache is not None:
                 cache["group"] = group
             # Each encoder row's `group` query rows attend as one query of group * tgt_len positions.
@@ -122,14 +124,19 @@ class MultiheadAttention(nn.Module):
             attn_mask = _build_mask(q_len, src_len, None, causal, device=q.device)
         # (A single new step with no padding may attend to every cached key: no mask at all.)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            is_causal=is_causal,
             dropout_p=self.dropout if self.training else 0.0,
         )
         out = out.transpose(1, 2).reshape(bsz, tgt_len, self.embed_dim)
         return self.out_proj(out)
 
-    def _self_attention_kv(self, query: Tensor, key_padding_mask: Optional[Tensor],
-                           cache: Optional[Dict[str, Any]]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    def _self_attention_kv(
+        self, query: Tensor, key_padding_mask: Tensor | None, cache: dict[str, Any] | None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Keys/values of the new positions, appended to the cached ones when decoding incrementally."""
         k = self._split_heads(self.k_proj(query))
         v = self._split_heads(self.v_proj(query))
@@ -144,12 +151,13 @@ class MultiheadAttention(nn.Module):
             prev_mask = cache.get("prev_key_padding_mask")
             if order is not None and prev_mask is not None:
                 cache["prev_key_padding_mask"] = prev_mask.index_select(0, order)
-        key_padding_mask = _append_padding_mask(cache.get("prev_key_padding_mask"), key_padding_mask,
-                                                prev_len=k.size(2) - tgt_len, new_len=tgt_len)
+        key_padding_mask = _append_padding_mask(
+            cache.get("prev_key_padding_mask"), key_padding_mask, prev_len=k.size(2) - tgt_len, new_len=tgt_len
+        )
         cache.update(prev_key=k, prev_value=v, prev_key_padding_mask=key_padding_mask)
         return k, v, key_padding_mask
 
-    def _encoder_kv(self, key: Optional[Tensor], cache: Optional[Dict[str, Any]]) -> Tuple[Tensor, Tensor]:
+    def _encoder_kv(self, key: Tensor | None, cache: dict[str, Any] | None) -> tuple[Tensor, Tensor]:
         if cache is not None and cache.get("prev_key") is not None:
             # The encoder output does not change while decoding: project it once.
             return cache["prev_key"], cache["prev_value"]
@@ -182,8 +190,10 @@ class MultiheadAttention(nn.Module):
             order = new_order
         else:
             if new_order.numel() % group:
-                raise ValueError(f"encoder-decoder attention: cannot reorder {new_order.numel()} rows that share "
-                                 f"encoder rows in groups of {group}")
+                raise ValueError(
+                    f"encoder-decoder attention: cannot reorder {new_order.numel()} rows that share "
+                    f"encoder rows in groups of {group}"
+                )
             order = torch.div(new_order[::group], group, rounding_mode="floor")
             if order.numel() == rows and torch.equal(order, torch.arange(rows, device=order.device)):
                 return  # the hypotheses moved within their sentences only: nothing to do
@@ -191,7 +201,7 @@ class MultiheadAttention(nn.Module):
         cache["prev_value"] = cache["prev_value"].index_select(0, order)
 
 
-def _gather_and_append(prev: Tensor, new: Tensor, order: Optional[Tensor]) -> Tensor:
+def _gather_and_append(prev: Tensor, new: Tensor, order: Tensor | None) -> Tensor:
     """torch.cat([prev.index_select(0, order), new], dim=2), copying the cache once instead of twice."""
     if order is None:
         return torch.cat([prev, new], dim=2)
@@ -205,8 +215,7 @@ def _gather_and_append(prev: Tensor, new: Tensor, order: Optional[Tensor]) -> Te
     return out
 
 
-def _append_padding_mask(prev: Optional[Tensor], new: Optional[Tensor], prev_len: int,
-                         new_len: int) -> Optional[Tensor]:
+def _append_padding_mask(prev: Tensor | None, new: Tensor | None, prev_len: int, new_len: int) -> Tensor | None:
     """Concatenate cached and new key padding masks, treating a missing one as 'no pads'."""
     if prev_len == 0:
         return new
@@ -221,8 +230,9 @@ def _append_padding_mask(prev: Optional[Tensor], new: Optional[Tensor], prev_len
     return torch.cat([prev.bool(), new.bool()], dim=1)
 
 
-def _build_mask(tgt_len: int, src_len: int, key_padding_mask: Optional[Tensor], causal: bool,
-                device: torch.device) -> Tensor:
+def _build_mask(
+    tgt_len: int, src_len: int, key_padding_mask: Tensor | None, causal: bool, device: torch.device
+) -> Tensor:
     """Boolean mask (True = may attend), broadcastable to B x H x T x S.
 
     Queries are the last `tgt_len` of the `src_len` positions (they differ while decoding

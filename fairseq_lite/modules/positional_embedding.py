@@ -6,7 +6,6 @@ gets the same positions as the unpadded one, which is what batched generation re
 """
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -34,7 +33,7 @@ class LearnedPositionalEmbedding(nn.Embedding):
     def __init__(self, max_positions: int, embedding_dim: int, padding_idx: int):
         super().__init__(max_positions + padding_idx + 1, embedding_dim, padding_idx)
         self.max_positions = max_positions
-        nn.init.normal_(self.weight, mean=0.0, std=embedding_dim ** -0.5)
+        nn.init.normal_(self.weight, mean=0.0, std=embedding_dim**-0.5)
         with torch.no_grad():
             self.weight[padding_idx].zero_()
 
@@ -51,12 +50,11 @@ class SinusoidalPositionalEmbedding(nn.Module):
         self.embedding_dim = embedding_dim
         self.padding_idx = padding_idx
         # Not a parameter and not saved: it is a pure function of the sizes.
-        self.register_buffer("weights", self.get_embedding(init_size, embedding_dim, padding_idx),
-                             persistent=False)
+        self.register_buffer("weights", self.get_embedding(init_size, embedding_dim, padding_idx), persistent=False)
         self.max_positions = int(1e5)
 
     @staticmethod
-    def get_embedding(num_embeddings: int, embedding_dim: int, padding_idx: Optional[int] = None) -> Tensor:
+    def get_embedding(num_embeddings: int, embedding_dim: int, padding_idx: int | None = None) -> Tensor:
         half_dim = embedding_dim // 2
         scale = math.log(10000) / (half_dim - 1)
         freqs = torch.exp(torch.arange(half_dim, dtype=torch.float) * -scale)
@@ -76,8 +74,7 @@ class SinusoidalPositionalEmbedding(nn.Module):
         return self.weights[positions].detach()
 
 
-def PositionalEmbedding(max_positions: int, embedding_dim: int, padding_idx: int,
-                        learned: bool = False) -> nn.Module:
+def PositionalEmbedding(max_positions: int, embedding_dim: int, padding_idx: int, learned: bool = False) -> nn.Module:
     """fairseq's factory: both kinds cover `max_positions` real positions after the reserved rows."""
     if learned:
         return LearnedPositionalEmbedding(max_positions, embedding_dim, padding_idx)

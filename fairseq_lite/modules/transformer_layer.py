@@ -6,7 +6,7 @@ the stack then needs a final LayerNorm, which the encoder/decoder owns.
 """
 
 import math
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -45,16 +45,24 @@ class _LayerBase(nn.Module):
     then _build_ffn, so parameters are created in fairseq's order.
     """
 
-    def __init__(self, embed_dim: int, attention_heads: int, dropout: float, attention_dropout: float,
-                 activation_dropout: float, relu_dropout: float, activation_fn: str, normalize_before: bool):
+    def __init__(
+        self,
+        embed_dim: int,
+        attention_heads: int,
+        dropout: float,
+        attention_dropout: float,
+        activation_dropout: float,
+        relu_dropout: float,
+        activation_fn: str,
+        normalize_before: bool,
+    ):
         super().__init__()
         self.embed_dim = embed_dim
         self.dropout = dropout
         self.activation_dropout = _activation_dropout(activation_dropout, relu_dropout)
         self.activation_fn = get_activation_fn(activation_fn)
         self.normalize_before = normalize_before
-        self.self_attn = MultiheadAttention(embed_dim, attention_heads, dropout=attention_dropout,
-                                            self_attention=True)
+        self.self_attn = MultiheadAttention(embed_dim, attention_heads, dropout=attention_dropout, self_attention=True)
         self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
 
     def _build_ffn(self, ffn_embed_dim: int) -> None:
@@ -99,14 +107,23 @@ class TransformerEncoderLayer(_LayerBase):
         activation_fn: str = "relu",
         normalize_before: bool = False,
     ):
-        super().__init__(embed_dim, attention_heads, dropout, attention_dropout, activation_dropout, relu_dropout,
-                         activation_fn, normalize_before)
+        super().__init__(
+            embed_dim,
+            attention_heads,
+            dropout,
+            attention_dropout,
+            activation_dropout,
+            relu_dropout,
+            activation_fn,
+            normalize_before,
+        )
         self._build_ffn(ffn_embed_dim)
 
-    def forward(self, x: Tensor, encoder_padding_mask: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, encoder_padding_mask: Tensor | None = None) -> Tensor:
         """x: B x S x C; encoder_padding_mask: B x S, True at pads."""
-        x = self._sublayer(x, self.self_attn_layer_norm,
-                           lambda h: self.self_attn(h, key_padding_mask=encoder_padding_mask))
+        x = self._sublayer(
+            x, self.self_attn_layer_norm, lambda h: self.self_attn(h, key_padding_mask=encoder_padding_mask)
+        )
         return self._ffn(x)
 
 
@@ -123,28 +140,41 @@ class TransformerDecoderLayer(_LayerBase):
         activation_fn: str = "relu",
         normalize_before: bool = False,
         no_encoder_attn: bool = False,
-        encoder_embed_dim: Optional[int] = None,
+        encoder_embed_dim: int | None = None,
     ):
-        super().__init__(embed_dim, attention_heads, dropout, attention_dropout, activation_dropout, relu_dropout,
-                         activation_fn, normalize_before)
+        super().__init__(
+            embed_dim,
+            attention_heads,
+            dropout,
+            attention_dropout,
+            activation_dropout,
+            relu_dropout,
+            activation_fn,
+            normalize_before,
+        )
         if no_encoder_attn:
             self.encoder_attn = None
             self.encoder_attn_layer_norm = None
         else:
             encoder_embed_dim = encoder_embed_dim or embed_dim
-            self.encoder_attn = MultiheadAttention(embed_dim, attention_heads, kdim=encoder_embed_dim,
-                                                   vdim=encoder_embed_dim, dropout=attention_dropout,
-                                                   encoder_decoder_attention=True)
+            self.encoder_attn = MultiheadAttention(
+                embed_dim,
+                attention_heads,
+                kdim=encoder_embed_dim,
+                vdim=encoder_embed_dim,
+                dropout=attention_dropout,
+                encoder_decoder_attention=True,
+            )
             self.encoder_attn_layer_norm = nn.LayerNorm(embed_dim)
         self._build_ffn(ffn_embed_dim)
 
     def forward(
         self,
         x: Tensor,
-        encoder_out: Optional[Tensor] = None,
-        encoder_padding_mask: Optional[Tensor] = None,
-        incremental_state: Optional[IncrementalState] = None,
-        self_attn_padding_mask: Optional[Tensor] = None,
+        encoder_out: Tensor | None = None,
+        encoder_padding_mask: Tensor | None = None,
+        incremental_state: IncrementalState | None = None,
+        self_attn_padding_mask: Tensor | None = None,
         causal: bool = True,
     ) -> Tensor:
         """
@@ -152,9 +182,19 @@ class TransformerDecoderLayer(_LayerBase):
         encoder_out: B x S x encoder_embed_dim; encoder_padding_mask: B x S, True at pads.
         self_attn_padding_mask: B x T, True at pads (None when the batch has no padding).
         """
-        x = self._sublayer(x, self.self_attn_layer_norm, lambda h: self.self_attn(
-            h, key_padding_mask=self_attn_padding_mask, incremental_state=incremental_state, causal=causal))
+        x = self._sublayer(
+            x,
+            self.self_attn_layer_norm,
+            lambda h: self.self_attn(
+                h, key_padding_mask=self_attn_padding_mask, incremental_state=incremental_state, causal=causal
+            ),
+        )
         if self.encoder_attn is not None:
-            x = self._sublayer(x, self.encoder_attn_layer_norm, lambda h: self.encoder_attn(
-                h, key=encoder_out, key_padding_mask=encoder_padding_mask, incremental_state=incremental_state))
+            x = self._sublayer(
+                x,
+                self.encoder_attn_layer_norm,
+                lambda h: self.encoder_attn(
+                    h, key=encoder_out, key_padding_mask=encoder_padding_mask, incremental_state=incremental_state
+                ),
+            )
         return self._ffn(x)

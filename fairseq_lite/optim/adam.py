@@ -7,8 +7,9 @@ The one difference from fairseq's loop is where epsilon goes: fairseq adds eps t
 before bias correction, torch after; that only matters in the first few steps with tiny v.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, List, Tuple
+from typing import Any
 
 import torch
 from omegaconf import II
@@ -24,10 +25,10 @@ class FairseqAdamConfig(FairseqDataclass):
     adam_betas: Any = cfg_field("(0.9, 0.999)", help="betas for Adam optimizer")
     adam_eps: float = cfg_field(1e-8, help="epsilon for Adam optimizer")
     weight_decay: float = cfg_field(0.0, help="weight decay")
-    lr: List[float] = II("optimization.lr")
+    lr: list[float] = II("optimization.lr")
 
 
-def parse_betas(value: Any) -> Tuple[float, float]:
+def parse_betas(value: Any) -> tuple[float, float]:
     """Accept '(0.9, 0.98)', '[0.9, 0.98]' or a list/tuple of two floats in [0, 1)."""
     try:
         betas = eval_str_list(value, type=float)
@@ -46,8 +47,7 @@ class FairseqAdam(FairseqOptimizer):
         config = self.optimizer_config
         if config["eps"] < 0 or config["weight_decay"] < 0:
             raise ConfigError("optimizer.adam_eps and optimizer.weight_decay must be >= 0")
-        tensors = [p for group in params for p in group["params"]] if params and isinstance(params[0], dict) \
-            else params
+        tensors = [p for group in params for p in group["params"]] if params and isinstance(params[0], dict) else params
         self._optimizer = torch.optim.AdamW(params, **config, **fused_or_foreach(tensors))
 
     @property

@@ -3,7 +3,7 @@ fp16, skip an update whose gradients overflowed and lower the scale, raise it ag
 clean updates, and stop with advice when it would fall below the minimum."""
 
 import logging
-from typing import Any, Dict, Optional
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -17,8 +17,15 @@ class GradientOverflow(OverflowError):
 
 
 class DynamicLossScaler:
-    def __init__(self, init_scale: float = 2.0 ** 7, scale_factor: float = 2.0, scale_window: int = 2000,
-                 tolerance: float = 0.0, threshold: Optional[float] = None, min_loss_scale: float = 1e-4):
+    def __init__(
+        self,
+        init_scale: float = 2.0**7,
+        scale_factor: float = 2.0,
+        scale_window: int = 2000,
+        tolerance: float = 0.0,
+        threshold: float | None = None,
+        min_loss_scale: float = 1e-4,
+    ):
         self.loss_scale = float(init_scale)
         self.scale_factor = scale_factor
         self.scale_window = scale_window
@@ -58,16 +65,23 @@ class DynamicLossScaler:
                 raise MinimumLossScaleReached(
                     f"minimum loss scale reached ({self.min_loss_scale}): the loss is probably exploding; try "
                     f"a lower learning rate, gradient clipping (--clip-norm), a larger batch, or bf16 instead "
-                    f"of fp16")
+                    f"of fp16"
+                )
             self._iter += 1
-            raise GradientOverflow(f"gradient overflow detected, ignoring gradient, setting loss scale to: "
-                                   f"{self.loss_scale}")
+            raise GradientOverflow(
+                f"gradient overflow detected, ignoring gradient, setting loss scale to: {self.loss_scale}"
+            )
 
-    def state_dict(self) -> Dict[str, Any]:
-        return {"loss_scale": self.loss_scale, "iter": self._iter, "last_overflow_iter": self._last_overflow_iter,
-                "last_rescale_iter": self._last_rescale_iter, "overflows_since_rescale": self._overflows_since_rescale}
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "loss_scale": self.loss_scale,
+            "iter": self._iter,
+            "last_overflow_iter": self._last_overflow_iter,
+            "last_rescale_iter": self._last_rescale_iter,
+            "overflows_since_rescale": self._overflows_since_rescale,
+        }
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.loss_scale = float(state["loss_scale"])
         self._iter = int(state["iter"])
         self._last_overflow_iter = int(state["last_overflow_iter"])

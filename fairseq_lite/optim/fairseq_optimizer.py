@@ -1,6 +1,7 @@
 """Base class wrapping a torch optimizer with fairseq's optimizer interface."""
 
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -23,7 +24,7 @@ class FairseqOptimizer:
 
     def __init__(self, cfg: Any):
         self.cfg = cfg
-        self._optimizer: Optional[torch.optim.Optimizer] = None
+        self._optimizer: torch.optim.Optimizer | None = None
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -32,7 +33,7 @@ class FairseqOptimizer:
         return self._optimizer
 
     @property
-    def optimizer_config(self) -> Dict[str, Any]:
+    def optimizer_config(self) -> dict[str, Any]:
         """The hyper-parameters that override those stored in a checkpoint when resuming."""
         raise NotImplementedError
 
@@ -42,7 +43,7 @@ class FairseqOptimizer:
             yield from group["params"]
 
     @property
-    def param_groups(self) -> List[Dict[str, Any]]:
+    def param_groups(self) -> list[dict[str, Any]]:
         return self.optimizer.param_groups
 
     def get_lr(self) -> float:
@@ -52,10 +53,10 @@ class FairseqOptimizer:
         for group in self.param_groups:
             group["lr"] = lr
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         return self.optimizer.state_dict()
 
-    def load_state_dict(self, state_dict: Dict[str, Any], optimizer_overrides: Optional[Dict[str, Any]] = None) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any], optimizer_overrides: dict[str, Any] | None = None) -> None:
         """Load optimizer state, then let the current hyper-parameters (e.g. a new lr) win."""
         self.optimizer.load_state_dict(state_dict)
         if optimizer_overrides:
@@ -65,9 +66,9 @@ class FairseqOptimizer:
     def backward(self, loss: Tensor) -> None:
         loss.backward()
 
-    def multiply_grads(self, c: Union[float, Tensor]) -> None:
+    def multiply_grads(self, c: float | Tensor) -> None:
         # One multi-tensor kernel per device and dtype rather than one launch per parameter.
-        groups: Dict[Any, List[Tensor]] = {}
+        groups: dict[Any, list[Tensor]] = {}
         for p in self.params:
             if p.grad is not None:
                 groups.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
@@ -94,10 +95,11 @@ class FairseqOptimizer:
         self.optimizer.zero_grad(set_to_none=True)
 
 
-def fused_or_foreach(params: Sequence[Tensor]) -> Dict[str, bool]:
+def fused_or_foreach(params: Sequence[Tensor]) -> dict[str, bool]:
     """Ask torch for its fused kernel when every parameter is on a device/dtype that has one."""
     try:
         from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
         devices = set(_get_fused_kernels_supported_devices())
     except ImportError:
         devices = {"cuda"}

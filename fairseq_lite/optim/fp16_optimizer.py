@@ -27,8 +27,9 @@ weights were replaced after saving) the masters are rebuilt from the model, as f
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from itertools import chain
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -46,7 +47,7 @@ MEMORY_EFFICIENT_OPTIMIZERS = ("adam", "sgd")
 
 # What builds the wrapped optimizer: an optimizer config (built through OPTIMIZER_REGISTRY, like the
 # trainer does) or any callable taking the parameters, e.g. `lambda params: SGD(cfg, params)`.
-OptimizerSource = Union[Any, Callable[[Any], FairseqOptimizer]]
+OptimizerSource = Any | Callable[[Any], FairseqOptimizer]
 
 
 def build_fp16_optimizer(optimizer_cfg: Any, params: Any, memory_efficient: bool = False) -> FairseqOptimizer:
@@ -62,7 +63,7 @@ def _build_wrapped(source: OptimizerSource, params: Any) -> FairseqOptimizer:
     return optimizer
 
 
-def _param_groups(params: Any) -> List[Dict[str, Any]]:
+def _param_groups(params: Any) -> list[dict[str, Any]]:
     """Plain parameter lists and torch-style lists of group dicts, as a list of group dicts."""
     params = list(params)
     if not params:
@@ -72,7 +73,7 @@ def _param_groups(params: Any) -> List[Dict[str, Any]]:
     return [{"params": params}]
 
 
-def _total_norm_fp32(grads: List[Tensor]) -> Tensor:
+def _total_norm_fp32(grads: list[Tensor]) -> Tensor:
     """L2 norm over all gradients, computed in fp32: the norm of scaled fp16 grads easily exceeds
     fp16's range (65504) even when every element is fine."""
     device = grads[0].device
@@ -85,21 +86,24 @@ def _check_shape(value: Any, param: Tensor, key: str, index: int) -> None:
     if torch.is_tensor(value) and key != "step" and value.dim() > 0 and value.shape != param.shape:
         raise CheckpointError(
             f"optimizer state '{key}' of parameter {index} has shape {tuple(value.shape)} but the parameter "
-            f"has shape {tuple(param.shape)}: the checkpoint is for another model; use --reset-optimizer")
+            f"has shape {tuple(param.shape)}: the checkpoint is for another model; use --reset-optimizer"
+        )
 
 
-def _check_group_sizes(saved_groups: List[Dict[str, Any]], sizes: List[int]) -> None:
+def _check_group_sizes(saved_groups: list[dict[str, Any]], sizes: list[int]) -> None:
     saved = [len(g["params"]) for g in saved_groups]
     if saved != sizes:
-        raise CheckpointError(f"the checkpoint's optimizer has parameter groups of sizes {saved}, this model's "
-                              f"has {sizes}: the checkpoint is for another model; use --reset-optimizer")
+        raise CheckpointError(
+            f"the checkpoint's optimizer has parameter groups of sizes {saved}, this model's "
+            f"has {sizes}: the checkpoint is for another model; use --reset-optimizer"
+        )
 
 
 class _FlatMaster:
     """One contiguous fp32 master buffer standing for a list of model parameters on one device.
     `master` is what the wrapped optimizer sees; `views()` slices it back into parameter shapes."""
 
-    def __init__(self, params: List[Tensor]):
+    def __init__(self, params: list[Tensor]):
         self.params = params
         self.offsets = []
         total = 0
@@ -111,9 +115,9 @@ class _FlatMaster:
         self.master = torch.nn.Parameter(flat)
         self.copy_from_model()
 
-    def slices(self, tensor: Tensor) -> List[Tensor]:
+    def slices(self, tensor: Tensor) -> list[Tensor]:
         """`tensor` (anything of the flat buffer's size) cut into views shaped like the parameters."""
-        return [tensor[o:o + p.numel()].view(p.shape) for o, p in zip(self.offsets, self.params)]
+        return [tensor[o : o + p.numel()].view(p.shape) for o, p in zip(self.offsets, self.params)]
 
     @torch.no_grad()
     def copy_from_model(self) -> None:
@@ -147,12 +151,12 @@ class FP16Optimizer(FairseqOptimizer):
 
     def __init__(self, optimizer: OptimizerSource, params: Any):
         groups = _param_groups(params)
-        self.fp16_groups: List[List[Tensor]] = [g["params"] for g in groups]  # checkpoint index order
-        self.flat_masters: List[_FlatMaster] = []  # in the wrapped optimizer's parameter order
-        self._flat_groups: List[List[int]] = []  # per group: indices into flat_masters
+        self.fp16_groups: list[list[Tensor]] = [g["params"] for g in groups]  # checkpoint index order
+        self.flat_masters: list[_FlatMaster] = []  # in the wrapped optimizer's parameter order
+        self._flat_groups: list[list[int]] = []  # per group: indices into flat_masters
         wrapped_groups = []
         for group in groups:
-            by_device: Dict[torch.device, List[Tensor]] = OrderedDict()
+            by_device: dict[torch.device, list[Tensor]] = OrderedDict()
             for p in group["params"]:
                 by_device.setdefault(p.device, []).append(p)
             indices = []
@@ -168,11 +172,11 @@ class FP16Optimizer(FairseqOptimizer):
         self._needs_sync = True  # fp16 grads not yet copied into the fp32 flat grads
 
     @property
-    def optimizer_config(self) -> Dict[str, Any]:
+    def optimizer_config(self) -> dict[str, Any]:
         return self.fp32_optimizer.optimizer_config
 
     @property
-    def fp16_params(self) -> List[Tensor]:
+    def fp16_params(self) -> list[Tensor]:
         return [p for group in self.fp16_groups for p in group]
 
     # --- gradients ---------------------------------------------------------------------------------
@@ -186,7 +190,7 @@ class FP16Optimizer(FairseqOptimizer):
         loss.backward()
         self._needs_sync = True
 
-    def multiply_grads(self, c: Union[float, Tensor]) -> None:
+    def multiply_grads(self, c: float | Tensor) -> None:
         self._sync_fp16_grads_to_fp32()
         super().multiply_grads(c)  # on the fp32 flat grads: no fp16 underflow from 1/loss_scale
 
@@ -219,11 +223,11 @@ class FP16Optimizer(FairseqOptimizer):
                 yield f, [position[id(p)] for p in self.flat_masters[f].params]
             index += len(group)
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """The state an fp32 run of the wrapped optimizer would save, plus the fp32 master weights."""
         flat_state = self.fp32_optimizer.state_dict()
-        state: Dict[int, Dict[str, Any]] = {}
-        masters: List[Optional[Tensor]] = [None] * len(self.fp16_params)
+        state: dict[int, dict[str, Any]] = {}
+        masters: list[Tensor | None] = [None] * len(self.fp16_params)
         for f, members in self._flat_members():
             flat = self.flat_masters[f]
             for index, view in zip(members, flat.slices(flat.master.detach())):
@@ -246,7 +250,7 @@ class FP16Optimizer(FairseqOptimizer):
             index += len(params)
         return {"state": state, "param_groups": groups, MASTER_PARAMS_KEY: masters}
 
-    def load_state_dict(self, state_dict: Dict[str, Any], optimizer_overrides: Optional[Dict[str, Any]] = None) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any], optimizer_overrides: dict[str, Any] | None = None) -> None:
         """Load per-parameter state (from an fp32, --fp16 or --memory-efficient-fp16 run) into the flat
         state, then the master weights when they were saved and still match the model."""
         saved_groups = state_dict["param_groups"]
@@ -264,7 +268,7 @@ class FP16Optimizer(FairseqOptimizer):
         self._load_master_params(state_dict.get(MASTER_PARAMS_KEY), params)
 
     @staticmethod
-    def _merge_param_states(flat: _FlatMaster, entries: List[Dict[str, Any]], members: List[int]) -> Dict[str, Any]:
+    def _merge_param_states(flat: _FlatMaster, entries: list[dict[str, Any]], members: list[int]) -> dict[str, Any]:
         """Concatenate per-parameter state into the flat layout. Parameters an fp32 run never stepped
         (no state) get zeros, i.e. fresh state; differing "step" counters merge to the largest."""
         keys = list(OrderedDict.fromkeys(k for entry in entries for k in entry))
@@ -277,27 +281,35 @@ class FP16Optimizer(FairseqOptimizer):
                 continue
             for value, p, index in zip(values, flat.params, members):
                 _check_shape(value, p, key, index)
-            per_element = key != "step" and all(torch.is_tensor(v) and v.shape == p.shape
-                                                for v, p in zip(values, flat.params) if v is not None)
+            per_element = key != "step" and all(
+                torch.is_tensor(v) and v.shape == p.shape for v, p in zip(values, flat.params) if v is not None
+            )
             if per_element:
-                merged[key] = torch.cat([
-                    (v.to(torch.float32) if v is not None else torch.zeros(p.shape, dtype=torch.float32)).reshape(-1)
-                    .to(flat.master.device) for v, p in zip(values, flat.params)])
+                merged[key] = torch.cat(
+                    [
+                        (v.to(torch.float32) if v is not None else torch.zeros(p.shape, dtype=torch.float32))
+                        .reshape(-1)
+                        .to(flat.master.device)
+                        for v, p in zip(values, flat.params)
+                    ]
+                )
             elif all(torch.is_tensor(v) for v in present):
                 merged[key] = max(present, key=lambda v: v.item()).clone()
             else:
                 merged[key] = present[0]
         return merged
 
-    def _load_master_params(self, saved: Optional[List[Tensor]], params: List[Tensor]) -> None:
+    def _load_master_params(self, saved: list[Tensor] | None, params: list[Tensor]) -> None:
         if saved is None:
             return  # a checkpoint from another kind of run: the masters stay the model's weights
         usable = len(saved) == len(params) and all(
             torch.is_tensor(m) and m.shape == p.shape and torch.equal(m.to(p.device, p.dtype), p.detach())
-            for m, p in zip(saved, params))
+            for m, p in zip(saved, params)
+        )
         if not usable:
-            logger.info("the checkpoint's fp32 master weights do not match the model's weights; "
-                        "rebuilding them from the model")
+            logger.info(
+                "the checkpoint's fp32 master weights do not match the model's weights; rebuilding them from the model"
+            )
             return
         index = {id(p): i for i, p in enumerate(params)}
         with torch.no_grad():
@@ -317,25 +329,30 @@ class MemoryEfficientFP16Optimizer(FairseqOptimizer):
             raise ConfigError(self._unsupported(name))
         self.wrapped_optimizer = _build_wrapped(optimizer, params)
         if type(self.wrapped_optimizer.optimizer) not in (torch.optim.AdamW, torch.optim.SGD):
-            raise ConfigError(self._unsupported(getattr(self.wrapped_optimizer, "__registered_name__",
-                                                        type(self.wrapped_optimizer).__name__)))
+            raise ConfigError(
+                self._unsupported(
+                    getattr(self.wrapped_optimizer, "__registered_name__", type(self.wrapped_optimizer).__name__)
+                )
+            )
         super().__init__(self.wrapped_optimizer.cfg)
         self._optimizer = self.wrapped_optimizer.optimizer
         # Product of every multiply_grads/clip since the last step or zero_grad; the fp16 grads are
         # never touched, so unscaling by 1/loss_scale cannot underflow them.
-        self._multiply_factor: Union[float, Tensor] = 1.0
+        self._multiply_factor: float | Tensor = 1.0
 
     @staticmethod
     def _unsupported(name: str) -> str:
-        return (f"Unsupported optimizer '{name}' with --memory-efficient-fp16 (supported: "
-                f"{', '.join(MEMORY_EFFICIENT_OPTIMIZERS)}); use --fp16 instead")
+        return (
+            f"Unsupported optimizer '{name}' with --memory-efficient-fp16 (supported: "
+            f"{', '.join(MEMORY_EFFICIENT_OPTIMIZERS)}); use --fp16 instead"
+        )
 
     @property
-    def optimizer_config(self) -> Dict[str, Any]:
+    def optimizer_config(self) -> dict[str, Any]:
         return self.wrapped_optimizer.optimizer_config
 
     # --- gradients ---------------------------------------------------------------------------------
-    def multiply_grads(self, c: Union[float, Tensor]) -> None:
+    def multiply_grads(self, c: float | Tensor) -> None:
         self._multiply_factor = self._multiply_factor * c
 
     def clip_grad_norm(self, max_norm: float) -> Tensor:
@@ -377,7 +394,7 @@ class MemoryEfficientFP16Optimizer(FairseqOptimizer):
         return loss
 
     @staticmethod
-    def _adamw_update(p: Tensor, grad: Tensor, state: Dict[str, Any], group: Dict[str, Any]) -> None:
+    def _adamw_update(p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         """torch.optim.AdamW's single-tensor update (decoupled weight decay), state in fp32."""
         if not state:
             state["step"] = torch.tensor(0.0, dtype=torch.float32)  # on the CPU, as torch's unfused path
@@ -393,8 +410,8 @@ class MemoryEfficientFP16Optimizer(FairseqOptimizer):
             p.mul_(1 - lr * weight_decay)
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        step_size = lr / (1 - beta1 ** step)
-        bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+        step_size = lr / (1 - beta1**step)
+        bias_correction2_sqrt = (1 - beta2**step) ** 0.5
         if group["amsgrad"]:
             torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
             denom = (state["max_exp_avg_sq"].sqrt() / bias_correction2_sqrt).add_(eps)
@@ -403,7 +420,7 @@ class MemoryEfficientFP16Optimizer(FairseqOptimizer):
         p.addcdiv_(exp_avg, denom, value=-step_size)
 
     @staticmethod
-    def _sgd_update(p: Tensor, grad: Tensor, state: Dict[str, Any], group: Dict[str, Any]) -> None:
+    def _sgd_update(p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
         """torch.optim.SGD's single-tensor update, momentum buffer in fp32."""
         if group["weight_decay"] != 0:
             grad = grad.add(p, alpha=group["weight_decay"])
@@ -418,7 +435,7 @@ class MemoryEfficientFP16Optimizer(FairseqOptimizer):
         p.add_(grad, alpha=-group["lr"])
 
     # --- checkpoints -------------------------------------------------------------------------------
-    def load_state_dict(self, state_dict: Dict[str, Any], optimizer_overrides: Optional[Dict[str, Any]] = None) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any], optimizer_overrides: dict[str, Any] | None = None) -> None:
         """torch's loader casts state to the parameters' dtype (fp16 here): put the saved fp32 values back."""
         _check_group_sizes(state_dict["param_groups"], [len(g["params"]) for g in self.param_groups])
         saved_ids = list(chain.from_iterable(g["params"] for g in state_dict["param_groups"]))

@@ -26,36 +26,40 @@ def check_precision(common_cfg, device: torch.device) -> str:
     """The precision mode the config asks for, or a clear error when it cannot run here."""
     # --memory-efficient-fp16 implies --fp16, as in fairseq
     fp16 = common_cfg.get("fp16", False) or common_cfg.get("memory_efficient_fp16", False)
-    chosen = [name for name in ("fp16", "bf16", "amp")
-              if (fp16 if name == "fp16" else common_cfg.get(name, False))]
+    chosen = [name for name in ("fp16", "bf16", "amp") if (fp16 if name == "fp16" else common_cfg.get(name, False))]
     if len(chosen) > 1:
         raise ConfigError(f"common.{chosen[0]} and common.{chosen[1]} are both set; choose one precision")
     mode = chosen[0] if chosen else "fp32"
     if mode in ("fp16", "amp") and device.type != "cuda":
-        raise ConfigError(f"common.{mode}=true needs a CUDA GPU (running on {device.type}); "
-                          f"use common.bf16=true on CPU, or drop --{mode}")
+        raise ConfigError(
+            f"common.{mode}=true needs a CUDA GPU (running on {device.type}); "
+            f"use common.bf16=true on CPU, or drop --{mode}"
+        )
     return mode
 
 
 class Precision:
-    def __init__(self, common_cfg, device: torch.device, mode: str = None, update_freq: int = 1,
-                 world_size: int = 1):
+    def __init__(self, common_cfg, device: torch.device, mode: str = None, update_freq: int = 1, world_size: int = 1):
         self.mode = mode or check_precision(common_cfg, device)
         self.device = device
         self.dtype = {"fp16": torch.float16, "amp": torch.float16, "bf16": torch.bfloat16}.get(self.mode)
         self.min_loss_scale = common_cfg.get("min_loss_scale", 1e-4)
         # fairseq's default window: 2**14 updates' worth of batches, shared by ranks and micro-batches.
-        window = common_cfg.get("fp16_scale_window") or max(1, int(2 ** 14 / world_size / update_freq))
+        window = common_cfg.get("fp16_scale_window") or max(1, int(2**14 / world_size / update_freq))
         self.loss_scaler = None  # fp16: fairseq's scaler
         self.scaler = None  # amp: torch's GradScaler
         if self.mode == "fp16":
             self.loss_scaler = DynamicLossScaler(
-                init_scale=float(common_cfg.fp16_init_scale), scale_window=int(window),
+                init_scale=float(common_cfg.fp16_init_scale),
+                scale_window=int(window),
                 tolerance=common_cfg.get("fp16_scale_tolerance", 0.0),
-                threshold=common_cfg.get("threshold_loss_scale"), min_loss_scale=self.min_loss_scale)
+                threshold=common_cfg.get("threshold_loss_scale"),
+                min_loss_scale=self.min_loss_scale,
+            )
         elif self.mode == "amp":
-            self.scaler = torch.amp.GradScaler(device.type, init_scale=float(common_cfg.fp16_init_scale),
-                                               growth_interval=int(window))
+            self.scaler = torch.amp.GradScaler(
+                device.type, init_scale=float(common_cfg.fp16_init_scale), growth_interval=int(window)
+            )
 
     def autocast(self):
         if self.dtype is None:
@@ -98,7 +102,8 @@ class Precision:
         if self.scaler.get_scale() < self.min_loss_scale:
             raise MinimumLossScaleReached(
                 f"minimum loss scale reached ({self.min_loss_scale}): the loss is probably exploding; try a "
-                f"lower learning rate, gradient clipping (--clip-norm), or bf16 instead of fp16")
+                f"lower learning rate, gradient clipping (--clip-norm), or bf16 instead of fp16"
+            )
 
     @property
     def loss_scale(self):

@@ -1,7 +1,8 @@
 """Plain SGD with optional momentum (`--optimizer sgd`), torch's implementation."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, List
+from typing import Any
 
 import torch
 from omegaconf import II
@@ -16,7 +17,7 @@ from fairseq_lite.registry import register_optimizer
 class SGDConfig(FairseqDataclass):
     momentum: float = cfg_field(0.0, help="momentum factor")
     weight_decay: float = cfg_field(0.0, help="weight decay")
-    lr: List[float] = II("optimization.lr")
+    lr: list[float] = II("optimization.lr")
 
 
 @register_optimizer("sgd", dataclass=SGDConfig)

@@ -1,6 +1,6 @@
 """Scorers for generated text (`--scoring`): corpus BLEU as fairseq computes it, and SacreBLEU."""
 
-from typing import Any, List
+from typing import Any
 
 from fairseq_lite.registry import SCORING_REGISTRY, cfg_name
 
@@ -10,8 +10,8 @@ class BaseScorer:
 
     def __init__(self, cfg: Any = None):
         self.cfg = cfg
-        self.ref: List[str] = []
-        self.pred: List[str] = []
+        self.ref: list[str] = []
+        self.pred: list[str] = []
 
     def add_string(self, ref: str, pred: str) -> None:
         self.ref.append(ref)

@@ -6,8 +6,9 @@ and trailing eos/pad trimmed), no smoothing, brevity penalty min(1, exp(1 - ref/
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, List, Sequence
+from typing import Any
 
 import torch
 
@@ -17,8 +18,7 @@ from fairseq_lite.registry import register_scorer
 from fairseq_lite.scoring import BaseScorer
 
 # sacrebleu's tokenizer names, listed here so that start-up does not import sacrebleu.
-SACREBLEU_TOKENIZERS = ["none", "zh", "13a", "intl", "char", "ja-mecab", "ko-mecab", "spm", "flores101",
-                        "flores200"]
+SACREBLEU_TOKENIZERS = ["none", "zh", "13a", "intl", "char", "ja-mecab", "ko-mecab", "spm", "flores101", "flores200"]
 
 
 @dataclass
@@ -56,7 +56,7 @@ class BleuScorer(BaseScorer):
         """Whitespace-separated tokens; the same statistics as `add` on their ids."""
         self._add_sequences(ref.split(), pred.split())
 
-    def _trim(self, ids: List[Any]) -> List[Any]:
+    def _trim(self, ids: list[Any]) -> list[Any]:
         start = 0
         while start < len(ids) and ids[start] == self.pad:
             start += 1
@@ -65,20 +65,20 @@ class BleuScorer(BaseScorer):
         # (libbleu never trims the first token, even an eos.)
         while end > 0 and ids[end] in (self.eos, self.pad):
             end -= 1
-        return ids[:end + 1]
+        return ids[: end + 1]
 
-    def _add_sequences(self, ref: List[Any], pred: List[Any]) -> None:
+    def _add_sequences(self, ref: list[Any], pred: list[Any]) -> None:
         self.reflen += len(ref)
         self.predlen += len(pred)
         for n in range(1, self.MAX_ORDER + 1):
             if len(pred) < n:
                 continue
-            pred_ngrams = Counter(tuple(pred[i:i + n]) for i in range(len(pred) - n + 1))
-            ref_ngrams = Counter(tuple(ref[i:i + n]) for i in range(len(ref) - n + 1))
+            pred_ngrams = Counter(tuple(pred[i : i + n]) for i in range(len(pred) - n + 1))
+            ref_ngrams = Counter(tuple(ref[i : i + n]) for i in range(len(ref) - n + 1))
             self.count[n - 1] += len(pred) - n + 1
             self.match[n - 1] += sum(min(c, pred_ngrams[g]) for g, c in ref_ngrams.items())
 
-    def precision(self) -> List[float]:
+    def precision(self) -> list[float]:
         return [m / c if c > 0 else 0 for m, c in zip(self.match, self.count)]
 
     def brevity(self) -> float:
@@ -95,8 +95,10 @@ class BleuScorer(BaseScorer):
             raise ValueError("BLEU scores for order > 4 aren't supported")
         precisions = "/".join(f"{p * 100:2.1f}" for p in self.precision()[:order])
         ratio = self.predlen / self.reflen if self.reflen else 0.0
-        return (f"BLEU{order} = {self.score(order):2.2f}, {precisions} (BP={self.brevity():.3f}, "
-                f"ratio={ratio:.3f}, syslen={self.predlen}, reflen={self.reflen})")
+        return (
+            f"BLEU{order} = {self.score(order):2.2f}, {precisions} (BP={self.brevity():.3f}, "
+            f"ratio={ratio:.3f}, syslen={self.predlen}, reflen={self.reflen})"
+        )
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The task: owns the dictionaries and datasets, builds model and criterion, and runs one step."""
 
 import logging
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import torch
 
@@ -16,8 +16,8 @@ logger = logging.getLogger(__name__)
 class FairseqTask:
     def __init__(self, cfg):
         self.cfg = cfg
-        self.datasets: Dict[str, Any] = {}
-        self._epoch_iterators: Dict[int, EpochBatchIterator] = {}
+        self.datasets: dict[str, Any] = {}
+        self._epoch_iterators: dict[int, EpochBatchIterator] = {}
 
     @classmethod
     def build_task(cls, cfg, **kwargs):
@@ -39,7 +39,7 @@ class FairseqTask:
     def has_sharded_data(self, split: str) -> bool:
         return False
 
-    def max_positions(self) -> Optional[int]:
+    def max_positions(self) -> int | None:
         return None
 
     @property
@@ -50,30 +50,57 @@ class FairseqTask:
     def target_dictionary(self):
         raise NotImplementedError
 
-    def get_batch_iterator(self, dataset, max_tokens: Optional[int] = None, max_sentences: Optional[int] = None,
-                           max_positions: Optional[int] = None, ignore_invalid_inputs: bool = False,
-                           required_batch_size_multiple: int = 1, seed: int = 1, num_shards: int = 1,
-                           shard_id: int = 0, num_workers: int = 0, epoch: int = 1,
-                           disable_iterator_cache: bool = False, skip_remainder_batch: bool = False,
-                           data_buffer_size: int = 0, pin_memory: bool = False) -> EpochBatchIterator:
+    def get_batch_iterator(
+        self,
+        dataset,
+        max_tokens: int | None = None,
+        max_sentences: int | None = None,
+        max_positions: int | None = None,
+        ignore_invalid_inputs: bool = False,
+        required_batch_size_multiple: int = 1,
+        seed: int = 1,
+        num_shards: int = 1,
+        shard_id: int = 0,
+        num_workers: int = 0,
+        epoch: int = 1,
+        disable_iterator_cache: bool = False,
+        skip_remainder_batch: bool = False,
+        data_buffer_size: int = 0,
+        pin_memory: bool = False,
+    ) -> EpochBatchIterator:
         """Batches of `dataset` in an order that depends only on (seed, epoch), for this shard."""
         cacheable = not disable_iterator_cache and getattr(dataset, "can_reuse_epoch_itr_across_epochs", False)
         if cacheable and id(dataset) in self._epoch_iterators:
             return self._epoch_iterators[id(dataset)]
         if max_tokens is None and max_sentences is None:
-            raise DataError("set dataset.max_tokens (--max-tokens) or dataset.batch_size (--batch-size) "
-                            "to say how large a batch may be")
+            raise DataError(
+                "set dataset.max_tokens (--max-tokens) or dataset.batch_size (--batch-size) "
+                "to say how large a batch may be"
+            )
         dataset.set_epoch(epoch)
         with data_utils.numpy_seed(seed):
             indices = dataset.ordered_indices()
         if max_positions is not None:
             indices = self.filter_indices_by_size(indices, dataset, max_positions, ignore_invalid_inputs)
-        batches = dataset.batch_by_size(indices, max_tokens=max_tokens, max_sentences=max_sentences,
-                                        required_batch_size_multiple=required_batch_size_multiple)
-        iterator = EpochBatchIterator(dataset=dataset, collate_fn=dataset.collater, batch_sampler=batches,
-                                      seed=seed, num_shards=num_shards, shard_id=shard_id,
-                                      num_workers=num_workers, epoch=epoch, buffer_size=data_buffer_size,
-                                      pin_memory=pin_memory, skip_remainder_batch=skip_remainder_batch)
+        batches = dataset.batch_by_size(
+            indices,
+            max_tokens=max_tokens,
+            max_sentences=max_sentences,
+            required_batch_size_multiple=required_batch_size_multiple,
+        )
+        iterator = EpochBatchIterator(
+            dataset=dataset,
+            collate_fn=dataset.collater,
+            batch_sampler=batches,
+            seed=seed,
+            num_shards=num_shards,
+            shard_id=shard_id,
+            num_workers=num_workers,
+            epoch=epoch,
+            buffer_size=data_buffer_size,
+            pin_memory=pin_memory,
+            skip_remainder_batch=skip_remainder_batch,
+        )
         if cacheable:
             self._epoch_iterators[id(dataset)] = iterator
         return iterator
@@ -82,11 +109,15 @@ class FairseqTask:
         indices, ignored = dataset.filter_indices_by_size(indices, max_positions)
         if len(ignored) > 0:
             if not ignore_invalid_inputs:
-                raise DataError(f"{len(ignored)} samples are longer than max_positions={max_positions}, e.g. "
-                                f"sample #{ignored[0]} (size {dataset.size(ignored[0])}); skip them with "
-                                f"--skip-invalid-size-inputs-valid-test")
-            logger.warning(f"{len(ignored)} samples have invalid sizes and will be skipped, "
-                           f"max_positions={max_positions}, first few sample ids={list(ignored[:10])}")
+                raise DataError(
+                    f"{len(ignored)} samples are longer than max_positions={max_positions}, e.g. "
+                    f"sample #{ignored[0]} (size {dataset.size(ignored[0])}); skip them with "
+                    f"--skip-invalid-size-inputs-valid-test"
+                )
+            logger.warning(
+                f"{len(ignored)} samples have invalid sizes and will be skipped, "
+                f"max_positions={max_positions}, first few sample ids={list(ignored[:10])}"
+            )
         return indices
 
     # --- model and criterion --------------------------------------------------------------------
@@ -97,8 +128,9 @@ class FairseqTask:
         return CRITERION_REGISTRY.build(criterion_cfg, self)
 
     # --- steps ----------------------------------------------------------------------------------
-    def train_step(self, sample, model, criterion, optimizer, update_num: int,
-                   ignore_grad: bool = False) -> Tuple[torch.Tensor, int, Dict[str, Any]]:
+    def train_step(
+        self, sample, model, criterion, optimizer, update_num: int, ignore_grad: bool = False
+    ) -> tuple[torch.Tensor, int, dict[str, Any]]:
         """Forward and backward of one micro-batch; the trainer steps the optimizer."""
         model.train()
         with optimizer.autocast():
@@ -113,7 +145,7 @@ class FairseqTask:
         with torch.no_grad():
             return criterion(model, sample)
 
-    def reduce_metrics(self, totals: Dict[str, float], criterion) -> Dict[str, float]:
+    def reduce_metrics(self, totals: dict[str, float], criterion) -> dict[str, float]:
         """Validation statistics from logging outputs summed over batches."""
         return criterion.reduce_metrics(totals)
 

@@ -14,8 +14,9 @@ import logging
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,13 +39,17 @@ EVAL_BLEU_ORDER = 4
 
 @dataclass
 class TranslationConfig(FairseqDataclass):
-    data: Optional[str] = cfg_field(
-        MISSING, "colon separated path to data directories list, will be iterated upon during epochs in "
-                 "round-robin manner; however, valid and test data are always in the first directory")
-    source_lang: Optional[str] = cfg_field(None, "source language (inferred from the data directory if unset)",
-                                           argparse_alias="-s")
-    target_lang: Optional[str] = cfg_field(None, "target language (inferred from the data directory if unset)",
-                                           argparse_alias="-t")
+    data: str | None = cfg_field(
+        MISSING,
+        "colon separated path to data directories list, will be iterated upon during epochs in "
+        "round-robin manner; however, valid and test data are always in the first directory",
+    )
+    source_lang: str | None = cfg_field(
+        None, "source language (inferred from the data directory if unset)", argparse_alias="-s"
+    )
+    target_lang: str | None = cfg_field(
+        None, "target language (inferred from the data directory if unset)", argparse_alias="-t"
+    )
     left_pad_source: bool = cfg_field(True, "pad the source on the left")
     left_pad_target: bool = cfg_field(False, "pad the target on the left")
     max_source_positions: int = cfg_field(1024, "max number of tokens in the source sequence")
@@ -52,47 +57,62 @@ class TranslationConfig(FairseqDataclass):
     upsample_primary: int = cfg_field(-1, "the amount of upsample primary dataset (not supported: keep -1)")
     truncate_source: bool = cfg_field(False, "truncate source to max-source-positions")
     num_batch_buckets: int = cfg_field(
-        0, "if >0, then bucket source and target lengths into N buckets and pad accordingly; this is useful "
-           "on TPUs to minimize the number of compilations")
+        0,
+        "if >0, then bucket source and target lengths into N buckets and pad accordingly; this is useful "
+        "on TPUs to minimize the number of compilations",
+    )
     train_subset: str = II("dataset.train_subset")
     required_seq_len_multiple: int = cfg_field(
-        1, "pad the input to encoder such that the sequence length is divisible by multiple")
+        1, "pad the input to encoder such that the sequence length is divisible by multiple"
+    )
     eval_bleu: bool = cfg_field(False, "evaluation with BLEU scores")
-    eval_bleu_args: Optional[str] = cfg_field(
-        "{}", 'generation args for BLUE scoring, e.g., \'{"beam": 4, "lenpen": 0.6}\', as JSON string')
+    eval_bleu_args: str | None = cfg_field(
+        "{}", 'generation args for BLUE scoring, e.g., \'{"beam": 4, "lenpen": 0.6}\', as JSON string'
+    )
     eval_bleu_detok: str = cfg_field(
-        "space", "detokenize before computing BLEU (e.g., 'moses'); required if using --eval-bleu; use 'space' "
-                 "to disable detokenization")
-    eval_bleu_detok_args: Optional[str] = cfg_field("{}", "args for building the tokenizer, if needed, as JSON string")
+        "space",
+        "detokenize before computing BLEU (e.g., 'moses'); required if using --eval-bleu; use 'space' "
+        "to disable detokenization",
+    )
+    eval_bleu_detok_args: str | None = cfg_field("{}", "args for building the tokenizer, if needed, as JSON string")
     eval_tokenized_bleu: bool = cfg_field(False, "compute tokenized BLEU instead of sacrebleu")
-    eval_bleu_remove_bpe: Optional[str] = cfg_field(None, "remove BPE before computing BLEU")
+    eval_bleu_remove_bpe: str | None = cfg_field(None, "remove BPE before computing BLEU")
     eval_bleu_print_samples: bool = cfg_field(False, "print sample generations during validation")
 
 
 _PAIR_FILE = re.compile(r"^[^.]+\.([^.\-]+)-([^.\-]+)\.[^.]+\.(?:bin|idx)$")
 
 
-def infer_language_pair(path: str, source_lang: Optional[str] = None,
-                        target_lang: Optional[str] = None) -> Tuple[str, str]:
+def infer_language_pair(path: str, source_lang: str | None = None, target_lang: str | None = None) -> tuple[str, str]:
     """The (src, tgt) pair of the binarized files in `path`, completing whichever side is unset."""
     found = sorted({m.groups() for m in map(_PAIR_FILE.match, os.listdir(path)) if m})
     if source_lang is None and target_lang is None:
         candidates = found  # {split}.en-es.* means en -> es
     else:
         # One side given: either direction of a binarized pair can complete it.
-        candidates = sorted({(s, t) for a, b in found for s, t in ((a, b), (b, a))
-                             if source_lang in (None, s) and target_lang in (None, t)})
+        candidates = sorted(
+            {
+                (s, t)
+                for a, b in found
+                for s, t in ((a, b), (b, a))
+                if source_lang in (None, s) and target_lang in (None, t)
+            }
+        )
     if len(candidates) == 1:
         return candidates[0]
     listing = ", ".join(f"{s}-{t}" for s, t in found) or "none"
-    raise DataError(f"task.data: cannot infer the language pair from '{path}' (binarized pairs found: {listing}); "
-                    f"set task.source_lang and task.target_lang (-s/-t)")
+    raise DataError(
+        f"task.data: cannot infer the language pair from '{path}' (binarized pairs found: {listing}); "
+        f"set task.source_lang and task.target_lang (-s/-t)"
+    )
 
 
 def load_dictionary(path: str) -> Dictionary:
     if not os.path.isfile(path):
-        raise DataError(f"task.data: no dictionary at '{path}'; binarize the data with fairseq-preprocess "
-                        f"--source-lang SRC --target-lang TGT")
+        raise DataError(
+            f"task.data: no dictionary at '{path}'; binarize the data with fairseq-preprocess "
+            f"--source-lang SRC --target-lang TGT"
+        )
     return Dictionary.load(path)
 
 
@@ -118,8 +138,16 @@ class TruncatedSource(torch.utils.data.Dataset):
 
 
 @torch.no_grad()
-def greedy_decode(model: Any, src_tokens: Tensor, src_lengths: Tensor, eos: int, pad: int,
-                  max_len_a: float = 0.0, max_len_b: int = 200, min_len: int = 1) -> List[Tensor]:
+def greedy_decode(
+    model: Any,
+    src_tokens: Tensor,
+    src_lengths: Tensor,
+    eos: int,
+    pad: int,
+    max_len_a: float = 0.0,
+    max_len_b: int = 200,
+    min_len: int = 1,
+) -> list[Tensor]:
     """Argmax decoding with the model's incremental decoder; one token tensor (no eos) per row.
 
     Length limits follow fairseq's generator: at most min(a * src_len + b, max_decoder_positions - 1)
@@ -130,14 +158,14 @@ def greedy_decode(model: Any, src_tokens: Tensor, src_lengths: Tensor, eos: int,
     encoder_out = model.encoder(src_tokens, src_lengths=src_lengths)
     tokens = src_tokens.new_full((bsz, 1), eos)
     finished = torch.zeros(bsz, dtype=torch.bool, device=src_tokens.device)
-    incremental_state: Dict[str, Any] = {}
+    incremental_state: dict[str, Any] = {}
     for step in range(max_len + 1):
         logits, _ = model.decoder(tokens, encoder_out=encoder_out, incremental_state=incremental_state)
         lprobs = model.get_normalized_probs((logits[:, -1, :], None), log_probs=True)
         lprobs[:, pad] = -math.inf
         if step >= max_len:
             lprobs[:, :eos] = -math.inf
-            lprobs[:, eos + 1:] = -math.inf
+            lprobs[:, eos + 1 :] = -math.inf
         elif step < min_len:
             lprobs[:, eos] = -math.inf
         # Finished rows keep emitting pad: they stay in the batch so the cache needs no reordering.
@@ -153,7 +181,7 @@ def greedy_decode(model: Any, src_tokens: Tensor, src_lengths: Tensor, eos: int,
     return hyps
 
 
-def bleu_from_stats(agg: Dict[str, float]) -> Optional[float]:
+def bleu_from_stats(agg: dict[str, float]) -> float | None:
     """Corpus BLEU (sacrebleu, exp smoothing, rounded to 2 decimals as fairseq) from summed stats."""
     totals = [int(agg.get(f"_bleu_totals_{i}", 0)) for i in range(EVAL_BLEU_ORDER)]
     if max(totals) <= 0:
@@ -161,8 +189,13 @@ def bleu_from_stats(agg: Dict[str, float]) -> Optional[float]:
     from sacrebleu.metrics import BLEU
 
     counts = [int(agg.get(f"_bleu_counts_{i}", 0)) for i in range(EVAL_BLEU_ORDER)]
-    score = BLEU.compute_bleu(correct=counts, total=totals, sys_len=int(agg.get("_bleu_sys_len", 0)),
-                              ref_len=int(agg.get("_bleu_ref_len", 0)), smooth_method="exp").score
+    score = BLEU.compute_bleu(
+        correct=counts,
+        total=totals,
+        sys_len=int(agg.get("_bleu_sys_len", 0)),
+        ref_len=int(agg.get("_bleu_ref_len", 0)),
+        smooth_method="exp",
+    ).score
     return round(score, 2)
 
 
@@ -173,7 +206,7 @@ class TranslationTask(FairseqTask):
         self.src_dict = src_dict
         self.tgt_dict = tgt_dict
         self.detokenize: Callable[[str], str] = lambda text: text
-        self.bleu_gen_args: Dict[str, Any] = {}
+        self.bleu_gen_args: dict[str, Any] = {}
 
     @classmethod
     def setup_task(cls, cfg: Any, **kwargs: Any) -> "TranslationTask":
@@ -192,8 +225,9 @@ class TranslationTask(FairseqTask):
         tgt_dict = load_dictionary(os.path.join(paths[0], f"dict.{cfg.target_lang}.txt"))
         for name in ("pad", "eos", "unk"):
             if getattr(src_dict, name)() != getattr(tgt_dict, name)():
-                raise DataError(f"dict.{cfg.source_lang}.txt and dict.{cfg.target_lang}.txt disagree on the "
-                                f"{name} index")
+                raise DataError(
+                    f"dict.{cfg.source_lang}.txt and dict.{cfg.target_lang}.txt disagree on the {name} index"
+                )
         logger.info(f"[{cfg.source_lang}] dictionary: {len(src_dict)} types")
         logger.info(f"[{cfg.target_lang}] dictionary: {len(tgt_dict)} types")
         return cls(cfg, src_dict, tgt_dict)
@@ -221,17 +255,23 @@ class TranslationTask(FairseqTask):
         tgt_dataset = MMapIndexedDataset(prefix + tgt) if MMapIndexedDataset.exists(prefix + tgt) else None
         logger.info(f"{data_path} {split} {src}-{tgt} {len(src_dataset)} examples")
         self.datasets[split] = LanguagePairDataset(
-            src_dataset, src_dataset.sizes, self.src_dict,
-            tgt_dataset, tgt_dataset.sizes if tgt_dataset is not None else None, self.tgt_dict,
-            left_pad_source=self.cfg.left_pad_source, left_pad_target=self.cfg.left_pad_target,
-            num_buckets=self.cfg.num_batch_buckets, shuffle=(split != "test"),
+            src_dataset,
+            src_dataset.sizes,
+            self.src_dict,
+            tgt_dataset,
+            tgt_dataset.sizes if tgt_dataset is not None else None,
+            self.tgt_dict,
+            left_pad_source=self.cfg.left_pad_source,
+            left_pad_target=self.cfg.left_pad_target,
+            num_buckets=self.cfg.num_batch_buckets,
+            shuffle=(split != "test"),
             pad_to_multiple=self.cfg.required_seq_len_multiple,
         )
 
-    def build_dataset_for_inference(self, src_tokens: List[Tensor], src_lengths: List[int]) -> LanguagePairDataset:
+    def build_dataset_for_inference(self, src_tokens: list[Tensor], src_lengths: list[int]) -> LanguagePairDataset:
         return LanguagePairDataset(src_tokens, src_lengths, self.source_dictionary, tgt_dict=self.target_dictionary)
 
-    def max_positions(self) -> Tuple[int, int]:
+    def max_positions(self) -> tuple[int, int]:
         return (self.cfg.max_source_positions, self.cfg.max_target_positions)
 
     @property
@@ -271,10 +311,12 @@ class TranslationTask(FairseqTask):
         elif name in (None, "space", "none"):
             self.detokenize = lambda text: text  # fairseq's "space" tokenizer: nothing to undo
         else:
-            raise ConfigError(f"task.eval_bleu_detok='{name}' is not available (tokenizers: "
-                              f"{', '.join(['space'] + TOKENIZER_REGISTRY.choices())})")
+            raise ConfigError(
+                f"task.eval_bleu_detok='{name}' is not available (tokenizers: "
+                f"{', '.join(['space'] + TOKENIZER_REGISTRY.choices())})"
+            )
 
-    def valid_step(self, sample: Dict[str, Any], model: Any, criterion: Any) -> Tuple[Any, int, Dict[str, Any]]:
+    def valid_step(self, sample: dict[str, Any], model: Any, criterion: Any) -> tuple[Any, int, dict[str, Any]]:
         loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
         if self.cfg.eval_bleu:
             bleu = self._inference_with_bleu(sample, model)
@@ -285,7 +327,7 @@ class TranslationTask(FairseqTask):
                 logging_output[f"_bleu_totals_{i}"] = bleu.totals[i]
         return loss, sample_size, logging_output
 
-    def _inference_with_bleu(self, sample: Dict[str, Any], model: Any) -> Any:
+    def _inference_with_bleu(self, sample: dict[str, Any], model: Any) -> Any:
         import sacrebleu
 
         def decode(tokens: Tensor, unk_string: str) -> str:
@@ -295,9 +337,16 @@ class TranslationTask(FairseqTask):
         model.eval()
         net_input = sample["net_input"]
         args = self.bleu_gen_args
-        hyp_tokens = greedy_decode(model, net_input["src_tokens"], net_input["src_lengths"], self.tgt_dict.eos(),
-                                   self.tgt_dict.pad(), max_len_a=float(args.get("max_len_a", 0.0)),
-                                   max_len_b=int(args.get("max_len_b", 200)), min_len=int(args.get("min_len", 1)))
+        hyp_tokens = greedy_decode(
+            model,
+            net_input["src_tokens"],
+            net_input["src_lengths"],
+            self.tgt_dict.eos(),
+            self.tgt_dict.pad(),
+            max_len_a=float(args.get("max_len_a", 0.0)),
+            max_len_b=int(args.get("max_len_b", 200)),
+            min_len=int(args.get("min_len", 1)),
+        )
         hyps, refs = [], []
         for hyp, ref in zip(hyp_tokens, sample["target"]):
             hyps.append(decode(hyp, "UNKNOWNTOKENINHYP"))
@@ -310,7 +359,7 @@ class TranslationTask(FairseqTask):
             return sacrebleu.corpus_bleu(hyps, [refs], tokenize="none")
         return sacrebleu.corpus_bleu(hyps, [refs])
 
-    def reduce_metrics(self, agg: Dict[str, float], criterion: Any) -> Dict[str, float]:
+    def reduce_metrics(self, agg: dict[str, float], criterion: Any) -> dict[str, float]:
         """The criterion's statistics, plus "bleu" when validation decoded with eval_bleu."""
         out = dict(criterion.reduce_metrics(agg))
         if self.cfg.eval_bleu:
@@ -320,7 +369,7 @@ class TranslationTask(FairseqTask):
         return out
 
 
-def _parse_json(name: str, text: Optional[str]) -> Dict[str, Any]:
+def _parse_json(name: str, text: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text or "{}")
     except json.JSONDecodeError as e:

@@ -23,8 +23,13 @@ class LSTMDecoder(FairseqDecoder):
         super().__init__(dictionary)
         self.embed = nn.Embedding(len(dictionary), cfg.embed_dim, padding_idx=dictionary.pad())
         self.dropout = cfg.dropout
-        self.lstm = nn.LSTM(cfg.embed_dim, cfg.embed_dim, cfg.num_layers, batch_first=True,
-                            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            cfg.embed_dim,
+            cfg.embed_dim,
+            cfg.num_layers,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+        )
         self.out = nn.Linear(cfg.embed_dim, len(dictionary), bias=False)
         if cfg.share_embeddings:
             self.out.weight = self.embed.weight

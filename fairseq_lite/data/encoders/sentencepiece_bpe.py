@@ -6,7 +6,7 @@
 
 import os
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -21,8 +21,9 @@ WORD_BOUNDARY = "\u2581"
 class SentencepieceConfig(FairseqDataclass):
     sentencepiece_model: str = cfg_field(MISSING, help="path to sentencepiece model")
     sentencepiece_enable_sampling: bool = cfg_field(False, help="enable sampling")
-    sentencepiece_alpha: Optional[float] = cfg_field(
-        None, help="soothing parameter for unigram sampling, and merge probability for BPE-dropout")
+    sentencepiece_alpha: float | None = cfg_field(
+        None, help="soothing parameter for unigram sampling, and merge probability for BPE-dropout"
+    )
 
 
 @register_bpe("sentencepiece", dataclass=SentencepieceConfig)

@@ -9,7 +9,7 @@ solves the geometric series T * (1 + t_mult + ... + t_mult**(i-1)) <= n.
 
 import math
 from dataclasses import dataclass
-from typing import Any, List
+from typing import Any
 
 from omegaconf import II
 
@@ -23,7 +23,7 @@ from fairseq_lite.registry import register_lr_scheduler
 class CosineLRScheduleConfig(FairseqDataclass):
     warmup_updates: int = cfg_field(0, help="warmup the learning rate linearly for the first N updates")
     warmup_init_lr: float = cfg_field(-1, help="initial learning rate during warmup phase; default is min_lr")
-    lr: List[float] = cfg_field(II("optimization.lr"), help="max learning rate, must be more than min_lr")
+    lr: list[float] = cfg_field(II("optimization.lr"), help="max learning rate, must be more than min_lr")
     min_lr: float = cfg_field(0.0, help="min learning rate")
     t_mult: float = cfg_field(1.0, help="factor to grow the length of each period")
     lr_period_updates: float = cfg_field(-1, help="initial number of updates per period")
@@ -39,8 +39,10 @@ class CosineLRSchedule(FairseqLRScheduler):
         self.max_lr = single_lr(cfg.lr, "cosine")
         self.min_lr = float(cfg.min_lr)
         if self.max_lr <= self.min_lr:
-            raise ConfigError(f"lr_scheduler cosine: optimization.lr ({self.max_lr}) must be more than "
-                              f"lr_scheduler.min_lr ({self.min_lr})")
+            raise ConfigError(
+                f"lr_scheduler cosine: optimization.lr ({self.max_lr}) must be more than "
+                f"lr_scheduler.min_lr ({self.min_lr})"
+            )
         if cfg.warmup_updates < 0:
             raise ConfigError(f"lr_scheduler.warmup_updates must be >= 0, got {cfg.warmup_updates}")
         if cfg.t_mult <= 0:
@@ -56,8 +58,10 @@ class CosineLRSchedule(FairseqLRScheduler):
                 raise ConfigError("lr_scheduler cosine needs optimization.max_update or lr_scheduler.lr_period_updates")
             self.period = max_update - self.warmup_updates
             if self.period <= 0:
-                raise ConfigError(f"lr_scheduler cosine: optimization.max_update ({max_update}) must exceed "
-                                  f"lr_scheduler.warmup_updates ({self.warmup_updates})")
+                raise ConfigError(
+                    f"lr_scheduler cosine: optimization.max_update ({max_update}) must exceed "
+                    f"lr_scheduler.warmup_updates ({self.warmup_updates})"
+                )
         self.lr_step = (self.max_lr - self.warmup_init_lr) / self.warmup_updates if self.warmup_updates > 0 else 1
         self.lr = self.warmup_init_lr
         self.optimizer.set_lr(self.lr)
@@ -69,13 +73,13 @@ class CosineLRSchedule(FairseqLRScheduler):
             n = num_updates - self.warmup_updates
             if self.t_mult != 1:
                 i = math.floor(math.log(1 - n / self.period * (1 - self.t_mult), self.t_mult))
-                t_i = self.t_mult ** i * self.period
-                t_curr = n - (1 - self.t_mult ** i) / (1 - self.t_mult) * self.period
+                t_i = self.t_mult**i * self.period
+                t_curr = n - (1 - self.t_mult**i) / (1 - self.t_mult) * self.period
             else:
                 i = math.floor(n / self.period)
                 t_i = self.period
                 t_curr = n - self.period * i
-            shrink = self.lr_shrink ** i
+            shrink = self.lr_shrink**i
             min_lr, max_lr = self.min_lr * shrink, self.max_lr * shrink
             self.lr = min_lr + 0.5 * (max_lr - min_lr) * (1 + math.cos(math.pi * t_curr / t_i))
         self.optimizer.set_lr(self.lr)

@@ -4,21 +4,23 @@ The trainer calls `step_begin_epoch(epoch)` at the start of each epoch, `step_up
 each update (and once with 0 right after building), and `step(epoch, val_loss)` at epoch end.
 """
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from fairseq_lite.errors import ConfigError
 from fairseq_lite.optim.fairseq_optimizer import FairseqOptimizer
 
 
-def lr_list(lr: Any) -> List[float]:
+def lr_list(lr: Any) -> list[float]:
     return [float(lr)] if isinstance(lr, (int, float)) else [float(v) for v in lr]
 
 
 def single_lr(lr: Any, name: str) -> float:
     values = lr_list(lr)
     if len(values) != 1:
-        raise ConfigError(f"lr_scheduler {name} takes a single optimization.lr, got {values}; "
-                          f"use lr_scheduler=fixed for a per-epoch list")
+        raise ConfigError(
+            f"lr_scheduler {name} takes a single optimization.lr, got {values}; "
+            f"use lr_scheduler=fixed for a per-epoch list"
+        )
     return values[0]
 
 
@@ -30,18 +32,18 @@ class FairseqLRScheduler:
             raise TypeError("optimizer must be a FairseqOptimizer")
         self.cfg = cfg
         self.optimizer = optimizer
-        self.best: Optional[float] = None
+        self.best: float | None = None
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}
 
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = state_dict.get("best")
 
-    def step_begin_epoch(self, epoch: int) -> Optional[float]:
+    def step_begin_epoch(self, epoch: int) -> float | None:
         return None
 
-    def step(self, epoch: int, val_loss: Optional[float] = None) -> float:
+    def step(self, epoch: int, val_loss: float | None = None) -> float:
         if val_loss is not None:
             self.best = float(val_loss) if self.best is None else min(self.best, float(val_loss))
         return self.optimizer.get_lr()

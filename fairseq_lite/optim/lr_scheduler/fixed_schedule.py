@@ -1,7 +1,7 @@
 """`--lr-scheduler fixed`: one lr per epoch (the last one repeats), optional annealing and warmup."""
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from omegaconf import II
 
@@ -13,10 +13,10 @@ from fairseq_lite.registry import register_lr_scheduler
 
 @dataclass
 class FixedLRScheduleConfig(FairseqDataclass):
-    force_anneal: Optional[int] = cfg_field(None, help="force annealing at specified epoch")
+    force_anneal: int | None = cfg_field(None, help="force annealing at specified epoch")
     lr_shrink: float = cfg_field(0.1, help="shrink factor for annealing, lr_new = (lr * lr_shrink)")
     warmup_updates: int = cfg_field(0, help="warmup the learning rate linearly for the first N updates")
-    lr: List[float] = II("optimization.lr")
+    lr: list[float] = II("optimization.lr")
 
 
 @register_lr_scheduler("fixed", dataclass=FixedLRScheduleConfig)
@@ -31,10 +31,10 @@ class FixedLRSchedule(FairseqLRScheduler):
         self.lr = self.lrs[0]
         self.warmup_factor = 1.0 / cfg.warmup_updates if cfg.warmup_updates > 0 else 1.0
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "lr": self.lr}
 
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = state_dict.get("best")
         if "lr" in state_dict:
             self.lr = state_dict["lr"]

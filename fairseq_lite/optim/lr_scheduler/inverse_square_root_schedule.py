@@ -1,11 +1,11 @@
 """`--lr-scheduler inverse_sqrt`: linear warmup to lr, then decay ~ 1/sqrt(num_updates).
 
-    warmup:  lr = warmup_init_lr + num_updates * (lr - warmup_init_lr) / warmup_updates
-    after:   lr = lr * sqrt(warmup_updates) / sqrt(num_updates)
+warmup:  lr = warmup_init_lr + num_updates * (lr - warmup_init_lr) / warmup_updates
+after:   lr = lr * sqrt(warmup_updates) / sqrt(num_updates)
 """
 
 from dataclasses import dataclass
-from typing import Any, List
+from typing import Any
 
 from omegaconf import II
 
@@ -19,7 +19,7 @@ from fairseq_lite.registry import register_lr_scheduler
 class InverseSquareRootLRScheduleConfig(FairseqDataclass):
     warmup_updates: int = cfg_field(4000, help="warmup the learning rate linearly for the first N updates")
     warmup_init_lr: float = cfg_field(-1, help="initial learning rate during warmup phase; default is 0")
-    lr: List[float] = II("optimization.lr")
+    lr: list[float] = II("optimization.lr")
 
 
 @register_lr_scheduler("inverse_sqrt", dataclass=InverseSquareRootLRScheduleConfig)
@@ -32,7 +32,7 @@ class InverseSquareRootSchedule(FairseqLRScheduler):
         self.warmup_updates = cfg.warmup_updates
         self.warmup_init_lr = 0.0 if cfg.warmup_init_lr < 0 else float(cfg.warmup_init_lr)
         self.lr_step = (peak_lr - self.warmup_init_lr) / self.warmup_updates
-        self.decay_factor = peak_lr * self.warmup_updates ** 0.5
+        self.decay_factor = peak_lr * self.warmup_updates**0.5
         self.lr = self.warmup_init_lr
         self.optimizer.set_lr(self.lr)
 
@@ -40,6 +40,6 @@ class InverseSquareRootSchedule(FairseqLRScheduler):
         if num_updates < self.warmup_updates:
             self.lr = self.warmup_init_lr + num_updates * self.lr_step
         else:
-            self.lr = self.decay_factor * num_updates ** -0.5
+            self.lr = self.decay_factor * num_updates**-0.5
         self.optimizer.set_lr(self.lr)
         return self.lr

@@ -1,12 +1,12 @@
 """`--lr-scheduler polynomial_decay`: linear warmup, then polynomial decay to end_learning_rate.
 
-    warmup (n <= warmup_updates):  lr = lr * n / warmup_updates
-    after:                         lr = (lr - end) * (1 - (n - warmup) / (total - warmup))**power + end
-    n >= total_num_update:         lr = end
+warmup (n <= warmup_updates):  lr = lr * n / warmup_updates
+after:                         lr = (lr - end) * (1 - (n - warmup) / (total - warmup))**power + end
+n >= total_num_update:         lr = end
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from omegaconf import II
 
@@ -19,12 +19,13 @@ from fairseq_lite.registry import register_lr_scheduler
 @dataclass
 class PolynomialDecayLRScheduleConfig(FairseqDataclass):
     warmup_updates: int = cfg_field(0, help="warmup the learning rate linearly for the first N updates")
-    force_anneal: Optional[int] = cfg_field(None, help="force annealing at specified epoch")
+    force_anneal: int | None = cfg_field(None, help="force annealing at specified epoch")
     end_learning_rate: float = cfg_field(0.0, help="learning rate to decay to")
     power: float = cfg_field(1.0, help="decay exponent")
-    total_num_update: float = cfg_field(II("optimization.max_update"),
-                                        help="total number of updates over which to decay learning rate")
-    lr: List[float] = II("optimization.lr")
+    total_num_update: float = cfg_field(
+        II("optimization.max_update"), help="total number of updates over which to decay learning rate"
+    )
+    lr: list[float] = II("optimization.lr")
 
 
 @register_lr_scheduler("polynomial_decay", dataclass=PolynomialDecayLRScheduleConfig)
@@ -35,8 +36,9 @@ class PolynomialDecayLRSchedule(FairseqLRScheduler):
         if not self.lrs:
             raise ConfigError("lr_scheduler polynomial_decay: optimization.lr is empty")
         if not cfg.total_num_update or cfg.total_num_update <= 0:
-            raise ConfigError("lr_scheduler polynomial_decay needs total_num_update > 0 "
-                              "(defaults to optimization.max_update)")
+            raise ConfigError(
+                "lr_scheduler polynomial_decay needs total_num_update > 0 (defaults to optimization.max_update)"
+            )
         if cfg.warmup_updates < 0:
             raise ConfigError(f"lr_scheduler.warmup_updates must be >= 0, got {cfg.warmup_updates}")
         self.warmup_updates = cfg.warmup_updates
@@ -47,10 +49,10 @@ class PolynomialDecayLRSchedule(FairseqLRScheduler):
         self.power = float(cfg.power)
         self.optimizer.set_lr(self.warmup_factor * self.lr)
 
-    def state_dict(self) -> Dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "lr": self.lr}
 
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best = state_dict.get("best")
         if "lr" in state_dict:
             self.lr = state_dict["lr"]
@@ -75,6 +77,6 @@ class PolynomialDecayLRSchedule(FairseqLRScheduler):
             lr = self.end_learning_rate
         else:
             remaining = 1 - (num_updates - warmup) / (self.total_num_update - warmup)
-            lr = (self.lr - self.end_learning_rate) * remaining ** self.power + self.end_learning_rate
+            lr = (self.lr - self.end_learning_rate) * remaining**self.power + self.end_learning_rate
         self.optimizer.set_lr(lr)
         return self.optimizer.get_lr()
