@@ -32,7 +32,7 @@ def tokenized_lines(path: Path) -> list[str]:
 def train_small_lm(workdir: Path, updates: int) -> tuple[str, str]:
     """A 2-layer, 128-wide LM trained for ~100 updates: enough to produce text-like output."""
     from fairseq_cli.preprocess import main as preprocess
-    from fairseq_lite.dataclass.compose import compose_config
+    from fairseq_lite.options.compose import compose_config
     from fairseq_lite.training import train
 
     lines = tokenized_lines(PLAY)

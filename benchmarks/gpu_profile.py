@@ -34,9 +34,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
 
-    from fairseq_lite.dataclass.compose import compose_config
-    from fairseq_lite.registry import TASK_REGISTRY
-    from fairseq_lite.trainer import Trainer
+    from fairseq_lite.options.compose import compose_config
+    from fairseq_lite.training import build_trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "data-bin")
@@ -62,10 +61,7 @@ def main() -> None:
             f"common.compile={'true' if args.compile else 'false'}",
             f"checkpoint.save_dir={tmp}/ckpt",
         ] + ([f"common.{args.precision}=true"] if args.precision != "fp32" else [])
-        cfg = compose_config(overrides)
-        task = TASK_REGISTRY.build(cfg.task)
-        model = task.build_model(cfg.model)
-        trainer = Trainer(cfg, task, model, task.build_criterion(cfg.criterion))
+        trainer = build_trainer(compose_config(overrides))
         itr = trainer.get_train_iterator(epoch=1).next_epoch_itr(shuffle=True)
         for _ in range(args.warmup):
             trainer.train_step([next(itr)])

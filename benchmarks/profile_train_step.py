@@ -30,18 +30,12 @@ from fairseq_compare import TINY_LM_FLAGS, prepare_lm_data  # noqa: E402  (one d
 
 def build(data: str, bf16: bool):
     from fairseq_cli.train import legacy_overrides
-    from fairseq_lite.dataclass.compose import compose_config
-    from fairseq_lite.registry import TASK_REGISTRY
-    from fairseq_lite.trainer import Trainer
+    from fairseq_lite.options.compose import compose_config
+    from fairseq_lite.training import build_trainer
 
     # The very flags train_speed.py gives `fairseq-train`, resolved as that command resolves them.
     flags = [data, *TINY_LM_FLAGS, "--disable-validation", "--no-save"] + (["--bf16"] if bf16 else [])
-    cfg = compose_config(legacy_overrides(flags))
-    torch.manual_seed(cfg.common.seed)
-    task = TASK_REGISTRY.build(cfg.task)
-    model = task.build_model(cfg.model)
-    criterion = task.build_criterion(cfg.criterion)
-    trainer = Trainer(cfg, task, model, criterion)
+    trainer = build_trainer(compose_config(legacy_overrides(flags)))
     itr = trainer.get_train_iterator(epoch=1).next_epoch_itr(shuffle=True)
     return trainer, itr
 

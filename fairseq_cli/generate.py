@@ -1,170 +1,24 @@
-"""fairseq-generate: translate (or continue, for a language model) a binarized split with beam search
-or sampling, print fairseq's S-/T-/H-/D-/P- lines and score the output with BLEU."""
+"""fairseq-generate: translate (or continue, for a language model) a binarized data split with beam
+search or sampling, print fairseq's S-/T-/H-/D-/P- lines and score the output with BLEU."""
 
-import logging
-import os
 import sys
-import time
 from collections.abc import Sequence
-from typing import Any, TextIO
-
-import torch
+from typing import Any
 
 from fairseq_lite.cli_utils import setup_logging, user_errors_exit
-
-logger = logging.getLogger("fairseq_cli.generate")
+from fairseq_lite.inference.generate import generate
+from fairseq_lite.inference.loading import prepare
 
 GENERATE_GROUPS = ("common", "common_eval", "dataset", "generation")
-LOG_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"
+DESCRIPTION = "Generate translations (or continuations) of a binarized data split."
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    from fairseq_lite.generation.inference import prepare
-
     argv = sys.argv[1:] if argv is None else list(argv)
-    setup = prepare(
-        "fairseq-generate", "Generate translations (or continuations) of a binarized data split.", argv, GENERATE_GROUPS
-    )
-    cfg = setup.cfg
-    if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:
-        cfg.dataset.max_tokens = 12000
-    results_path = cfg.common_eval.results_path
-    if results_path is None:
-        return _generate(setup, sys.stdout)
-
-    # Written under a temp name and renamed when complete: a killed run leaves no half file.
-    os.makedirs(results_path, exist_ok=True)
-    final = os.path.join(results_path, f"generate-{cfg.dataset.gen_subset}.txt")
-    tmp = os.path.join(results_path, f".generate-{cfg.dataset.gen_subset}.txt.tmp{os.getpid()}")
-    # fairseq's log lines (the "Translated ..." summary among them) go to the results file too.
-    handler: logging.Handler | None = None
-    try:
-        with open(tmp, "w", encoding="utf-8") as out:
-            handler = logging.StreamHandler(out)
-            handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%d %H:%M:%S"))
-            logger.addHandler(handler)
-            old_level = logger.level
-            logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
-            try:
-                result = _generate(setup, out)
-            finally:
-                logger.setLevel(old_level)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, final)
-    finally:
-        if handler is not None:
-            logger.removeHandler(handler)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    logger.info(f"wrote {final}")
-    return result
+    return generate(prepare("fairseq-generate", DESCRIPTION, argv, GENERATE_GROUPS))
 
 
-def _generate(setup, out: TextIO) -> dict[str, Any]:
-    from fairseq_lite.generation import inference_step
-    from fairseq_lite.generation.inference import hypothesis_lines, resolve_max_positions
-    from fairseq_lite.scoring import build_scorer
-    from fairseq_lite.trainer import move_to_device
-
-    cfg, task, model, generator = setup.cfg, setup.task, setup.model, setup.generator
-    subset = cfg.dataset.gen_subset
-    task.load_dataset(subset)
-    ds = cfg.dataset
-    itr = task.get_batch_iterator(
-        dataset=task.dataset(subset),
-        max_tokens=ds.max_tokens,
-        max_sentences=ds.batch_size,
-        max_positions=resolve_max_positions(task.max_positions(), model.max_positions()),
-        ignore_invalid_inputs=ds.skip_invalid_size_inputs_valid_test,
-        required_batch_size_multiple=ds.required_batch_size_multiple,
-        seed=cfg.common.seed,
-        num_shards=ds.num_shards,
-        shard_id=ds.shard_id,
-        num_workers=0,
-        disable_iterator_cache=True,
-    ).next_epoch_itr(shuffle=False)
-
-    src_dict = getattr(task, "source_dictionary", None)
-    tgt_dict = task.target_dictionary
-    post_process = cfg.common_eval.post_process
-    quiet = cfg.common_eval.quiet
-    strip = generator.symbols_to_strip_from_output
-    decode_fn = setup.decode_fn
-    scorer = build_scorer(cfg.scoring, tgt_dict)
-    prefix_size = cfg.generation.prefix_size
-
-    num_sentences, num_tokens, gen_time = 0, 0, 0.0
-    has_target = True
-    for sample in itr:
-        if not sample or "net_input" not in sample:
-            continue
-        sample = move_to_device(sample, setup.device)
-        prefix_tokens = sample["target"][:, :prefix_size] if prefix_size > 0 else None
-        start = time.perf_counter()
-        hypos = inference_step(generator, task, sample, prefix_tokens=prefix_tokens)
-        if setup.device.type == "cuda":
-            torch.cuda.synchronize()
-        gen_time += time.perf_counter() - start
-        num_tokens += sum(len(h[0]["tokens"]) for h in hypos if h)
-
-        for i, sample_id in enumerate(sample["id"].tolist()):
-            has_target = sample.get("target") is not None
-            src_tokens = _strip_pad(sample["net_input"]["src_tokens"][i], tgt_dict.pad())
-            src_str = decode_fn(src_dict.string(src_tokens, post_process)) if src_dict is not None else ""
-            target_str = ""
-            if has_target:
-                target_tokens = _strip_pad(sample["target"][i], tgt_dict.pad()).int().cpu()
-                target_str = decode_fn(
-                    tgt_dict.string(target_tokens, post_process, escape_unk=True, extra_symbols_to_ignore=strip)
-                )
-            lines = []
-            if src_dict is not None:
-                lines.append(f"S-{sample_id}\t{src_str}")
-            if has_target:
-                lines.append(f"T-{sample_id}\t{target_str}")
-            for j, hypo in enumerate(hypos[i][: cfg.generation.nbest]):
-                hypo_lines, _, detok = hypothesis_lines(sample_id, hypo, tgt_dict, post_process, strip, decode_fn)
-                lines += hypo_lines
-                if has_target and j == 0:
-                    # Token-level BLEU compares ids, unless the text was changed by --post-process.
-                    if hasattr(scorer, "add") and post_process is None:
-                        scorer.add(target_tokens, hypo["tokens"].int().cpu())
-                    else:
-                        scorer.add_string(target_str, detok)
-            if not quiet:
-                print("\n".join(lines), file=out)
-        num_sentences += int(sample.get("nsentences", sample["id"].numel()))
-
-    logger.info("NOTE: hypothesis and token scores are output in base 2")
-    sent_rate = num_sentences / gen_time if gen_time > 0 else 0.0
-    tok_rate = num_tokens / gen_time if gen_time > 0 else 0.0
-    logger.info(
-        f"Translated {num_sentences:,} sentences ({num_tokens:,} tokens) in {gen_time:.1f}s "
-        f"({sent_rate:.2f} sentences/s, {tok_rate:.2f} tokens/s)"
-    )
-    result: dict[str, Any] = {
-        "num_sentences": num_sentences,
-        "num_tokens": num_tokens,
-        "elapsed": gen_time,
-        "sentences_per_second": sent_rate,
-        "tokens_per_second": tok_rate,
-        "bleu": None,
-        "result_string": None,
-    }
-    if has_target and num_sentences > 0:
-        result_string = scorer.result_string()
-        print(f"Generate {cfg.dataset.gen_subset} with beam={cfg.generation.beam}: {result_string}", file=out)
-        result.update(bleu=scorer.score(), result_string=result_string)
-    out.flush()
-    return result
-
-
-def _strip_pad(tokens: torch.Tensor, pad: int) -> torch.Tensor:
-    return tokens[tokens.ne(pad)]
-
-
-@user_errors_exit("fairseq-generate")
+@user_errors_exit("fairseq-generate", flags=True)
 def cli_main() -> None:
     setup_logging()
     main()

@@ -1,127 +1,25 @@
 """fairseq-interactive: translate raw text from stdin (or --input), or continue it with a language
 model, printing fairseq's S-/W-/H-/D-/P- lines as each buffer of lines is done."""
 
-import fileinput
-import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
-
-import torch
+from collections.abc import Sequence
 
 from fairseq_lite.cli_utils import setup_logging, user_errors_exit
-
-logger = logging.getLogger("fairseq_cli.interactive")
+from fairseq_lite.inference.interactive import interactive
+from fairseq_lite.inference.loading import prepare
 
 INTERACTIVE_GROUPS = ("common", "common_eval", "dataset", "generation", "interactive")
-
-
-def buffered_read(path: str, buffer_size: int) -> Iterator[list[str]]:
-    """Lines in groups of `buffer_size`; from a pipe each group is yielded as soon as it is read."""
-    buffer: list[str] = []
-    with fileinput.input(files=[path], openhook=fileinput.hook_encoded("utf-8")) as lines:
-        for line in lines:
-            buffer.append(line.strip())
-            if len(buffer) >= buffer_size:
-                yield buffer
-                buffer = []
-    if buffer:
-        yield buffer
-
-
-def make_batches(lines: list[str], setup, batch_size: int | None, max_tokens: int | None) -> Iterator[dict[str, Any]]:
-    """Encode lines into samples like the task's inference datasets, shortest first (less padding);
-    each sample's "id" is the line's index in `lines`."""
-    from fairseq_lite.data.data_utils import collate_tokens
-
-    task = setup.task
-    src_dict = task.source_dictionary
-    has_encoder = setup.generator.model.has_encoder
-    tokens = [src_dict.encode_line(setup.encode_fn(line), add_if_not_exist=False).long() for line in lines]
-    if not has_encoder:
-        # A language model continues the text: it starts after bos (eos unless --add-bos-token)
-        # and the line's own eos is dropped so the text stays open.
-        start = src_dict.bos() if getattr(task.cfg, "add_bos_token", False) else src_dict.eos()
-        tokens = [torch.cat([t.new_tensor([start]), t[:-1]]) for t in tokens]
-    left_pad = bool(getattr(task.cfg, "left_pad_source", True)) if has_encoder else False
-    order = sorted(range(len(tokens)), key=lambda i: len(tokens[i]))
-    batch: list[int] = []
-    for index in order + [None]:
-        if index is not None:
-            width = max([len(tokens[i]) for i in batch] + [len(tokens[index])])
-            full = (batch_size is not None and len(batch) >= batch_size) or (
-                max_tokens is not None and batch and width * (len(batch) + 1) > max_tokens
-            )
-            if not full:
-                batch.append(index)
-                continue
-        if batch:
-            src = collate_tokens([tokens[i] for i in batch], src_dict.pad(), src_dict.eos(), left_pad=left_pad)
-            yield {
-                "id": torch.tensor(batch),
-                "net_input": {"src_tokens": src, "src_lengths": torch.tensor([len(tokens[i]) for i in batch])},
-            }
-        batch = [index] if index is not None else []
+DESCRIPTION = "Translate or continue raw text, one line per input."
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from fairseq_lite.generation import inference_step
-    from fairseq_lite.generation.inference import hypothesis_lines, prepare
-    from fairseq_lite.trainer import move_to_device
-
     argv = sys.argv[1:] if argv is None else list(argv)
     start_time = time.perf_counter()
-    setup = prepare(
-        "fairseq-interactive", "Translate or continue raw text, one line per input.", argv, INTERACTIVE_GROUPS
-    )
-    cfg = setup.cfg
-    buffer_size = max(1, cfg.interactive.buffer_size)
-    batch_size, max_tokens = cfg.dataset.batch_size, cfg.dataset.max_tokens
-    if batch_size is None and max_tokens is None:
-        batch_size = 1
-    if batch_size is not None and batch_size > buffer_size:
-        from fairseq_lite.errors import ConfigError
-
-        raise ConfigError(f"--batch-size {batch_size} cannot be larger than --buffer-size {buffer_size}")
-
-    tgt_dict = setup.task.target_dictionary
-    src_dict = setup.task.source_dictionary
-    post_process = cfg.common_eval.post_process
-    strip = setup.generator.symbols_to_strip_from_output
-    if buffer_size > 1:
-        logger.info(f"Sentence buffer size: {buffer_size}")
-    logger.info("NOTE: hypothesis and token scores are output in base 2")
-    logger.info("Type the input sentence and press return:")
-
-    start_id, total_translate_time, count = 0, 0.0, 0
-    for lines in buffered_read(cfg.interactive.input, buffer_size):
-        results = []
-        for sample in make_batches(lines, setup, batch_size, max_tokens):
-            sample = move_to_device(sample, setup.device)
-            began = time.perf_counter()
-            hypos = inference_step(setup.generator, setup.task, sample)
-            elapsed = time.perf_counter() - began
-            total_translate_time += elapsed
-            for i, line_id in enumerate(sample["id"].tolist()):
-                src = sample["net_input"]["src_tokens"][i]
-                results.append((start_id + line_id, src[src.ne(tgt_dict.pad())], hypos[i], elapsed / len(hypos)))
-
-        for line_id, src_tokens, hypos, seconds in sorted(results, key=lambda r: r[0]):
-            out = [f"S-{line_id}\t{src_dict.string(src_tokens, post_process)}", f"W-{line_id}\t{seconds:.3f}\tseconds"]
-            for hypo in hypos[: min(len(hypos), cfg.generation.nbest)]:
-                out += hypothesis_lines(line_id, hypo, tgt_dict, post_process, strip, setup.decode_fn)[0]
-            print("\n".join(out), flush=True)
-        start_id += len(lines)
-        count += len(lines)
-
-    logger.info(
-        f"Total time: {time.perf_counter() - start_time:.3f} seconds; translation time: {total_translate_time:.3f}"
-    )
-    return count
+    return interactive(prepare("fairseq-interactive", DESCRIPTION, argv, INTERACTIVE_GROUPS), start_time)
 
 
-@user_errors_exit("fairseq-interactive")
+@user_errors_exit("fairseq-interactive", flags=True)
 def cli_main() -> None:
     setup_logging()
     main()

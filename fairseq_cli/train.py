@@ -5,8 +5,9 @@ import sys
 from collections.abc import Sequence
 
 from fairseq_lite.cli_utils import setup_logging, user_errors_exit
-from fairseq_lite.dataclass.compose import compose_config
-from fairseq_lite.dataclass.legacy_args import LegacyParser
+from fairseq_lite.options.compose import compose_config
+from fairseq_lite.options.legacy_args import LegacyParser
+from fairseq_lite.training import call_main, check_training_config, train
 
 logger = logging.getLogger("fairseq_cli.train")
 
@@ -37,16 +38,14 @@ def legacy_overrides(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> float | None:
-    from fairseq_lite.distributed import call_main
-    from fairseq_lite.training import train
-
     argv = sys.argv[1:] if argv is None else list(argv)
     cfg = compose_config(legacy_overrides(argv))
+    check_training_config(cfg)  # every mistake is one line, before anything is printed or built
     logger.info(f"config: {dict(cfg)}")
     return call_main(cfg, train)
 
 
-@user_errors_exit("fairseq-train")
+@user_errors_exit("fairseq-train", flags=True)
 def cli_main() -> None:
     setup_logging()
     main()

@@ -18,10 +18,12 @@ def setup_logging(level: int = logging.INFO) -> None:
     )
 
 
-def user_errors_exit(prog: str):
+def user_errors_exit(prog: str, flags: bool = False):
     """Decorate a command's entry point: a FairseqLiteError becomes `prog: error: ...` and exit 1.
 
-    Set HYDRA_FULL_ERROR=1 (or FAIRSEQ_LITE_FULL_ERROR=1) to see the traceback instead.
+    `flags`: the command takes argparse flags, so config keys in messages read `--max-tokens`
+    instead of `dataset.max_tokens`. Set HYDRA_FULL_ERROR=1 (or FAIRSEQ_LITE_FULL_ERROR=1) to see the
+    traceback instead.
     """
 
     def decorator(fn):
@@ -32,7 +34,7 @@ def user_errors_exit(prog: str):
             except FairseqLiteError as e:
                 if os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("FAIRSEQ_LITE_FULL_ERROR") == "1":
                     raise
-                print(f"{prog}: error: {one_line(str(e))}", file=sys.stderr)
+                print_user_error(prog, e, flags)
                 sys.exit(1)
             except TrainingInterrupted as e:
                 print(f"{prog}: {e}", file=sys.stderr)
@@ -44,6 +46,12 @@ def user_errors_exit(prog: str):
         return wrapper
 
     return decorator
+
+
+def print_user_error(prog: str, error: FairseqLiteError, flags: bool = False) -> None:
+    """`prog: error: <message>` on stderr, on one line (not at all for an error another rank reports)."""
+    if getattr(error, "report", True):
+        print(f"{prog}: error: {one_line(error.render(flags=flags))}", file=sys.stderr)
 
 
 def one_line(message: str) -> str:

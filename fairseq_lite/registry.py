@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from fairseq_lite.dataclass.base import FairseqDataclass
 from fairseq_lite.errors import RegistryError
 
@@ -26,9 +28,8 @@ def did_you_mean(name: str, choices: list[str]) -> str:
 
 
 class Registry:
-    def __init__(self, kind: str, base_class: type | None = None):
+    def __init__(self, kind: str):
         self.kind = kind  # config group name: "task", "model", "optimizer", ...
-        self.base_class = base_class
         self.entries: dict[str, Entry] = {}
 
     def register(self, name: str, dataclass: type[FairseqDataclass] | None = None) -> Callable:
@@ -45,8 +46,6 @@ class Registry:
                     f"cannot register duplicate {self.kind} '{name}' "
                     f"({existing.cls.__module__}.{existing.cls.__qualname__} has it)"
                 )
-            if self.base_class is not None and isinstance(cls, type) and not issubclass(cls, self.base_class):
-                raise RegistryError(f"{self.kind} '{name}' ({cls.__name__}) must extend {self.base_class.__name__}")
             if dataclass is not None and not issubclass(dataclass, FairseqDataclass):
                 raise RegistryError(
                     f"{self.kind} '{name}': dataclass {dataclass.__name__} must extend FairseqDataclass"
@@ -85,6 +84,17 @@ class Registry:
         if builder is not None:
             return builder(cfg, *args, **kwargs)
         return entry.cls(cfg, *args, **kwargs)
+
+
+def component_node(kind: str, name: str) -> DictConfig:
+    """The typed config node of component `name` of `kind` (its dataclass's defaults, `_name` set);
+    an empty node with just `_name` for a component registered without a dataclass."""
+    entry = COMPONENT_REGISTRIES[kind].get(name)
+    if entry.dataclass is None:
+        return OmegaConf.create({"_name": name})
+    node = OmegaConf.structured(entry.dataclass)
+    node._name = name
+    return node
 
 
 def cfg_name(cfg: Any) -> str | None:

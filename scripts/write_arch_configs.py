@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from fairseq_lite.dataclass.initialize import import_components
+from fairseq_lite.options.initialize import import_components
 from fairseq_lite.registry import ARCH_REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -259,7 +259,7 @@ def test_regular_install_finds_its_config_tree(tmp_path):
         env=dict(os.environ, FAIRSEQ_LITE_BUILD_EXT="0"),
     )
     code = (
-        "import fairseq_lite, sys; from fairseq_lite.dataclass.compose import bundled_config_dir, compose_config;"
+        "import fairseq_lite, sys; from fairseq_lite.options.compose import bundled_config_dir, compose_config;"
         "d = bundled_config_dir(); assert d.startswith(sys.argv[1]), d;"
         "cfg = compose_config(['task=language_modeling', 'task.data=D', 'model=transformer_lm/transformer_lm_gpt']);"
         "print(fairseq_lite.__file__, d, cfg.model.decoder_embed_dim)"

@@ -9,10 +9,10 @@ from omegaconf import OmegaConf
 
 from fairseq_cli.train import legacy_overrides
 from fairseq_lite.dataclass import FairseqDataclass
-from fairseq_lite.dataclass.compose import bundled_config_dir, compose_config, to_plain_dict
 from fairseq_lite.dataclass.configs import FairseqConfig
-from fairseq_lite.dataclass.initialize import import_components
 from fairseq_lite.errors import ConfigError, RegistryError
+from fairseq_lite.options.compose import bundled_config_dir, compose_config, to_plain_dict
+from fairseq_lite.options.initialize import import_components
 from fairseq_lite.registry import ARCH_REGISTRY, Registry
 
 import_components()  # registers the built-in architectures, which parametrize a test below
@@ -171,8 +171,8 @@ def test_unknown_group_option_and_wrong_type_are_config_errors():
 
 
 def test_bare_component_names_and_name_dicts_are_typed():
-    from fairseq_lite.dataclass.compose import finalize_config
-    from fairseq_lite.dataclass.initialize import hydra_init, import_components
+    from fairseq_lite.options.compose import finalize_config
+    from fairseq_lite.options.initialize import hydra_init, import_components
 
     import_components()
     hydra_init()
@@ -210,7 +210,7 @@ def test_registry_rejects_duplicates_and_lists_choices():
 
 
 def test_old_checkpoint_config_loads_with_renames_new_defaults_and_dropped_keys(caplog):
-    from fairseq_lite.dataclass.compose import config_from_dict
+    from fairseq_lite.options.compose import config_from_dict
 
     plain = to_plain_dict(compose_config(HYDRA_ACCEPTANCE))
     del plain["dataset"]["batch_size"]  # written before the rename
@@ -225,7 +225,7 @@ def test_old_checkpoint_config_loads_with_renames_new_defaults_and_dropped_keys(
 
 
 def test_checkpoint_with_unknown_model_is_a_clear_error():
-    from fairseq_lite.dataclass.compose import config_from_dict
+    from fairseq_lite.options.compose import config_from_dict
 
     plain = to_plain_dict(compose_config(HYDRA_ACCEPTANCE))
     plain["model"]["_name"] = "transformer_xl"
@@ -234,7 +234,7 @@ def test_checkpoint_with_unknown_model_is_a_clear_error():
 
 
 def test_default_components_match_config_yaml():
-    from fairseq_lite.dataclass.compose import DEFAULT_COMPONENTS
+    from fairseq_lite.options.compose import DEFAULT_COMPONENTS
 
     defaults = OmegaConf.load(Path(bundled_config_dir()) / "config.yaml")["defaults"]
     chosen = {k: v for d in defaults if isinstance(d, dict) or OmegaConf.is_dict(d) for k, v in d.items() if v}

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from fairseq_lite.data import Dictionary
-from fairseq_lite.data.binarizer import count_words, encode_lines
+from fairseq_lite.data.binarizer import encode_lines
 from fairseq_lite.data.dictionary import tokenize_line
+from fairseq_lite.data.text_chunks import count_words
 from fairseq_lite.errors import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "fairseq_0.12.2"

@@ -108,7 +108,7 @@ def test_only_fairseqs_bookkeeping_is_dropped_from_the_weights():
 
 
 def test_a_run_starts_from_fairseq_weights_but_does_not_resume_fairseqs_training_state(tmp_path):
-    from fairseq_lite.dataclass.compose import compose_config
+    from fairseq_lite.options.compose import compose_config
     from fairseq_lite.training import train
 
     model_values = [

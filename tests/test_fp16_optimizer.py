@@ -23,7 +23,7 @@ from fairseq_lite.optim.fp16_optimizer import (
     build_fp16_optimizer,
 )
 from fairseq_lite.optim.lr_scheduler import InverseSquareRootLRScheduleConfig
-from fairseq_lite.optim.precision import GradientOverflow, Precision
+from fairseq_lite.optim.precision import GradientOverflow, PrecisionOptimizer
 from fairseq_lite.optim.sgd import SGDConfig
 from fairseq_lite.registry import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY
 
@@ -288,29 +288,28 @@ def test_lr_scheduler_sets_the_wrapped_optimizers_lr(cls):
 
 
 def test_trainer_flow_with_loss_scaling_skips_an_overflow():
-    """Precision's fp16 scaler + FP16Optimizer in the trainer's call order: a loss scale so large that
-    the fp16 grads overflow skips the update and halves the scale, then training proceeds."""
+    """The fp16 loss scaler (inside the PrecisionOptimizer a task's train_step receives) + FP16Optimizer,
+    in the trainer's call order: a loss scale so large that the fp16 grads overflow skips the update and
+    halves the scale, then training proceeds."""
     common = OmegaConf.structured(CommonConfig(fp16_init_scale=2**30))
-    precision = Precision(common, torch.device("cpu"), mode="fp16")
     model = mlp()
-    opt = build_fp16_optimizer(adam_cfg(), list(model.parameters()), memory_efficient=False)
+    fp16 = build_fp16_optimizer(adam_cfg(), list(model.parameters()), memory_efficient=False)
+    opt = PrecisionOptimizer(fp16, common, torch.device("cpu"), mode="fp16")
     updates = skips = 0
     while updates < 3:
         opt.zero_grad()
         x, y = batch(updates)
-        precision.backward(((model(x.half()).float() - y) ** 2).sum())
-        precision.unscale_grads(opt)
+        opt.backward(((model(x.half()).float() - y) ** 2).sum())
         opt.multiply_grads(1 / 16)
-        gnorm = float(opt.clip_grad_norm(0.0))
         try:
-            precision.check_overflow(gnorm)
+            opt.clip_grad_norm(0.0)
         except GradientOverflow:
             skips += 1
             opt.zero_grad()
             continue
-        precision.step(opt)
+        opt.step()
         updates += 1
-    assert skips >= 1 and precision.loss_scale < 2**30
+    assert skips >= 1 and opt.loss_scale < 2**30
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 

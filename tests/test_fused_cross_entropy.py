@@ -406,7 +406,7 @@ def test_criteria_use_a_custom_normalization():
 def test_eval_lm_scores_with_the_models_own_normalization(model_cls):
     """eval-lm takes the fused kernel only for a plain log_softmax model; a model with its own
     normalization is scored with get_normalized_probs."""
-    from fairseq_lite.eval_lm import score_batches
+    from fairseq_lite.inference.eval_lm import score_batches
 
     logits, sample = make_sample()
     model = model_cls(logits)

@@ -8,8 +8,8 @@ import sys
 import pytest
 from conftest import ROOT, tiny_lm_overrides
 
-from fairseq_lite.dataclass.compose import compose_config
 from fairseq_lite.errors import ConfigError
+from fairseq_lite.options.compose import compose_config
 from fairseq_lite.training import train
 
 SCORE = r"-?\d+\.\d+(?:e-?\d+)?"

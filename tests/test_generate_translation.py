@@ -7,7 +7,7 @@ import pytest
 import torch
 from test_generate_cli import check_hypothesis_lines, parse
 
-from fairseq_lite.dataclass.compose import compose_config
+from fairseq_lite.options.compose import compose_config
 from fairseq_lite.training import train
 
 TSV = Path(__file__).resolve().parent.parent / "examples" / "translation" / "data" / "kjv_rv1909.en-es.subset.tsv"

@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_lm_overrides
 
 from fairseq_lite.checkpoint import load_checkpoint_to_cpu
-from fairseq_lite.dataclass.compose import compose_config
+from fairseq_lite.options.compose import compose_config
 from fairseq_lite.training import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

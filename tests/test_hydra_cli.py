@@ -112,7 +112,7 @@ def test_task_function_returns_the_best_validation_loss(data_bin, tmp_path, monk
     from conftest import tiny_lm_overrides
 
     from fairseq_cli.hydra_train import hydra_main
-    from fairseq_lite.dataclass.compose import compose_config
+    from fairseq_lite.options.compose import compose_config
 
     cfg = compose_config(tiny_lm_overrides(data_bin, tmp_path, max_update=4))
     best = hydra_main(cfg)
@@ -264,7 +264,7 @@ def test_user_dir_plugin_with_both_commands_and_a_sweep(data_bin, tmp_path):
 
 
 def test_importing_a_plugin_twice_is_harmless():
-    from fairseq_lite.dataclass.initialize import import_user_module
+    from fairseq_lite.options.initialize import import_user_module
     from fairseq_lite.registry import MODEL_REGISTRY
 
     import_user_module(str(PLUGIN))

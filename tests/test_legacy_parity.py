@@ -9,9 +9,9 @@ from enum import Enum
 import pytest
 
 from fairseq_cli.train import TRAIN_GROUPS, legacy_overrides
-from fairseq_lite.dataclass.compose import compose_config, to_plain_dict
 from fairseq_lite.dataclass.configs import SETTINGS_GROUPS
-from fairseq_lite.dataclass.initialize import import_components
+from fairseq_lite.options.compose import compose_config, to_plain_dict
+from fairseq_lite.options.initialize import import_components
 from fairseq_lite.registry import ARCH_REGISTRY, COMPONENT_REGISTRIES
 
 import_components()

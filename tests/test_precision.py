@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from fairseq_lite.dataclass.configs import CommonConfig
 from fairseq_lite.errors import ConfigError
 from fairseq_lite.optim.dynamic_loss_scaler import DynamicLossScaler, GradientOverflow, MinimumLossScaleReached
-from fairseq_lite.optim.precision import Precision, check_precision
+from fairseq_lite.optim.precision import PrecisionOptimizer, check_precision
 
 
 def test_overflow_skips_and_halves():
@@ -73,15 +73,15 @@ def test_trainer_skips_an_overflowing_update_and_trains_on(tiny_data_bin, tmp_pa
     CUDA): an inf gradient skips the update, halves the scale and leaves the weights untouched."""
     from conftest import tiny_lm_overrides
 
-    from fairseq_lite.dataclass.compose import compose_config
-    from fairseq_lite.registry import TASK_REGISTRY
-    from fairseq_lite.trainer import Trainer
+    from fairseq_lite.options.compose import compose_config
+    from fairseq_lite.training import build_trainer
 
     cfg = compose_config(tiny_lm_overrides(tiny_data_bin, tmp_path))
-    task = TASK_REGISTRY.build(cfg.task)
+    trainer = build_trainer(cfg)
+    task = trainer.task
     task.load_dataset("train")
-    trainer = Trainer(cfg, task, task.build_model(cfg.model), task.build_criterion(cfg.criterion))
-    trainer.precision = Precision(cfg.common, torch.device("cpu"), mode="fp16")
+    # fp16 loss scaling around the fp32 model's optimizer (the command allows fp16 on CUDA only)
+    trainer._optimizer = PrecisionOptimizer(trainer.optimizer.wrapped, cfg.common, torch.device("cpu"), mode="fp16")
     dataset = task.dataset("train")
     batch = dataset.collater([dataset[i] for i in range(4)])
     weight = trainer.model.decoder.embed_tokens.weight
@@ -91,7 +91,7 @@ def test_trainer_skips_an_overflowing_update_and_trains_on(tiny_data_bin, tmp_pa
     assert trainer.train_step([batch]) is None
     hook.remove()
     assert torch.equal(weight.detach(), before) and trainer.get_num_updates() == 0
-    assert trainer.precision.loss_scale == cfg.common.fp16_init_scale / 2
+    assert trainer.loss_scale == cfg.common.fp16_init_scale / 2
 
     for step in (1, 2):  # the warmup's first update has learning rate 0
         out = trainer.train_step([batch])
@@ -115,15 +115,13 @@ def test_precision_choices_are_checked():
 def _tiny_trainer(tiny_data_bin, tmp_path, extra=()):
     from conftest import tiny_lm_overrides
 
-    from fairseq_lite.dataclass.compose import compose_config
-    from fairseq_lite.registry import TASK_REGISTRY
-    from fairseq_lite.trainer import Trainer
+    from fairseq_lite.options.compose import compose_config
+    from fairseq_lite.training import build_trainer
 
     cfg = compose_config(tiny_lm_overrides(tiny_data_bin, tmp_path, extra=list(extra)))
-    task = TASK_REGISTRY.build(cfg.task)
-    task.load_dataset("train")
-    trainer = Trainer(cfg, task, task.build_model(cfg.model), task.build_criterion(cfg.criterion))
-    dataset = task.dataset("train")
+    trainer = build_trainer(cfg)
+    trainer.task.load_dataset("train")
+    dataset = trainer.task.dataset("train")
     return trainer, dataset.collater([dataset[i] for i in range(4)])
 
 

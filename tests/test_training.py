@@ -9,8 +9,8 @@ import torch
 from conftest import tiny_lm_overrides
 
 from fairseq_lite.checkpoint import load_checkpoint_to_cpu
-from fairseq_lite.dataclass.compose import compose_config
 from fairseq_lite.errors import ConfigError, DataError
+from fairseq_lite.options.compose import compose_config
 from fairseq_lite.training import train
 
 
@@ -79,8 +79,7 @@ def test_resume_across_epoch_boundary_and_update_freq(tiny_data_bin, tmp_path):
 def test_update_freq_equals_one_batch_of_the_same_samples(tiny_data_bin, tmp_path):
     """Gradients of k micro-batches are normalized by the tokens of the whole update, so
     update_freq=2 on two halves takes the same step as one batch of both halves."""
-    from fairseq_lite.registry import TASK_REGISTRY
-    from fairseq_lite.trainer import Trainer
+    from fairseq_lite.training import build_trainer
 
     cfg = compose_config(
         tiny_lm_overrides(
@@ -97,10 +96,9 @@ def test_update_freq_equals_one_batch_of_the_same_samples(tiny_data_bin, tmp_pat
     )
 
     def one_update(micro_batches):
-        torch.manual_seed(0)
-        task = TASK_REGISTRY.build(cfg.task)
+        trainer = build_trainer(cfg)  # the same initial weights each time: they depend on common.seed only
+        task = trainer.task
         task.load_dataset("train")
-        trainer = Trainer(cfg, task, task.build_model(cfg.model), task.build_criterion(cfg.criterion))
         before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
         dataset = task.dataset("train")
         samples = [dataset[i] for i in range(8)]
@@ -189,7 +187,7 @@ def test_asynchronous_checkpoints_hold_the_same_state(tiny_data_bin, tmp_path):
 
 
 def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one(tiny_data_bin, tmp_path, monkeypatch):
-    import fairseq_lite.checkpoint as checkpoint
+    import fairseq_lite.checkpoint.io as checkpoint
 
     run(tiny_data_bin, tmp_path, max_update=4)
     good = weights(tmp_path / "checkpoint_last.pt")
@@ -252,6 +250,6 @@ def test_out_of_memory_skips_the_update_a_bounded_number_of_times(tiny_data_bin,
 
     calls["n"] = 0
     with pytest.raises(
-        OutOfMemoryError, match=r"out of GPU memory at update 2, 2 times .*max_oom_skips=1.*--max-tokens"
+        OutOfMemoryError, match=r"out of GPU memory at update 2, 2 times .*max_oom_skips=1.*dataset\.max_tokens"
     ):
         run(tiny_data_bin, tmp_path / "stops", max_update=6, extra=["optimization.max_oom_skips=1"])

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fairseq_lite.dataclass.compose import compose_config
 from fairseq_lite.errors import DataError
+from fairseq_lite.options.compose import compose_config
 from fairseq_lite.registry import TASK_REGISTRY
 from fairseq_lite.tasks.translation import bleu_from_stats, greedy_decode, infer_language_pair
 from fairseq_lite.training import train

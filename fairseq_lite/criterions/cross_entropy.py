@@ -27,6 +27,10 @@ def _to_number(value: Any) -> Any:
 
 @register_criterion("cross_entropy", dataclass=CrossEntropyCriterionConfig)
 class CrossEntropyCriterion(FairseqCriterion):
+    @classmethod
+    def validation_metrics(cls, cfg: Any) -> list[str]:
+        return ["loss", "nll_loss", "ppl"]
+
     def __init__(self, cfg: Any, task: Any):
         super().__init__(cfg, task)
         self.sentence_avg = bool(cfg.sentence_avg)

@@ -13,8 +13,21 @@ class FairseqCriterion(nn.Module):
     over batches and workers to `reduce_metrics` (when `logging_outputs_can_be_summed()`).
     """
 
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Reject settings this criterion cannot run with (a one-line ConfigError), before anything is
+        built: the checks before a run call it, and so does __init__."""
+
+    @classmethod
+    def validation_metrics(cls, cfg: Any) -> list[str] | None:
+        """The statistics `reduce_metrics` reports in validation with this config (so that a
+        checkpoint.best_checkpoint_metric it never reports is caught before training); None: unknown."""
+        return None
+
     def __init__(self, cfg: Any, task: Any):
         super().__init__()
+        if cfg is not None:
+            self.check_config(cfg)
         self.cfg = cfg
         self.task = task
         dictionary = getattr(task, "target_dictionary", None)

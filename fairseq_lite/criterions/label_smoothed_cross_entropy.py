@@ -22,7 +22,7 @@ from torch import Tensor
 from fairseq_lite.criterions.cross_entropy import normalizes_with_log_softmax
 from fairseq_lite.criterions.fairseq_criterion import FairseqCriterion
 from fairseq_lite.dataclass.base import FairseqDataclass, cfg_field
-from fairseq_lite.errors import ConfigError
+from fairseq_lite.errors import ConfigError, key
 from fairseq_lite.kernels.cross_entropy import softmax_cross_entropy
 from fairseq_lite.registry import register_criterion
 
@@ -61,16 +61,23 @@ def _to_number(value: Any) -> Any:
 
 @register_criterion("label_smoothed_cross_entropy", dataclass=LabelSmoothedCrossEntropyCriterionConfig)
 class LabelSmoothedCrossEntropyCriterion(FairseqCriterion):
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        if not 0.0 <= float(cfg.label_smoothing) < 1.0:
+            raise ConfigError(f"{key('criterion.label_smoothing')} must be in [0, 1), got {cfg.label_smoothing}")
+        if int(cfg.ignore_prefix_size) < 0:
+            raise ConfigError(f"{key('criterion.ignore_prefix_size')} must be >= 0, got {cfg.ignore_prefix_size}")
+
+    @classmethod
+    def validation_metrics(cls, cfg: Any) -> list[str]:
+        return ["loss", "nll_loss", "ppl"] + (["accuracy"] if cfg.report_accuracy else [])
+
     def __init__(self, cfg: Any, task: Any):
         super().__init__(cfg, task)
         self.sentence_avg = bool(cfg.sentence_avg)
         self.eps = float(cfg.label_smoothing)
         self.ignore_prefix_size = int(cfg.ignore_prefix_size)
         self.report_accuracy = bool(cfg.report_accuracy)
-        if not 0.0 <= self.eps < 1.0:
-            raise ConfigError(f"criterion.label_smoothing must be in [0, 1), got {self.eps}")
-        if self.ignore_prefix_size < 0:
-            raise ConfigError(f"criterion.ignore_prefix_size must be >= 0, got {self.ignore_prefix_size}")
 
     def forward(
         self, model: nn.Module, sample: dict[str, Any], reduce: bool = True

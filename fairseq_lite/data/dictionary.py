@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 from typing import IO
@@ -19,15 +18,11 @@ from typing import IO
 import numpy as np
 import torch
 
+from fairseq_lite.data.text_chunks import count_words, tokenize_line
 from fairseq_lite.errors import DataError
+from fairseq_lite.file_io import atomic_write
 
 OVERWRITE_FLAG = "#fairseq:overwrite"
-
-
-def tokenize_line(line: str) -> list[str]:
-    # fairseq collapses runs of `\s` and strips; Python's `\s` and str.split() use the same set of
-    # whitespace characters, so a plain split() gives identical tokens, much faster.
-    return line.split()
 
 
 class Dictionary:
@@ -203,14 +198,8 @@ class Dictionary:
         directory = os.path.dirname(path)
         if directory:
             os.makedirs(directory, exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            with open(tmp, "w", encoding="utf-8", newline="\n") as fd:
-                fd.write(self._dict_text())
-            os.replace(tmp, path)
-        except BaseException:
-            _remove_quietly(tmp)
-            raise
+        with atomic_write(path, "w", encoding="utf-8", newline="\n") as fd:
+            fd.write(self._dict_text())
 
     def _dict_text(self) -> str:
         out = io.StringIO()
@@ -288,8 +277,6 @@ class Dictionary:
         filename: str, dict: Dictionary, tokenize: Callable[[str], list[str]] = tokenize_line, num_workers: int = 1
     ) -> None:
         """Count the words of a text file (plus one eos per line) into `dict`, in parallel chunks."""
-        from fairseq_lite.data.binarizer import count_words  # binarizer owns the file chunking
-
         for counter in count_words(filename, dict.eos_word, num_workers=num_workers, tokenize=tokenize):
             for word, count in sorted(counter.items()):
                 dict.add_symbol(word, count)
@@ -330,10 +317,3 @@ def _parse_dict_line(raw: str, path: str, lineno: int) -> tuple[str, int, bool]:
             f"{path}:{lineno}: malformed dictionary line {line!r}, expected '<token> <count> [flags]'"
         ) from None
     return word, count, overwrite
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass

@@ -21,13 +21,13 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-import uuid
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from fairseq_lite.errors import DataError
+from fairseq_lite.file_io import AtomicFile
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
@@ -73,11 +73,6 @@ def data_file_path(prefix_path: str) -> str:
 
 def index_file_path(prefix_path: str) -> str:
     return prefix_path + ".idx"
-
-
-def temp_path_for(final_path: str) -> str:
-    """A unique temporary name next to `final_path`, so os.replace onto it is atomic."""
-    return f"{final_path}.{uuid.uuid4().hex[:8]}.tmp"
 
 
 class MMapIndex:
@@ -217,8 +212,7 @@ class MMapIndexedDatasetBuilder:
         self._bin_path = out_file
         self._dtype = np.dtype(dtype)
         _dtype_code(self._dtype)  # fail now, not at finalize, on an unstorable dtype
-        self._tmp_bin = temp_path_for(out_file)
-        self._data_file = open(self._tmp_bin, "wb")
+        self._data_file = AtomicFile(out_file, "wb")
         self._sizes: list[np.ndarray] = []
         self._num_items = 0
         self._doc_idx = [0]
@@ -265,28 +259,27 @@ class MMapIndexedDatasetBuilder:
 
     def finalize(self, index_file: str) -> None:
         """Write the index and move both files to their final names."""
-        tmp_idx = temp_path_for(index_file)
+        sizes = np.concatenate(self._sizes) if self._sizes else np.empty(0, dtype=np.int32)
+        index = AtomicFile(index_file, "wb")
         try:
-            self._data_file.close()
-            sizes = np.concatenate(self._sizes) if self._sizes else np.empty(0, dtype=np.int32)
-            with open(tmp_idx, "wb") as f:
-                write_index(f, sizes, self._dtype)
+            write_index(index, sizes, self._dtype)
             # Drop a stale index first: a crash between the renames below must not leave an old
             # index next to the new data.
             if os.path.exists(index_file):
                 os.remove(index_file)
-            os.replace(self._tmp_bin, self._bin_path)
-            os.replace(tmp_idx, index_file)
-        except BaseException:
-            _remove_quietly(tmp_idx)
+            self._data_file.commit()
+            index.commit()
+        except BaseException as e:
+            index.abort()
             self.abort()
-            raise
+            translated = index.translate(self._data_file.translate(e))
+            if translated is e:
+                raise
+            raise translated from e
 
     def abort(self) -> None:
         """Discard everything written so far."""
-        if not self._data_file.closed:
-            self._data_file.close()
-        _remove_quietly(self._tmp_bin)
+        self._data_file.abort()
 
     def __enter__(self) -> MMapIndexedDatasetBuilder:
         return self
@@ -307,10 +300,3 @@ def write_index(f, sizes: np.ndarray, dtype) -> None:
     f.write(_HEADER.pack(MAGIC, VERSION, _dtype_code(dtype), len(sizes)))
     f.write(sizes.tobytes(order="C"))
     f.write(pointers.tobytes(order="C"))
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass

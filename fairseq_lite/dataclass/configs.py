@@ -1,7 +1,7 @@
 """The top-level config: fairseq's groups, each a typed dataclass with fairseq's field names.
 
 Component slots (task, model, criterion, ...) are `Any` here: Hydra fills them with the dataclass of
-the component the user selects (see fairseq_lite/dataclass/initialize.py), so this module never
+the component the user selects (see fairseq_lite/options/initialize.py), so this module never
 imports a component and components never import it.
 """
 

@@ -1,7 +1,21 @@
-from fairseq_lite.distributed.utils import (  # noqa: F401
+from fairseq_lite.distributed.utils import (
     all_reduce_sums,
-    call_main,
+    collective_timeout,
+    free_port,
     get_rank,
     get_world_size,
+    init_distributed,
     is_master,
+    launched_by_torchrun,
 )
+
+__all__ = [
+    "all_reduce_sums",
+    "collective_timeout",
+    "free_port",
+    "get_rank",
+    "get_world_size",
+    "init_distributed",
+    "is_master",
+    "launched_by_torchrun",
+]

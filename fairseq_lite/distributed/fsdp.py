@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from fairseq_lite.errors import CheckpointError
+
 logger = logging.getLogger(__name__)
 
 
@@ -48,12 +50,6 @@ def shard_model(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-def is_sharded(model: nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(model, FSDPModule)
-
-
 def to_local_value(value: torch.Tensor) -> torch.Tensor:
     """A DTensor (e.g. the total gradient norm over sharded grads) as a plain tensor."""
     return value.full_tensor() if hasattr(value, "full_tensor") else value
@@ -81,8 +77,6 @@ def load_sharded(directory: str, model: nn.Module, optimizer: torch.optim.Optimi
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict, set_state_dict
 
     if not os.path.isdir(directory):
-        from fairseq_lite.errors import CheckpointError
-
         raise CheckpointError(
             f"the sharded model state {directory} is missing; it must stay next to the "
             f"checkpoint_*.pt file that names it"

@@ -23,6 +23,12 @@ DecoderOut = tuple[Tensor, dict[str, Any]]
 
 class BaseFairseqModel(nn.Module):
     @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Reject a model config that cannot make this model (heads that do not divide the width, ...)
+        with a one-line ConfigError, before anything is built: the checks before a run call it, and
+        so should build_model."""
+
+    @classmethod
     def build_model(cls, cfg: Any, task: Any) -> "BaseFairseqModel":
         raise NotImplementedError(f"{cls.__name__} must implement build_model(cfg, task)")
 

@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import II
 
 from fairseq_lite.dataclass.base import ChoiceEnum, FairseqDataclass, cfg_field
-from fairseq_lite.errors import ConfigError
+from fairseq_lite.errors import ConfigError, key
 from fairseq_lite.models.fairseq_model import FairseqEncoderDecoderModel
 from fairseq_lite.models.transformer_decoder import Embedding, TransformerDecoder
 from fairseq_lite.models.transformer_encoder import TransformerEncoder
@@ -80,40 +80,6 @@ class _WithOverrides:
         return getattr(self._cfg, name)
 
 
-def validate_config(cfg: Any, task: Any) -> None:
-    for side in ("encoder", "decoder"):
-        for name in ("embed_dim", "ffn_embed_dim", "layers", "attention_heads"):
-            value = getattr(cfg, f"{side}_{name}")
-            if value <= 0:
-                raise ConfigError(f"model.{side}_{name} must be positive, got {value}")
-        dim, heads = getattr(cfg, f"{side}_embed_dim"), getattr(cfg, f"{side}_attention_heads")
-        if dim % heads != 0:
-            raise ConfigError(
-                f"model.{side}_embed_dim ({dim}) must be divisible by model.{side}_attention_heads ({heads})"
-            )
-    for name in ("dropout", "attention_dropout", "activation_dropout", "relu_dropout"):
-        if not 0.0 <= getattr(cfg, name) < 1.0:
-            raise ConfigError(f"model.{name} must be in [0, 1), got {getattr(cfg, name)}")
-    output_dim = cfg.decoder_output_dim or cfg.decoder_embed_dim
-    shares_output = cfg.share_decoder_input_output_embed or cfg.share_all_embeddings
-    if shares_output and output_dim != cfg.decoder_embed_dim:
-        raise ConfigError(
-            f"sharing the decoder's input and output embeddings needs model.decoder_output_dim "
-            f"({output_dim}) == model.decoder_embed_dim ({cfg.decoder_embed_dim})"
-        )
-    if cfg.share_all_embeddings:
-        if task.source_dictionary != task.target_dictionary:
-            raise ConfigError(
-                "model.share_all_embeddings (--share-all-embeddings) requires a joined dictionary: "
-                "binarize with fairseq-preprocess --joined-dictionary"
-            )
-        if cfg.encoder_embed_dim != cfg.decoder_embed_dim:
-            raise ConfigError(
-                f"model.share_all_embeddings requires model.encoder_embed_dim "
-                f"({cfg.encoder_embed_dim}) to match model.decoder_embed_dim ({cfg.decoder_embed_dim})"
-            )
-
-
 @register_model("transformer", dataclass=TransformerConfig)
 class TransformerModel(FairseqEncoderDecoderModel):
     """Transformer from "Attention Is All You Need" (Vaswani et al., 2017)."""
@@ -123,8 +89,42 @@ class TransformerModel(FairseqEncoderDecoderModel):
         self.cfg = cfg
 
     @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        for side in ("encoder", "decoder"):
+            for name in ("embed_dim", "ffn_embed_dim", "layers", "attention_heads"):
+                value = getattr(cfg, f"{side}_{name}")
+                if value <= 0:
+                    raise ConfigError(f"{key(f'model.{side}_{name}')} must be positive, got {value}")
+            dim, heads = getattr(cfg, f"{side}_embed_dim"), getattr(cfg, f"{side}_attention_heads")
+            if dim % heads != 0:
+                raise ConfigError(
+                    f"{key(f'model.{side}_embed_dim')} ({dim}) must be divisible by "
+                    f"{key(f'model.{side}_attention_heads')} ({heads})"
+                )
+        for name in ("dropout", "attention_dropout", "activation_dropout", "relu_dropout"):
+            if not 0.0 <= getattr(cfg, name) < 1.0:
+                raise ConfigError(f"{key('model.' + name)} must be in [0, 1), got {getattr(cfg, name)}")
+        output_dim = cfg.decoder_output_dim or cfg.decoder_embed_dim
+        shares_output = cfg.share_decoder_input_output_embed or cfg.share_all_embeddings
+        if shares_output and output_dim != cfg.decoder_embed_dim:
+            raise ConfigError(
+                f"sharing the decoder's input and output embeddings needs {key('model.decoder_output_dim')} "
+                f"({output_dim}) == {key('model.decoder_embed_dim')} ({cfg.decoder_embed_dim})"
+            )
+        if cfg.share_all_embeddings and cfg.encoder_embed_dim != cfg.decoder_embed_dim:
+            raise ConfigError(
+                f"{key('model.share_all_embeddings')} requires {key('model.encoder_embed_dim')} "
+                f"({cfg.encoder_embed_dim}) to match {key('model.decoder_embed_dim')} ({cfg.decoder_embed_dim})"
+            )
+
+    @classmethod
     def build_model(cls, cfg: Any, task: Any) -> "TransformerModel":
-        validate_config(cfg, task)
+        cls.check_config(cfg)
+        if cfg.share_all_embeddings and task.source_dictionary != task.target_dictionary:
+            raise ConfigError(
+                f"{key('model.share_all_embeddings')} requires a joined dictionary: binarize with "
+                f"fairseq-preprocess --joined-dictionary"
+            )
         src_dict, tgt_dict = task.source_dictionary, task.target_dictionary
         build_cfg = cfg
         encoder_embed_tokens = cls.build_embedding(cfg, src_dict, cfg.encoder_embed_dim)

@@ -6,7 +6,7 @@ from typing import Any
 from omegaconf import II
 
 from fairseq_lite.dataclass.base import ChoiceEnum, FairseqDataclass, cfg_field
-from fairseq_lite.errors import ConfigError
+from fairseq_lite.errors import ConfigError, key
 from fairseq_lite.models.fairseq_model import FairseqLanguageModel
 from fairseq_lite.models.transformer_decoder import Embedding, TransformerDecoder
 from fairseq_lite.modules.transformer_layer import ACTIVATION_FNS
@@ -46,32 +46,32 @@ class TransformerLanguageModelConfig(FairseqDataclass):
     max_target_positions: int | None = II("task.tokens_per_sample")
 
 
-def validate_config(cfg: Any) -> None:
-    if cfg.decoder_embed_dim % cfg.decoder_attention_heads != 0:
-        raise ConfigError(
-            f"model.decoder_embed_dim ({cfg.decoder_embed_dim}) must be divisible by "
-            f"model.decoder_attention_heads ({cfg.decoder_attention_heads})"
-        )
-    for name in ("decoder_embed_dim", "decoder_ffn_embed_dim", "decoder_layers", "decoder_attention_heads"):
-        if getattr(cfg, name) <= 0:
-            raise ConfigError(f"model.{name} must be positive, got {getattr(cfg, name)}")
-    input_dim = cfg.decoder_input_dim or cfg.decoder_embed_dim
-    output_dim = cfg.decoder_output_dim or cfg.decoder_embed_dim
-    if cfg.share_decoder_input_output_embed and input_dim != output_dim:
-        raise ConfigError(
-            f"model.share_decoder_input_output_embed needs model.decoder_input_dim ({input_dim}) "
-            f"== model.decoder_output_dim ({output_dim})"
-        )
-    for name in ("dropout", "attention_dropout", "activation_dropout", "relu_dropout"):
-        if not 0.0 <= getattr(cfg, name) < 1.0:
-            raise ConfigError(f"model.{name} must be in [0, 1), got {getattr(cfg, name)}")
-
-
 @register_model("transformer_lm", dataclass=TransformerLanguageModelConfig)
 class TransformerLanguageModel(FairseqLanguageModel):
     @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        for name in ("decoder_embed_dim", "decoder_ffn_embed_dim", "decoder_layers", "decoder_attention_heads"):
+            if getattr(cfg, name) <= 0:
+                raise ConfigError(f"{key('model.' + name)} must be positive, got {getattr(cfg, name)}")
+        if cfg.decoder_embed_dim % cfg.decoder_attention_heads != 0:
+            raise ConfigError(
+                f"{key('model.decoder_embed_dim')} ({cfg.decoder_embed_dim}) must be divisible by "
+                f"{key('model.decoder_attention_heads')} ({cfg.decoder_attention_heads})"
+            )
+        input_dim = cfg.decoder_input_dim or cfg.decoder_embed_dim
+        output_dim = cfg.decoder_output_dim or cfg.decoder_embed_dim
+        if cfg.share_decoder_input_output_embed and input_dim != output_dim:
+            raise ConfigError(
+                f"{key('model.share_decoder_input_output_embed')} needs {key('model.decoder_input_dim')} "
+                f"({input_dim}) == {key('model.decoder_output_dim')} ({output_dim})"
+            )
+        for name in ("dropout", "attention_dropout", "activation_dropout", "relu_dropout"):
+            if not 0.0 <= getattr(cfg, name) < 1.0:
+                raise ConfigError(f"{key('model.' + name)} must be in [0, 1), got {getattr(cfg, name)}")
+
+    @classmethod
     def build_model(cls, cfg: Any, task: Any) -> "TransformerLanguageModel":
-        validate_config(cfg)
+        cls.check_config(cfg)
         dictionary = task.target_dictionary
         input_dim = cfg.decoder_input_dim or cfg.decoder_embed_dim
         embed_tokens = Embedding(len(dictionary), input_dim, dictionary.pad())

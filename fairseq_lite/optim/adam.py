@@ -15,7 +15,7 @@ import torch
 from omegaconf import II
 
 from fairseq_lite.dataclass.base import FairseqDataclass, cfg_field, eval_str_list
-from fairseq_lite.errors import ConfigError
+from fairseq_lite.errors import ConfigError, key
 from fairseq_lite.optim.fairseq_optimizer import FairseqOptimizer, first_lr, fused_or_foreach
 from fairseq_lite.registry import register_optimizer
 
@@ -35,18 +35,26 @@ def parse_betas(value: Any) -> tuple[float, float]:
     except ValueError:
         betas = None
     if betas is None or len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-        raise ConfigError(f"optimizer.adam_betas must be two numbers in [0, 1), e.g. '(0.9, 0.98)'; got {value!r}")
+        raise ConfigError(
+            f"{key('optimizer.adam_betas')} must be two numbers in [0, 1), e.g. '(0.9, 0.98)'; got {value!r}"
+        )
     return betas[0], betas[1]
 
 
 @register_optimizer("adam", dataclass=FairseqAdamConfig)
 class FairseqAdam(FairseqOptimizer):
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        parse_betas(cfg.adam_betas)
+        first_lr(cfg.lr, "adam")
+        if float(cfg.adam_eps) < 0 or float(cfg.weight_decay) < 0:
+            raise ConfigError(f"{key('optimizer.adam_eps')} and {key('optimizer.weight_decay')} must be >= 0")
+
     def __init__(self, cfg: Any, params: Iterable[Any]):
+        self.check_config(cfg)
         super().__init__(cfg)
         params = list(params)
         config = self.optimizer_config
-        if config["eps"] < 0 or config["weight_decay"] < 0:
-            raise ConfigError("optimizer.adam_eps and optimizer.weight_decay must be >= 0")
         tensors = [p for group in params for p in group["params"]] if params and isinstance(params[0], dict) else params
         self._optimizer = torch.optim.AdamW(params, **config, **fused_or_foreach(tensors))
 

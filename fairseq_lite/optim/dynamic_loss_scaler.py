@@ -5,11 +5,11 @@ clean updates, and stop with advice when it would fall below the minimum."""
 import logging
 from typing import Any
 
+from fairseq_lite.errors import MinimumLossScaleReached, key, setting
+
+__all__ = ["DynamicLossScaler", "GradientOverflow", "MinimumLossScaleReached"]
+
 logger = logging.getLogger(__name__)
-
-
-class MinimumLossScaleReached(FloatingPointError):
-    """The loss scale would drop below min_loss_scale: training cannot go on in fp16."""
 
 
 class GradientOverflow(OverflowError):
@@ -62,10 +62,11 @@ class DynamicLossScaler:
                 self._overflows_since_rescale = 0
             if self.loss_scale <= self.min_loss_scale:
                 self.loss_scale = previous  # keep a usable scale in the checkpoint
+                scale = setting("common.min_loss_scale", self.min_loss_scale)
                 raise MinimumLossScaleReached(
-                    f"minimum loss scale reached ({self.min_loss_scale}): the loss is probably exploding; try "
-                    f"a lower learning rate, gradient clipping (--clip-norm), a larger batch, or bf16 instead "
-                    f"of fp16"
+                    f"minimum loss scale reached ({scale}): the loss is probably exploding; try a lower learning "
+                    f"rate, gradient clipping ({key('optimization.clip_norm')}), a larger batch, or "
+                    f"{setting('common.bf16', True)} instead of fp16"
                 )
             self._iter += 1
             raise GradientOverflow(

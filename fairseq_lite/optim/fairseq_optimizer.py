@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from fairseq_lite.errors import ConfigError
+from fairseq_lite.errors import ConfigError, key
 
 
 def first_lr(lr: Any, component: str) -> float:
@@ -15,12 +15,17 @@ def first_lr(lr: Any, component: str) -> float:
         return float(lr)
     values = list(lr)
     if not values:
-        raise ConfigError(f"{component}: optimization.lr is empty")
+        raise ConfigError(f"{component}: {key('optimization.lr')} is empty")
     return float(values[0])
 
 
 class FairseqOptimizer:
     """Built as `Optimizer(cfg, params)`; subclasses set `self._optimizer` to a torch optimizer."""
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Reject settings this optimizer cannot run with (a one-line ConfigError), before anything is
+        built: the checks before a run call it, and so does __init__."""
 
     def __init__(self, cfg: Any):
         self.cfg = cfg

@@ -1,53 +1,88 @@
-"""Numeric precision of a training step: autocast dtype and, for fp16, loss scaling.
+"""The optimizer a training step uses: the configured optimizer plus the run's numeric precision.
 
-The task's train_step sees this object as its `optimizer` argument, as fairseq's tasks do: it
-calls `optimizer.autocast()` around the forward and `optimizer.backward(loss)`.
+fairseq's contract is that a task's `train_step(sample, model, criterion, optimizer, update_num,
+ignore_grad)` calls `optimizer.backward(loss)`, and that the optimizer knows the precision (fairseq's
+FP16Optimizer scales the loss, its AMPOptimizer owns torch's GradScaler). `PrecisionOptimizer` is that
+object: it wraps the configured FairseqOptimizer (or its fp16 master-weight wrapper) and adds
 
-- fp32: nothing to do.
-- bf16: autocast to bfloat16 (CPU or CUDA); no scaling needed, bf16 has fp32's range.
-- fp16: an fp16 model (the trainer halves it) whose optimizer keeps fp32 master weights (fairseq's
-  FP16Optimizer; --memory-efficient-fp16: fp32 optimizer state but no fp32 weights), with fairseq's
-  dynamic loss scaler (fp16_init_scale, fp16_scale_window, fp16_scale_tolerance, threshold_loss_scale,
-  min_loss_scale). Autocast stays on so that softmax, layer norm and the loss run in fp32.
-- amp: autocast to float16 with torch's GradScaler, as fairseq's --amp does.
+- `autocast()`: the context the forward runs in (bf16/fp16 autocast, or nothing for fp32);
+- `backward(loss)`: the loss times the loss scale, then backward (fp16 and amp);
+- the loss scale taken off the gradients once, folded into the trainer's first `multiply_grads`;
+- `clip_grad_norm` raising `GradientOverflow` (an OverflowError, as fairseq's) when fp16 gradients
+  overflowed, after lowering the scale; `MinimumLossScaleReached` when it cannot go lower.
+
+Modes: fp32 (nothing to do); bf16 (autocast to bfloat16, CPU or CUDA; no scaling: bf16 has fp32's
+range); fp16 (an fp16 model, which the trainer halves, with fp32 master weights in FP16Optimizer or
+MemoryEfficientFP16Optimizer and fairseq's DynamicLossScaler: fp16_init_scale, fp16_scale_window,
+fp16_scale_tolerance, threshold_loss_scale, min_loss_scale; autocast stays on so that softmax, layer
+norm and the loss run in fp32); amp (autocast to float16 with torch's GradScaler, as fairseq's --amp).
 """
 
 from contextlib import nullcontext
+from typing import Any
 
 import torch
+from torch import Tensor
 
-from fairseq_lite.errors import ConfigError
-from fairseq_lite.optim.dynamic_loss_scaler import DynamicLossScaler, GradientOverflow, MinimumLossScaleReached
+from fairseq_lite.distributed.fsdp import to_local_value
+from fairseq_lite.errors import ConfigError, MinimumLossScaleReached, key, setting
+from fairseq_lite.optim.dynamic_loss_scaler import DynamicLossScaler, GradientOverflow
+from fairseq_lite.optim.fairseq_optimizer import FairseqOptimizer
 
-__all__ = ["Precision", "check_precision", "GradientOverflow", "MinimumLossScaleReached"]
+__all__ = ["GradientOverflow", "MinimumLossScaleReached", "PrecisionOptimizer", "autocast_context", "check_precision"]
+
+_AUTOCAST_DTYPES = {"fp16": torch.float16, "amp": torch.float16, "bf16": torch.bfloat16}
 
 
-def check_precision(common_cfg, device: torch.device) -> str:
-    """The precision mode the config asks for, or a clear error when it cannot run here."""
+def check_precision(common_cfg: Any, device: torch.device | str) -> str:
+    """The precision mode the config asks for, or a clear error when it cannot run on `device`."""
+    device_type = getattr(device, "type", device)
     # --memory-efficient-fp16 implies --fp16, as in fairseq
     fp16 = common_cfg.get("fp16", False) or common_cfg.get("memory_efficient_fp16", False)
     chosen = [name for name in ("fp16", "bf16", "amp") if (fp16 if name == "fp16" else common_cfg.get(name, False))]
     if len(chosen) > 1:
-        raise ConfigError(f"common.{chosen[0]} and common.{chosen[1]} are both set; choose one precision")
+        first, second = key(f"common.{chosen[0]}"), key(f"common.{chosen[1]}")
+        raise ConfigError(f"{first} and {second} are both set; choose one precision")
     mode = chosen[0] if chosen else "fp32"
-    if mode in ("fp16", "amp") and device.type != "cuda":
+    if mode in ("fp16", "amp") and device_type != "cuda":
         raise ConfigError(
-            f"common.{mode}=true needs a CUDA GPU (running on {device.type}); "
-            f"use common.bf16=true on CPU, or drop --{mode}"
+            f"{setting('common.' + mode, True)} needs a CUDA GPU (running on {device_type}); "
+            f"use {setting('common.bf16', True)} on CPU, or drop --{mode}"
         )
     return mode
 
 
-class Precision:
-    def __init__(self, common_cfg, device: torch.device, mode: str = None, update_freq: int = 1, world_size: int = 1):
-        self.mode = mode or check_precision(common_cfg, device)
+def autocast_context(mode: str, device: torch.device):
+    """The context a forward pass runs in for precision `mode` on `device`."""
+    dtype = _AUTOCAST_DTYPES.get(mode)
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class PrecisionOptimizer(FairseqOptimizer):
+    """`PrecisionOptimizer(optimizer, common_cfg, device)`; `mode` overrides what the config asks for."""
+
+    def __init__(
+        self,
+        optimizer: FairseqOptimizer,
+        common_cfg: Any,
+        device: torch.device,
+        mode: str | None = None,
+        update_freq: int = 1,
+        world_size: int = 1,
+    ):
+        super().__init__(optimizer.cfg)
+        self.wrapped = optimizer
+        self._optimizer = optimizer.optimizer
+        self.mode = mode or check_precision(common_cfg, device.type)
         self.device = device
-        self.dtype = {"fp16": torch.float16, "amp": torch.float16, "bf16": torch.bfloat16}.get(self.mode)
+        self.dtype = _AUTOCAST_DTYPES.get(self.mode)
         self.min_loss_scale = common_cfg.get("min_loss_scale", 1e-4)
         # fairseq's default window: 2**14 updates' worth of batches, shared by ranks and micro-batches.
         window = common_cfg.get("fp16_scale_window") or max(1, int(2**14 / world_size / update_freq))
-        self.loss_scaler = None  # fp16: fairseq's scaler
-        self.scaler = None  # amp: torch's GradScaler
+        self.loss_scaler: DynamicLossScaler | None = None  # fp16: fairseq's scaler
+        self.grad_scaler: torch.amp.GradScaler | None = None  # amp: torch's
         if self.mode == "fp16":
             self.loss_scaler = DynamicLossScaler(
                 init_scale=float(common_cfg.fp16_init_scale),
@@ -57,69 +92,98 @@ class Precision:
                 min_loss_scale=self.min_loss_scale,
             )
         elif self.mode == "amp":
-            self.scaler = torch.amp.GradScaler(
+            self.grad_scaler = torch.amp.GradScaler(
                 device.type, init_scale=float(common_cfg.fp16_init_scale), growth_interval=int(window)
             )
+        self._unscaled = False  # whether this update's gradients no longer carry the loss scale
+        self.num_updates = 0  # told by the trainer, for the messages
 
+    # --- the forward and backward of a micro-batch --------------------------------------------------
     def autocast(self):
-        if self.dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+        return autocast_context(self.mode, self.device)
 
-    def backward(self, loss: torch.Tensor) -> None:
+    def backward(self, loss: Tensor) -> None:
         if self.loss_scaler is not None:
             loss = self.loss_scaler.scale(loss)
-        elif self.scaler is not None:
-            loss = self.scaler.scale(loss)
-        loss.backward()
+        elif self.grad_scaler is not None:
+            loss = self.grad_scaler.scale(loss)
+        self.wrapped.backward(loss)
 
-    def unscale_grads(self, optimizer, factor: float = 1.0) -> None:
-        """Divide the gradients by the loss scale and multiply them by `factor`, in one pass where
-        possible."""
+    # --- the update -----------------------------------------------------------------------------------
+    def multiply_grads(self, c: float | Tensor) -> None:
+        """Multiply the gradients by `c`; the first call of an update also takes off the loss scale,
+        in the same pass where the optimizer allows."""
+        if not self._unscaled:
+            self._unscaled = True
+            if self.loss_scaler is not None:
+                c = c / self.loss_scaler.loss_scale
+            elif self.grad_scaler is not None:
+                self.grad_scaler.unscale_(self.wrapped.optimizer)
+        if not (isinstance(c, float) and c == 1.0):
+            self.wrapped.multiply_grads(c)
+
+    def clip_grad_norm(self, max_norm: float) -> Tensor:
+        """The total gradient norm, clipping to `max_norm` (0: only measure). fp16: an inf/NaN norm
+        lowers the loss scale and raises GradientOverflow, to skip this update."""
+        if not self._unscaled:
+            self.multiply_grads(1.0)
+        norm = to_local_value(self.wrapped.clip_grad_norm(max_norm))  # FSDP: a DTensor over the shards
         if self.loss_scaler is not None:
-            optimizer.multiply_grads(factor / self.loss_scaler.loss_scale)
+            try:
+                self.loss_scaler.check_overflow(float(norm))
+            except MinimumLossScaleReached as e:
+                raise MinimumLossScaleReached(f"update {self.num_updates + 1}: {e.args[0]}") from None
+        return norm
+
+    def step(self, closure: Any = None, scale: float = 1.0) -> None:
+        if scale != 1.0:
+            self.multiply_grads(1.0 / scale)
+        if self.grad_scaler is not None:
+            self.grad_scaler.step(self.wrapped.optimizer)  # skips the update when grads overflowed
+            self.grad_scaler.update()
+            if self.grad_scaler.get_scale() < self.min_loss_scale:
+                scale = setting("common.min_loss_scale", self.min_loss_scale)
+                raise MinimumLossScaleReached(
+                    f"update {self.num_updates + 1}: minimum loss scale reached ({scale}): the loss is probably "
+                    f"exploding; try a lower learning rate, gradient clipping ({key('optimization.clip_norm')}), a "
+                    f"larger batch, or {setting('common.bf16', True)} instead of fp16"
+                )
             return
-        if self.scaler is not None:
-            self.scaler.unscale_(optimizer.optimizer)
-        if factor != 1.0:
-            optimizer.multiply_grads(factor)
-
-    def check_overflow(self, grad_norm: float) -> None:
-        """fp16: raise GradientOverflow to skip this update (MinimumLossScaleReached to stop)."""
+        self.wrapped.step(closure)
         if self.loss_scaler is not None:
-            self.loss_scaler.check_overflow(grad_norm)
-
-    def step(self, optimizer) -> None:
-        if self.loss_scaler is not None:
-            optimizer.step()
             self.loss_scaler.update()
-            return
-        if self.scaler is None:
-            optimizer.step()
-            return
-        self.scaler.step(optimizer.optimizer)  # skips the update when grads overflowed
-        self.scaler.update()
-        if self.scaler.get_scale() < self.min_loss_scale:
-            raise MinimumLossScaleReached(
-                f"minimum loss scale reached ({self.min_loss_scale}): the loss is probably exploding; try a "
-                f"lower learning rate, gradient clipping (--clip-norm), or bf16 instead of fp16"
-            )
+
+    def zero_grad(self) -> None:
+        self.wrapped.zero_grad()
+        self._unscaled = False
+
+    # --- what FairseqOptimizer users and checkpoints see ---------------------------------------------
+    @property
+    def optimizer_config(self) -> dict[str, Any]:
+        return self.wrapped.optimizer_config
 
     @property
-    def loss_scale(self):
+    def loss_scale(self) -> float | None:
         if self.loss_scaler is not None:
             return self.loss_scaler.loss_scale
-        return self.scaler.get_scale() if self.scaler is not None else None
+        return self.grad_scaler.get_scale() if self.grad_scaler is not None else None
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
+        return self.wrapped.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any], optimizer_overrides: dict[str, Any] | None = None) -> None:
+        self.wrapped.load_state_dict(state_dict, optimizer_overrides)
+
+    def precision_state_dict(self) -> dict[str, Any]:
+        """The loss scaler's state (empty for fp32/bf16), saved as the checkpoint's "precision_state"."""
         if self.loss_scaler is not None:
             return self.loss_scaler.state_dict()
-        return self.scaler.state_dict() if self.scaler is not None else {}
+        return self.grad_scaler.state_dict() if self.grad_scaler is not None else {}
 
-    def load_state_dict(self, state):
+    def load_precision_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
             return
         if self.loss_scaler is not None and "loss_scale" in state:
             self.loss_scaler.load_state_dict(state)
-        elif self.scaler is not None and "scale" in state:
-            self.scaler.load_state_dict(state)
+        elif self.grad_scaler is not None and "scale" in state:
+            self.grad_scaler.load_state_dict(state)

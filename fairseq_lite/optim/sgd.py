@@ -8,7 +8,7 @@ import torch
 from omegaconf import II
 
 from fairseq_lite.dataclass.base import FairseqDataclass, cfg_field
-from fairseq_lite.errors import ConfigError
+from fairseq_lite.errors import ConfigError, key
 from fairseq_lite.optim.fairseq_optimizer import FairseqOptimizer, first_lr
 from fairseq_lite.registry import register_optimizer
 
@@ -22,11 +22,16 @@ class SGDConfig(FairseqDataclass):
 
 @register_optimizer("sgd", dataclass=SGDConfig)
 class SGD(FairseqOptimizer):
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        first_lr(cfg.lr, "sgd")
+        if float(cfg.momentum) < 0 or float(cfg.weight_decay) < 0:
+            raise ConfigError(f"{key('optimizer.momentum')} and {key('optimizer.weight_decay')} must be >= 0")
+
     def __init__(self, cfg: Any, params: Iterable[Any]):
+        self.check_config(cfg)
         super().__init__(cfg)
         config = self.optimizer_config
-        if config["momentum"] < 0 or config["weight_decay"] < 0:
-            raise ConfigError("optimizer.momentum and optimizer.weight_decay must be >= 0")
         self._optimizer = torch.optim.SGD(params, **config, foreach=True)
 
     @property

@@ -15,7 +15,7 @@ import torch
 from fairseq_lite.dataclass import ChoiceEnum, FairseqDataclass, cfg_field
 from fairseq_lite.errors import ConfigError
 from fairseq_lite.registry import register_scorer
-from fairseq_lite.scoring import BaseScorer
+from fairseq_lite.scoring.base import BaseScorer
 
 # sacrebleu's tokenizer names, listed here so that start-up does not import sacrebleu.
 SACREBLEU_TOKENIZERS = ["none", "zh", "13a", "intl", "char", "ja-mecab", "ko-mecab", "spm", "flores101", "flores200"]

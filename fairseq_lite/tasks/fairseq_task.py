@@ -1,6 +1,8 @@
 """The task: owns the dictionaries and datasets, builds model and criterion, and runs one step."""
 
 import logging
+from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -19,6 +21,21 @@ class FairseqTask:
         self.datasets: dict[str, Any] = {}
         self._epoch_iterators: dict[int, EpochBatchIterator] = {}
 
+    # --- checks before a run: nothing is built, a mistake is one line ----------------------------
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Reject task settings this task cannot run with (a one-line ConfigError)."""
+
+    @classmethod
+    def check_data(cls, cfg, train_subset: str | None, valid_subsets: Sequence[str] = ()) -> None:
+        """Check that the data `cfg` points at is there and well-formed (dictionaries, and the .bin/.idx
+        of each split to be read), raising a one-line DataError; it reads headers, not the data."""
+
+    @classmethod
+    def validation_metrics(cls, cfg, criterion_metrics: list[str]) -> list[str]:
+        """What validation reports (the criterion's statistics, plus the task's own, like BLEU)."""
+        return criterion_metrics
+
     @classmethod
     def build_task(cls, cfg, **kwargs):
         return cls.setup_task(cfg, **kwargs)
@@ -35,9 +52,6 @@ class FairseqTask:
         if split not in self.datasets:
             raise DataError(f"dataset split '{split}' is not loaded (loaded: {', '.join(self.datasets) or 'none'})")
         return self.datasets[split]
-
-    def has_sharded_data(self, split: str) -> bool:
-        return False
 
     def max_positions(self) -> int | None:
         return None
@@ -133,7 +147,8 @@ class FairseqTask:
     ) -> tuple[torch.Tensor, int, dict[str, Any]]:
         """Forward and backward of one micro-batch; the trainer steps the optimizer."""
         model.train()
-        with optimizer.autocast():
+        # The trainer's optimizer knows the run's precision (a bare FairseqOptimizer: fp32).
+        with getattr(optimizer, "autocast", nullcontext)():
             loss, sample_size, logging_output = criterion(model, sample)
         if ignore_grad:
             loss = loss * 0

@@ -2,6 +2,7 @@
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from omegaconf import II, MISSING
@@ -11,7 +12,7 @@ from fairseq_lite.data.indexed_dataset import MMapIndexedDataset
 from fairseq_lite.data.monolingual_dataset import MonolingualDataset
 from fairseq_lite.data.token_block_dataset import TokenBlockDataset
 from fairseq_lite.dataclass import ChoiceEnum, FairseqDataclass, cfg_field
-from fairseq_lite.errors import DataError
+from fairseq_lite.errors import ConfigError, DataError, key, setting
 from fairseq_lite.registry import register_task
 from fairseq_lite.tasks.fairseq_task import FairseqTask
 
@@ -44,6 +45,37 @@ def split_paths(paths: str):
     return [p for p in str(paths).split(os.pathsep) if p]
 
 
+def data_dirs(cfg) -> list[str]:
+    """task.data's directories (several joined by ':'), each checked to exist."""
+    paths = split_paths(cfg.data)
+    if not paths:
+        raise DataError(f"{key('task.data')} is empty: give the directory fairseq-preprocess wrote (--destdir)")
+    for path in paths:
+        if not os.path.isdir(path):
+            raise DataError(
+                f"{key('task.data')}: data directory '{path}' does not exist "
+                f"(make it with fairseq-preprocess --only-source ... --destdir {path})"
+            )
+    return paths
+
+
+def dictionary_path(data_dir: str) -> str:
+    path = os.path.join(data_dir, "dict.txt")
+    if not os.path.isfile(path):
+        raise DataError(
+            f"{key('task.data')}: no dictionary at '{path}'; is '{data_dir}' a fairseq-preprocess "
+            f"--only-source output directory?"
+        )
+    return path
+
+
+def split_prefix(data_dir: str, split: str) -> str:
+    prefix = os.path.join(data_dir, split)
+    if not MMapIndexedDataset.exists(prefix):
+        raise DataError(f"dataset not found: split '{split}' ({prefix}.bin/.idx) in {key('task.data')}")
+    return prefix
+
+
 @register_task("language_modeling", dataclass=LanguageModelingConfig)
 class LanguageModelingTask(FairseqTask):
     def __init__(self, cfg, dictionary: Dictionary, output_dictionary: Dictionary | None = None, targets=None):
@@ -53,23 +85,27 @@ class LanguageModelingTask(FairseqTask):
         self.targets = targets or ["future"]
 
     @classmethod
-    def setup_task(cls, cfg, **kwargs):
-        paths = split_paths(cfg.data)
-        if not paths:
-            raise DataError("task.data is empty: give the directory fairseq-preprocess wrote (--destdir)")
-        for path in paths:
-            if not os.path.isdir(path):
-                raise DataError(
-                    f"task.data: data directory '{path}' does not exist "
-                    f"(make it with fairseq-preprocess --only-source ... --destdir {path})"
-                )
-        dict_path = os.path.join(paths[0], "dict.txt")
-        if not os.path.isfile(dict_path):
-            raise DataError(
-                f"task.data: no dictionary at '{dict_path}'; is '{paths[0]}' a fairseq-preprocess "
-                f"--only-source output directory?"
+    def check_config(cls, cfg) -> None:
+        if cfg.tokens_per_sample < 1:
+            raise ConfigError(
+                f"{setting('task.tokens_per_sample', cfg.tokens_per_sample)} is invalid: a block holds at least "
+                f"one token"
             )
-        dictionary = Dictionary.load(dict_path)
+
+    @classmethod
+    def check_data(cls, cfg, train_subset: str | None, valid_subsets: Sequence[str] = ()) -> None:
+        paths = data_dirs(cfg)
+        Dictionary.load(dictionary_path(paths[0]))
+        # Training reads one directory per epoch, round robin; validation the first one.
+        wanted = [(path, train_subset) for path in paths if train_subset] + [(paths[0], s) for s in valid_subsets]
+        for path, split in wanted:
+            MMapIndexedDataset(split_prefix(path, split))  # reads and checks the index, maps the data
+
+    @classmethod
+    def setup_task(cls, cfg, **kwargs):
+        cls.check_config(cfg)
+        paths = data_dirs(cfg)
+        dictionary = Dictionary.load(dictionary_path(paths[0]))
         logger.info(f"dictionary: {len(dictionary)} types")
         targets = [
             name
@@ -81,10 +117,7 @@ class LanguageModelingTask(FairseqTask):
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> None:
         paths = split_paths(self.cfg.data)
         data_path = paths[(epoch - 1) % len(paths)]
-        split_path = os.path.join(data_path, split)
-        if not MMapIndexedDataset.exists(split_path):
-            raise DataError(f"dataset not found: split '{split}' ({split_path}.bin/.idx) in task.data")
-        dataset = MMapIndexedDataset(split_path)
+        dataset = MMapIndexedDataset(split_prefix(data_path, split))
         break_mode = str(self.cfg.sample_break_mode)
         blocks = TokenBlockDataset(
             dataset,

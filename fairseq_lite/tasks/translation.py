@@ -14,21 +14,21 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import II, MISSING
+from omegaconf import II, MISSING, OmegaConf
 from torch import Tensor
 
 from fairseq_lite.data.dictionary import Dictionary
 from fairseq_lite.data.indexed_dataset import MMapIndexedDataset
 from fairseq_lite.data.language_pair_dataset import LanguagePairDataset
 from fairseq_lite.dataclass import FairseqDataclass, cfg_field
-from fairseq_lite.errors import ConfigError, DataError
-from fairseq_lite.registry import TOKENIZER_REGISTRY, register_task
+from fairseq_lite.errors import ConfigError, DataError, key
+from fairseq_lite.registry import TOKENIZER_REGISTRY, component_node, register_task
 from fairseq_lite.tasks.fairseq_task import FairseqTask
 from fairseq_lite.tasks.language_modeling import split_paths
 
@@ -102,15 +102,15 @@ def infer_language_pair(path: str, source_lang: str | None = None, target_lang: 
         return candidates[0]
     listing = ", ".join(f"{s}-{t}" for s, t in found) or "none"
     raise DataError(
-        f"task.data: cannot infer the language pair from '{path}' (binarized pairs found: {listing}); "
-        f"set task.source_lang and task.target_lang (-s/-t)"
+        f"{key('task.data')}: cannot infer the language pair from '{path}' (binarized pairs found: {listing}); "
+        f"set {key('task.source_lang')} and {key('task.target_lang')}"
     )
 
 
 def load_dictionary(path: str) -> Dictionary:
     if not os.path.isfile(path):
         raise DataError(
-            f"task.data: no dictionary at '{path}'; binarize the data with fairseq-preprocess "
+            f"{key('task.data')}: no dictionary at '{path}'; binarize the data with fairseq-preprocess "
             f"--source-lang SRC --target-lang TGT"
         )
     return Dictionary.load(path)
@@ -208,26 +208,49 @@ class TranslationTask(FairseqTask):
         self.detokenize: Callable[[str], str] = lambda text: text
         self.bleu_gen_args: dict[str, Any] = {}
 
+    # --- checks before a run ----------------------------------------------------------------
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        if cfg.upsample_primary != -1:
+            raise ConfigError(
+                f"{key('task.upsample_primary')} is not supported (it only applies to combined shards); keep -1"
+            )
+        if cfg.eval_bleu:
+            try:
+                import sacrebleu  # noqa: F401
+            except ImportError:
+                raise ConfigError(f"{key('task.eval_bleu')} needs sacrebleu: pip install sacrebleu") from None
+            _parse_json("task.eval_bleu_args", cfg.eval_bleu_args)
+            _parse_json("task.eval_bleu_detok_args", cfg.eval_bleu_detok_args)
+            _detokenizer_entry(cfg.eval_bleu_detok)
+
+    @classmethod
+    def check_data(cls, cfg: Any, train_subset: str | None, valid_subsets: Sequence[str] = ()) -> None:
+        paths = _data_dirs(cfg)
+        src, tgt = cfg.source_lang, cfg.target_lang
+        if src is None or tgt is None:
+            src, tgt = infer_language_pair(paths[0], src, tgt)
+        _load_dictionaries(paths[0], src, tgt)
+        # Training reads one directory per epoch, round robin; validation the first one.
+        wanted = [(path, train_subset) for path in paths if train_subset] + [(paths[0], s) for s in valid_subsets]
+        for path, split in wanted:
+            prefix = _pair_prefix(path, split, src, tgt)
+            for lang in (src, tgt):
+                if MMapIndexedDataset.exists(prefix + lang) or lang == src:
+                    MMapIndexedDataset(prefix + lang)  # reads and checks the index, maps the data
+
+    @classmethod
+    def validation_metrics(cls, cfg: Any, criterion_metrics: list[str]) -> list[str]:
+        return criterion_metrics + (["bleu"] if cfg.eval_bleu else [])
+
     @classmethod
     def setup_task(cls, cfg: Any, **kwargs: Any) -> "TranslationTask":
-        paths = split_paths(cfg.data)
-        if not paths:
-            raise DataError("task.data is empty: give the directory fairseq-preprocess wrote (--destdir)")
-        for path in paths:
-            if not os.path.isdir(path):
-                raise DataError(f"task.data: data directory '{path}' does not exist")
-        if cfg.upsample_primary != -1:
-            raise ConfigError("task.upsample_primary is not supported (it only applies to combined shards); keep -1")
+        cls.check_config(cfg)
+        paths = _data_dirs(cfg)
         if cfg.source_lang is None or cfg.target_lang is None:
             # Recorded in the config so that checkpoints name the pair explicitly.
             cfg.source_lang, cfg.target_lang = infer_language_pair(paths[0], cfg.source_lang, cfg.target_lang)
-        src_dict = load_dictionary(os.path.join(paths[0], f"dict.{cfg.source_lang}.txt"))
-        tgt_dict = load_dictionary(os.path.join(paths[0], f"dict.{cfg.target_lang}.txt"))
-        for name in ("pad", "eos", "unk"):
-            if getattr(src_dict, name)() != getattr(tgt_dict, name)():
-                raise DataError(
-                    f"dict.{cfg.source_lang}.txt and dict.{cfg.target_lang}.txt disagree on the {name} index"
-                )
+        src_dict, tgt_dict = _load_dictionaries(paths[0], cfg.source_lang, cfg.target_lang)
         logger.info(f"[{cfg.source_lang}] dictionary: {len(src_dict)} types")
         logger.info(f"[{cfg.target_lang}] dictionary: {len(tgt_dict)} types")
         return cls(cfg, src_dict, tgt_dict)
@@ -238,14 +261,7 @@ class TranslationTask(FairseqTask):
             paths = paths[:1]  # valid and test data always come from the first directory
         data_path = paths[(epoch - 1) % len(paths)]
         src, tgt = self.cfg.source_lang, self.cfg.target_lang
-        prefix = None
-        for a, b in ((src, tgt), (tgt, src)):
-            candidate = os.path.join(data_path, f"{split}.{a}-{b}.")
-            if MMapIndexedDataset.exists(candidate + src):
-                prefix = candidate
-                break
-        if prefix is None:
-            raise DataError(f"dataset not found: split '{split}' ({split}.{src}-{tgt}.{src}.bin/.idx) in {data_path}")
+        prefix = _pair_prefix(data_path, split, src, tgt)
         if os.path.exists(os.path.join(data_path, f"{split}1.{src}-{tgt}.{src}.idx")):
             logger.warning(f"{split}1.*: extra shards of '{split}' are not combined; only '{split}' is used")
 
@@ -290,31 +306,16 @@ class TranslationTask(FairseqTask):
         return model
 
     def _setup_bleu(self) -> None:
-        try:
-            import sacrebleu  # noqa: F401
-        except ImportError:
-            raise ConfigError("task.eval_bleu needs sacrebleu: pip install sacrebleu") from None
         # Decoding is greedy for now: max_len_a/max_len_b/min_len are honoured, beam and lenpen
         # are accepted (fairseq's usual '{"beam": 4, ...}') but not used yet.
         self.bleu_gen_args = _parse_json("task.eval_bleu_args", self.cfg.eval_bleu_args)
         detok_args = _parse_json("task.eval_bleu_detok_args", self.cfg.eval_bleu_detok_args)
-        import fairseq_lite.data.encoders  # noqa: F401  (registers the tokenizers eval_bleu_detok may name)
-
         name = self.cfg.eval_bleu_detok
-        if name in TOKENIZER_REGISTRY:
-            from omegaconf import OmegaConf
-
-            from fairseq_lite.dataclass.initialize import component_node
-
-            tokenizer = TOKENIZER_REGISTRY.build(OmegaConf.merge(component_node("tokenizer", name), detok_args))
-            self.detokenize = tokenizer.decode
-        elif name in (None, "space", "none"):
+        if _detokenizer_entry(name) is None:
             self.detokenize = lambda text: text  # fairseq's "space" tokenizer: nothing to undo
         else:
-            raise ConfigError(
-                f"task.eval_bleu_detok='{name}' is not available (tokenizers: "
-                f"{', '.join(['space'] + TOKENIZER_REGISTRY.choices())})"
-            )
+            tokenizer = TOKENIZER_REGISTRY.build(OmegaConf.merge(component_node("tokenizer", name), detok_args))
+            self.detokenize = tokenizer.decode
 
     def valid_step(self, sample: dict[str, Any], model: Any, criterion: Any) -> tuple[Any, int, dict[str, Any]]:
         loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
@@ -369,11 +370,53 @@ class TranslationTask(FairseqTask):
         return out
 
 
+def _data_dirs(cfg: Any) -> list[str]:
+    paths = split_paths(cfg.data)
+    if not paths:
+        raise DataError(f"{key('task.data')} is empty: give the directory fairseq-preprocess wrote (--destdir)")
+    for path in paths:
+        if not os.path.isdir(path):
+            raise DataError(f"{key('task.data')}: data directory '{path}' does not exist")
+    return paths
+
+
+def _load_dictionaries(data_dir: str, src: str, tgt: str) -> tuple[Dictionary, Dictionary]:
+    src_dict = load_dictionary(os.path.join(data_dir, f"dict.{src}.txt"))
+    tgt_dict = load_dictionary(os.path.join(data_dir, f"dict.{tgt}.txt"))
+    for name in ("pad", "eos", "unk"):
+        if getattr(src_dict, name)() != getattr(tgt_dict, name)():
+            raise DataError(f"dict.{src}.txt and dict.{tgt}.txt disagree on the {name} index")
+    return src_dict, tgt_dict
+
+
+def _pair_prefix(data_dir: str, split: str, src: str, tgt: str) -> str:
+    """`{data_dir}/{split}.{src}-{tgt}.` (or `.{tgt}-{src}.`: the pair binarized the other way)."""
+    for a, b in ((src, tgt), (tgt, src)):
+        candidate = os.path.join(data_dir, f"{split}.{a}-{b}.")
+        if MMapIndexedDataset.exists(candidate + src):
+            return candidate
+    raise DataError(f"dataset not found: split '{split}' ({split}.{src}-{tgt}.{src}.bin/.idx) in {data_dir}")
+
+
+def _detokenizer_entry(name: str | None) -> Any:
+    """The registered tokenizer eval_bleu_detok names (None for "space"/none: nothing to undo)."""
+    import fairseq_lite.data.encoders  # noqa: F401  (registers the tokenizers eval_bleu_detok may name)
+
+    if name in TOKENIZER_REGISTRY:
+        return TOKENIZER_REGISTRY.get(name)
+    if name in (None, "space", "none"):
+        return None
+    raise ConfigError(
+        f"{key('task.eval_bleu_detok')}='{name}' is not available (tokenizers: "
+        f"{', '.join(['space'] + TOKENIZER_REGISTRY.choices())})"
+    )
+
+
 def _parse_json(name: str, text: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text or "{}")
     except json.JSONDecodeError as e:
-        raise ConfigError(f"{name}={text!r} is not valid JSON: {e}") from None
+        raise ConfigError(f"{key(name)}={text!r} is not valid JSON: {e}") from None
     if not isinstance(value, dict):
-        raise ConfigError(f"{name}={text!r} must be a JSON object, e.g. '{{\"max_len_b\": 50}}'")
+        raise ConfigError(f"{key(name)}={text!r} must be a JSON object, e.g. '{{\"max_len_b\": 50}}'")
     return value

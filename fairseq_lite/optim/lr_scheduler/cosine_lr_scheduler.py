@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import II
 
 from fairseq_lite.dataclass.base import FairseqDataclass, cfg_field
-from fairseq_lite.errors import ConfigError
+from fairseq_lite.errors import ConfigError, key
 from fairseq_lite.optim.lr_scheduler.fairseq_lr_scheduler import FairseqLRScheduler, single_lr
 from fairseq_lite.registry import register_lr_scheduler
 
@@ -34,34 +34,42 @@ class CosineLRScheduleConfig(FairseqDataclass):
 
 @register_lr_scheduler("cosine", dataclass=CosineLRScheduleConfig)
 class CosineLRSchedule(FairseqLRScheduler):
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        max_lr, min_lr = single_lr(cfg.lr, "cosine"), float(cfg.min_lr)
+        if max_lr <= min_lr:
+            raise ConfigError(
+                f"lr_scheduler cosine: {key('optimization.lr')} ({max_lr}) must be more than "
+                f"{key('lr_scheduler.min_lr')} ({min_lr})"
+            )
+        if cfg.warmup_updates < 0:
+            raise ConfigError(f"{key('lr_scheduler.warmup_updates')} must be >= 0, got {cfg.warmup_updates}")
+        if cfg.t_mult <= 0:
+            raise ConfigError(f"{key('lr_scheduler.t_mult')} must be > 0, got {cfg.t_mult}")
+        if cfg.lr_period_updates <= 0:
+            max_update = cfg.max_update or 0
+            if max_update <= 0:
+                raise ConfigError(
+                    f"lr_scheduler cosine needs {key('optimization.max_update')} or "
+                    f"{key('lr_scheduler.lr_period_updates')}"
+                )
+            if max_update - cfg.warmup_updates <= 0:
+                raise ConfigError(
+                    f"lr_scheduler cosine: {key('optimization.max_update')} ({max_update}) must exceed "
+                    f"{key('lr_scheduler.warmup_updates')} ({cfg.warmup_updates})"
+                )
+
     def __init__(self, cfg: Any, optimizer: Any):
         super().__init__(cfg, optimizer)
         self.max_lr = single_lr(cfg.lr, "cosine")
         self.min_lr = float(cfg.min_lr)
-        if self.max_lr <= self.min_lr:
-            raise ConfigError(
-                f"lr_scheduler cosine: optimization.lr ({self.max_lr}) must be more than "
-                f"lr_scheduler.min_lr ({self.min_lr})"
-            )
-        if cfg.warmup_updates < 0:
-            raise ConfigError(f"lr_scheduler.warmup_updates must be >= 0, got {cfg.warmup_updates}")
-        if cfg.t_mult <= 0:
-            raise ConfigError(f"lr_scheduler.t_mult must be > 0, got {cfg.t_mult}")
         self.warmup_updates = cfg.warmup_updates
         self.warmup_init_lr = self.min_lr if cfg.warmup_init_lr < 0 else float(cfg.warmup_init_lr)
         self.t_mult = float(cfg.t_mult)
         self.lr_shrink = float(cfg.lr_shrink)
         self.period = cfg.lr_period_updates
         if self.period <= 0:
-            max_update = cfg.max_update or 0
-            if max_update <= 0:
-                raise ConfigError("lr_scheduler cosine needs optimization.max_update or lr_scheduler.lr_period_updates")
-            self.period = max_update - self.warmup_updates
-            if self.period <= 0:
-                raise ConfigError(
-                    f"lr_scheduler cosine: optimization.max_update ({max_update}) must exceed "
-                    f"lr_scheduler.warmup_updates ({self.warmup_updates})"
-                )
+            self.period = (cfg.max_update or 0) - self.warmup_updates
         self.lr_step = (self.max_lr - self.warmup_init_lr) / self.warmup_updates if self.warmup_updates > 0 else 1
         self.lr = self.warmup_init_lr
         self.optimizer.set_lr(self.lr)

@@ -6,7 +6,7 @@ each update (and once with 0 right after building), and `step(epoch, val_loss)` 
 
 from typing import Any
 
-from fairseq_lite.errors import ConfigError
+from fairseq_lite.errors import ConfigError, key
 from fairseq_lite.optim.fairseq_optimizer import FairseqOptimizer
 
 
@@ -18,7 +18,7 @@ def single_lr(lr: Any, name: str) -> float:
     values = lr_list(lr)
     if len(values) != 1:
         raise ConfigError(
-            f"lr_scheduler {name} takes a single optimization.lr, got {values}; "
+            f"lr_scheduler {name} takes a single {key('optimization.lr')}, got {values}; "
             f"use lr_scheduler=fixed for a per-epoch list"
         )
     return values[0]
@@ -27,7 +27,13 @@ def single_lr(lr: Any, name: str) -> float:
 class FairseqLRScheduler:
     """Built as `Scheduler(cfg, optimizer)` with a FairseqOptimizer whose lr it sets."""
 
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Reject settings this schedule cannot run with (a one-line ConfigError), before anything is
+        built: the checks before a run call it, and so does __init__."""
+
     def __init__(self, cfg: Any, optimizer: FairseqOptimizer):
+        self.check_config(cfg)
         if optimizer is not None and not isinstance(optimizer, FairseqOptimizer):
             raise TypeError("optimizer must be a FairseqOptimizer")
         self.cfg = cfg

@@ -6,7 +6,7 @@ from typing import Any
 from omegaconf import II
 
 from fairseq_lite.dataclass.base import FairseqDataclass, cfg_field
-from fairseq_lite.errors import ConfigError
+from fairseq_lite.errors import ConfigError, key
 from fairseq_lite.optim.lr_scheduler.fairseq_lr_scheduler import FairseqLRScheduler, lr_list
 from fairseq_lite.registry import register_lr_scheduler
 
@@ -21,13 +21,16 @@ class FixedLRScheduleConfig(FairseqDataclass):
 
 @register_lr_scheduler("fixed", dataclass=FixedLRScheduleConfig)
 class FixedLRSchedule(FairseqLRScheduler):
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        if not lr_list(cfg.lr):
+            raise ConfigError(f"lr_scheduler fixed: {key('optimization.lr')} is empty")
+        if cfg.warmup_updates < 0:
+            raise ConfigError(f"{key('lr_scheduler.warmup_updates')} must be >= 0, got {cfg.warmup_updates}")
+
     def __init__(self, cfg: Any, optimizer: Any):
         super().__init__(cfg, optimizer)
         self.lrs = lr_list(cfg.lr)
-        if not self.lrs:
-            raise ConfigError("lr_scheduler fixed: optimization.lr is empty")
-        if cfg.warmup_updates < 0:
-            raise ConfigError(f"lr_scheduler.warmup_updates must be >= 0, got {cfg.warmup_updates}")
         self.lr = self.lrs[0]
         self.warmup_factor = 1.0 / cfg.warmup_updates if cfg.warmup_updates > 0 else 1.0
 

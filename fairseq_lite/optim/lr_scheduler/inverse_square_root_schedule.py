@@ -10,7 +10,7 @@ from typing import Any
 from omegaconf import II
 
 from fairseq_lite.dataclass.base import FairseqDataclass, cfg_field
-from fairseq_lite.errors import ConfigError
+from fairseq_lite.errors import ConfigError, key
 from fairseq_lite.optim.lr_scheduler.fairseq_lr_scheduler import FairseqLRScheduler, single_lr
 from fairseq_lite.registry import register_lr_scheduler
 
@@ -24,11 +24,17 @@ class InverseSquareRootLRScheduleConfig(FairseqDataclass):
 
 @register_lr_scheduler("inverse_sqrt", dataclass=InverseSquareRootLRScheduleConfig)
 class InverseSquareRootSchedule(FairseqLRScheduler):
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        single_lr(cfg.lr, "inverse_sqrt")
+        if cfg.warmup_updates <= 0:
+            raise ConfigError(
+                f"{key('lr_scheduler.warmup_updates')} must be > 0 for inverse_sqrt, got {cfg.warmup_updates}"
+            )
+
     def __init__(self, cfg: Any, optimizer: Any):
         super().__init__(cfg, optimizer)
         peak_lr = single_lr(cfg.lr, "inverse_sqrt")
-        if cfg.warmup_updates <= 0:
-            raise ConfigError(f"lr_scheduler.warmup_updates must be > 0 for inverse_sqrt, got {cfg.warmup_updates}")
         self.warmup_updates = cfg.warmup_updates
         self.warmup_init_lr = 0.0 if cfg.warmup_init_lr < 0 else float(cfg.warmup_init_lr)
         self.lr_step = (peak_lr - self.warmup_init_lr) / self.warmup_updates

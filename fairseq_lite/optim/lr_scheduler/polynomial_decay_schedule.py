@@ -11,7 +11,7 @@ from typing import Any
 from omegaconf import II
 
 from fairseq_lite.dataclass.base import FairseqDataclass, cfg_field
-from fairseq_lite.errors import ConfigError
+from fairseq_lite.errors import ConfigError, key
 from fairseq_lite.optim.lr_scheduler.fairseq_lr_scheduler import FairseqLRScheduler, lr_list
 from fairseq_lite.registry import register_lr_scheduler
 
@@ -30,17 +30,21 @@ class PolynomialDecayLRScheduleConfig(FairseqDataclass):
 
 @register_lr_scheduler("polynomial_decay", dataclass=PolynomialDecayLRScheduleConfig)
 class PolynomialDecayLRSchedule(FairseqLRScheduler):
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        if not lr_list(cfg.lr):
+            raise ConfigError(f"lr_scheduler polynomial_decay: {key('optimization.lr')} is empty")
+        if not cfg.total_num_update or cfg.total_num_update <= 0:
+            raise ConfigError(
+                f"lr_scheduler polynomial_decay needs {key('lr_scheduler.total_num_update')} > 0 (defaults to "
+                f"{key('optimization.max_update')})"
+            )
+        if cfg.warmup_updates < 0:
+            raise ConfigError(f"{key('lr_scheduler.warmup_updates')} must be >= 0, got {cfg.warmup_updates}")
+
     def __init__(self, cfg: Any, optimizer: Any):
         super().__init__(cfg, optimizer)
         self.lrs = lr_list(cfg.lr)
-        if not self.lrs:
-            raise ConfigError("lr_scheduler polynomial_decay: optimization.lr is empty")
-        if not cfg.total_num_update or cfg.total_num_update <= 0:
-            raise ConfigError(
-                "lr_scheduler polynomial_decay needs total_num_update > 0 (defaults to optimization.max_update)"
-            )
-        if cfg.warmup_updates < 0:
-            raise ConfigError(f"lr_scheduler.warmup_updates must be >= 0, got {cfg.warmup_updates}")
         self.warmup_updates = cfg.warmup_updates
         self.lr = self.lrs[0]
         self.warmup_factor = 1.0 / self.warmup_updates if self.warmup_updates > 0 else 1.0

@@ -19,7 +19,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from fairseq_lite.dataclass.configs import COMPONENT_GROUPS, SETTINGS_GROUPS
 from fairseq_lite.errors import CheckpointError
+from fairseq_lite.options.initialize import import_components
+from fairseq_lite.registry import ARCH_REGISTRY, COMPONENT_REGISTRIES
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +60,6 @@ def is_fairseq_checkpoint(state: Mapping[str, Any]) -> bool:
 
 def convert_fairseq_checkpoint(state: dict[str, Any], path: str) -> dict[str, Any]:
     """{"model": weights, "cfg": plain dict} in fairseq-lite's terms, from a loaded fairseq checkpoint."""
-    from fairseq_lite.dataclass.configs import COMPONENT_GROUPS, SETTINGS_GROUPS
-    from fairseq_lite.dataclass.initialize import import_components
 
     import_components(None)  # registers the models and architectures the config is checked against
     cfg = state.get("cfg")
@@ -89,7 +90,6 @@ def convert_fairseq_checkpoint(state: dict[str, Any], path: str) -> dict[str, An
 
 
 def _model_config(values: Any, path: str) -> dict[str, Any]:
-    from fairseq_lite.registry import ARCH_REGISTRY
 
     if not isinstance(values, Mapping) or not values.get("_name"):
         raise CheckpointError(f"{path}: its model config names no model or architecture")
@@ -117,7 +117,6 @@ def _name_of(values: Any) -> Any:
 
 
 def _is_registered(group: str, values: Any) -> bool:
-    from fairseq_lite.registry import COMPONENT_REGISTRIES
 
     name = _name_of(values)
     return name is None or name in COMPONENT_REGISTRIES[group].entries
@@ -128,7 +127,6 @@ def _known_fields(group: str, values: Any) -> Any:
     parallelism, ...) are dropped quietly rather than warned about one by one."""
     if not isinstance(values, Mapping):
         return values
-    from fairseq_lite.dataclass.configs import SETTINGS_GROUPS
     from fairseq_lite.registry import COMPONENT_REGISTRIES
 
     if group in SETTINGS_GROUPS:

@@ -1,6 +1,6 @@
 """Build the exact config a command would build, from Python (tests, notebooks, scripts).
 
-    from fairseq_lite.dataclass.compose import compose_config
+    from fairseq_lite.options.compose import compose_config
     cfg = compose_config(["task=language_modeling", "task.data=data-bin/x",
                           "model=transformer_lm/transformer_lm_gpt", "model.decoder_layers=2"])
 
@@ -9,36 +9,21 @@
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-import fairseq_lite
-from fairseq_lite.dataclass.initialize import component_node, hydra_init, import_components
-from fairseq_lite.dataclass.overrides import explain_override_error, hydra_message, normalize_overrides
-from fairseq_lite.dataclass.validation import typed_config
 from fairseq_lite.errors import ConfigError
-from fairseq_lite.registry import COMPONENT_REGISTRIES, cfg_name
+from fairseq_lite.options.initialize import CONFIG_NAME, bundled_config_dir, hydra_init, import_components
+from fairseq_lite.options.overrides import explain_override_error, hydra_message, normalize_overrides
+from fairseq_lite.options.schema import typed_config
+from fairseq_lite.registry import COMPONENT_REGISTRIES, cfg_name, component_node
 
-CONFIG_NAME = "config"
 # Components a run cannot do without; the others (bpe, tokenizer) are optional.
 REQUIRED_COMPONENTS = ("task", "model", "criterion", "optimizer", "lr_scheduler")
 # What a run uses when its config names none (config/config.yaml's defaults list says the same, and a
 # test keeps the two equal); a user's own primary config (--config-name) gets them from here.
 DEFAULT_COMPONENTS = {"criterion": "cross_entropy", "optimizer": "adam", "lr_scheduler": "fixed"}
-
-
-def bundled_config_dir() -> str:
-    """The config/ tree shipped with fairseq-lite, for both editable and regular installs."""
-    package_dir = Path(fairseq_lite.__file__).resolve().parent
-    for candidate in (package_dir / "config", package_dir.parent / "config"):
-        if (candidate / f"{CONFIG_NAME}.yaml").is_file():
-            return str(candidate)
-    raise ConfigError(
-        f"fairseq-lite's bundled config tree is missing (looked in {package_dir / 'config'} "
-        f"and {package_dir.parent / 'config'}); reinstall fairseq-lite"
-    )
 
 
 def user_dir_from_overrides(overrides: Sequence[str]) -> str | None:

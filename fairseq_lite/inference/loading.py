@@ -1,11 +1,9 @@
-"""What fairseq-generate and fairseq-interactive share: flags -> (config, task, model, generator),
-the bpe/tokenizer round trip, and fairseq's H-/D-/P- output lines."""
+"""What fairseq-generate and fairseq-interactive start from: their command line -> (config, task,
+model, generator) loaded from the checkpoint, and the bpe/tokenizer round trip of their text."""
 
 import importlib
 import logging
-import math
 import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,9 +11,14 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from fairseq_lite.dataclass.legacy_args import LegacyParser
+from fairseq_lite.checkpoint.inference import load_for_command
+from fairseq_lite.checkpoint.io import read_checkpoint
 from fairseq_lite.errors import CheckpointError, ConfigError
-from fairseq_lite.registry import COMPONENT_REGISTRIES
+from fairseq_lite.generation import build_generator
+from fairseq_lite.options.initialize import import_components
+from fairseq_lite.options.legacy_args import LegacyParser
+from fairseq_lite.registry import COMPONENT_REGISTRIES, component_node
+from fairseq_lite.utils import select_device
 
 logger = logging.getLogger(__name__)
 
@@ -65,23 +68,15 @@ def _flag_value(argv: Sequence[str], flag: str) -> str | None:
 
 def checkpoint_task_name(path: str) -> str:
     """The task a checkpoint was trained with, read without loading its weights into memory."""
-    from fairseq_lite.checkpoint import torch_load_weights_only
-
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
+    state = read_checkpoint(path, mmap=True)
     try:
-        state = torch_load_weights_only(path, mmap=True)
         return str(state["cfg"]["task"]["_name"])
-    except Exception as e:  # a truncated or foreign file: say so in one line
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-        ) from e
+    except (KeyError, TypeError) as e:  # a foreign file: say so in one line
+        raise CheckpointError(f"{path} is not a fairseq-lite checkpoint (its config names no task)") from e
 
 
 def build_component(kind: str, name: str | None, values: dict[str, Any]) -> Any:
     """A bpe/tokenizer/scoring config node: the component's dataclass with the flags given."""
-    from fairseq_lite.dataclass.initialize import component_node
-
     if name is None:
         return None
     node = component_node(kind, name)
@@ -95,11 +90,6 @@ def build_component(kind: str, name: str | None, values: dict[str, Any]) -> Any:
 
 def prepare(prog: str, description: str, argv: Sequence[str], groups: Sequence[str]) -> GenerationSetup:
     """Parse a generation command line, load the checkpoint and build the generator."""
-    from fairseq_lite.checkpoint import load_for_command
-    from fairseq_lite.dataclass.initialize import import_components
-    from fairseq_lite.generation import build_generator
-    from fairseq_lite.trainer import select_device
-
     argv = rewrite_remove_bpe(argv)
     path = _flag_value(argv, "--path")
     wants_help = "-h" in argv or "--help" in argv
@@ -170,48 +160,3 @@ def _text_codecs(cfg: Any) -> tuple[Callable[[str], str], Callable[[str], str]]:
         return text
 
     return encode, decode
-
-
-def resolve_max_positions(*limits: Any) -> Any:
-    """The tightest of several limits, each None, an int or a tuple (source, target)."""
-    result: Any = None
-    for limit in limits:
-        if limit is None:
-            continue
-        if result is None:
-            result = limit
-        elif isinstance(result, tuple) or isinstance(limit, tuple):
-            a = result if isinstance(result, tuple) else (result, result)
-            b = limit if isinstance(limit, tuple) else (limit, limit)
-            result = tuple(min(x, y) for x, y in zip(a, b))
-        else:
-            result = min(result, limit)
-    return result
-
-
-def hypothesis_lines(
-    sample_id: int,
-    hypo: dict[str, Any],
-    tgt_dict: Any,
-    post_process: str | None,
-    strip: set,
-    decode_fn: Callable[[str], str],
-) -> tuple[list[str], str, str]:
-    """fairseq's H- (tokens), D- (detokenized) and P- (per-token) lines; scores in base 2."""
-    hypo_str = tgt_dict.string(hypo["tokens"].int().cpu(), post_process, extra_symbols_to_ignore=strip)
-    detok = decode_fn(hypo_str)
-    # fairseq divides the float32 tensor and prints the result as a Python float.
-    score = (torch.as_tensor(hypo["score"]).float().cpu() / math.log(2)).item()
-    positional = (hypo["positional_scores"].float().cpu() / math.log(2)).tolist()
-    lines = [
-        f"H-{sample_id}\t{score}\t{hypo_str}",
-        f"D-{sample_id}\t{score}\t{detok}",
-        "P-{}\t{}".format(sample_id, " ".join(f"{p:.4f}" for p in positional)),
-    ]
-    return lines, hypo_str, detok
-
-
-def print_lines(lines: Sequence[str], out=None) -> None:
-    out = out if out is not None else sys.stdout
-    for line in lines:
-        print(line, file=out)

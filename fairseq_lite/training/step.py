@@ -1,101 +1,55 @@
-"""The trainer: one optimizer update from `update_freq` micro-batches, and what a checkpoint holds.
+"""One training update: forward and backward of `update_freq` micro-batches through the task, then one
+step of the optimizer; and the state of those (model, optimizer, schedule, loss scale) a checkpoint holds.
 
-The epoch loop that calls it lives in fairseq_lite/training.py; saving and loading files lives in
-fairseq_lite/checkpoint.py.
+The loop around it (epochs, validation, checkpoints, stopping) is training/loop.py; what it is built
+from is training/build.py.
 """
 
 import logging
 import math
-from contextlib import nullcontext
 from typing import Any
 
 import torch
 
 from fairseq_lite.data.iterators import EpochBatchIterator
 from fairseq_lite.distributed import all_reduce_sums, get_rank, get_world_size
-from fairseq_lite.distributed.fsdp import load_sharded, save_sharded, shard_model, to_local_value
-from fairseq_lite.errors import CheckpointError, ConfigError, NonFiniteLossError, OutOfMemoryError
+from fairseq_lite.distributed.fsdp import load_sharded, save_sharded, to_local_value
+from fairseq_lite.errors import CheckpointError, NonFiniteLossError, OutOfMemoryError, key, setting
 from fairseq_lite.optim.fp16_optimizer import build_fp16_optimizer
-from fairseq_lite.optim.precision import GradientOverflow, Precision
+from fairseq_lite.optim.precision import GradientOverflow, PrecisionOptimizer, autocast_context, check_precision
 from fairseq_lite.registry import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY
+from fairseq_lite.training.device import place_for_training
+from fairseq_lite.training.nonfinite import first_nonfinite_module
+from fairseq_lite.utils import move_to_device, select_device
 
 logger = logging.getLogger(__name__)
 
 
-def select_device(cfg) -> torch.device:
-    if torch.cuda.is_available() and not cfg.common.cpu:
-        return torch.device("cuda", cfg.distributed_training.device_id)
-    return torch.device("cpu")
-
-
-def move_to_device(sample: Any, device: torch.device) -> Any:
-    if torch.is_tensor(sample):
-        return sample.to(device, non_blocking=True)
-    if isinstance(sample, dict):
-        return {k: move_to_device(v, device) for k, v in sample.items()}
-    if isinstance(sample, (list, tuple)):
-        return type(sample)(move_to_device(v, device) for v in sample)
-    return sample
-
-
-class DistributedModel(torch.nn.parallel.DistributedDataParallel):
-    """DDP that still answers the model's own methods (get_normalized_probs, encoder, ...)."""
-
-    def __getattr__(self, name):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.module, name)
-
-
 class Trainer:
-    def __init__(self, cfg, task, model, criterion):
+    """`Trainer(cfg, task, model, criterion)`; training/build.py's `build_trainer(cfg)` makes one."""
+
+    def __init__(self, cfg: Any, task: Any, model: torch.nn.Module, criterion: torch.nn.Module):
         self.cfg = cfg
         self.task = task
         self.device = select_device(cfg)
-        self.model = model.to(self.device)  # the module itself: checkpoints, validation, inference
         self.world_size = get_world_size()
-        dt = cfg.distributed_training
-        # fully_sharded: FSDP2 shards self.model in place, and every forward is a collective.
-        self.sharded = self.world_size > 1 and dt.ddp_backend == "fully_sharded"
-        self.precision = Precision(
-            cfg.common, self.device, update_freq=cfg.optimization.update_freq[0], world_size=self.world_size
-        )
-        # fp16: the model itself is fp16 and the optimizer keeps the fp32 master weights. FSDP keeps its
-        # shards in fp32 instead (they are the master weights) and computes under fp16 autocast.
-        self.half_model = self.precision.mode == "fp16" and not self.sharded
-        if self.precision.mode == "fp16" and self.sharded and cfg.common.memory_efficient_fp16:
-            raise ConfigError(
-                "common.memory_efficient_fp16 does not work with ddp_backend=fully_sharded (its "
-                "shards are already the only fp32 copy); use common.fp16=true"
-            )
-        if self.half_model:
-            self.model.half()
-            criterion = criterion.half()
-        self.train_model = self.model  # what training steps run: DDP or FSDP across ranks, compiled
-        if self.sharded:
-            shard_model(self.model, self.device)
-        elif self.world_size > 1:
-            self.train_model = DistributedModel(
-                self.model,
-                device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                bucket_cap_mb=dt.bucket_cap_mb,
-                find_unused_parameters=dt.find_unused_parameters,
-                broadcast_buffers=False,
-            )
-        if cfg.common.compile:
-            # Compiled once, on the first batches; checkpoints still save self.model's plain names.
-            self.train_model = torch.compile(self.train_model, mode=str(cfg.common.compile_mode))
+        self.precision_mode = check_precision(cfg.common, self.device)
+        placed = place_for_training(cfg, model, criterion, self.device, self.world_size, self.precision_mode)
+        self.placement = placed
+        self.model = placed.model  # the module itself: checkpoints, validation, inference
+        self.train_model = placed.train_model  # what training steps run: DDP or FSDP, compiled
+        self.criterion = placed.criterion
+        self.sharded = placed.sharded
         self._dummy_batch = None  # stands in for a rank's empty batch, so collectives still match
         self.oom_skips = 0
-        self.criterion = criterion.to(self.device)
         self.num_updates = 0
-        self._optimizer = None
+        self._optimizer: PrecisionOptimizer | None = None
         self._lr_scheduler = None
 
     # --- optimizer and schedule, built on first use so that a checkpoint can be loaded first ---
     @property
-    def optimizer(self):
+    def optimizer(self) -> PrecisionOptimizer:
+        """What task.train_step receives: the configured optimizer with the run's precision in it."""
         if self._optimizer is None:
             self._build_optimizer()
         return self._optimizer
@@ -106,17 +60,33 @@ class Trainer:
             self._build_optimizer()
         return self._lr_scheduler
 
-    def _build_optimizer(self):
+    def _build_optimizer(self) -> None:
         params = [p for p in self.model.parameters() if p.requires_grad]
         params += [p for p in self.criterion.parameters() if p.requires_grad]
-        if self.half_model:
-            self._optimizer = build_fp16_optimizer(
+        if self.placement.half_model:
+            inner = build_fp16_optimizer(
                 self.cfg.optimizer, params, memory_efficient=self.cfg.common.memory_efficient_fp16
             )
         else:
-            self._optimizer = OPTIMIZER_REGISTRY.build(self.cfg.optimizer, params)
-        self._lr_scheduler = LR_SCHEDULER_REGISTRY.build(self.cfg.lr_scheduler, self._optimizer)
+            inner = OPTIMIZER_REGISTRY.build(self.cfg.optimizer, params)
+        self._optimizer = PrecisionOptimizer(
+            inner,
+            self.cfg.common,
+            self.device,
+            mode=self.precision_mode,
+            update_freq=self.cfg.optimization.update_freq[0],
+            world_size=self.world_size,
+        )
+        self._lr_scheduler = LR_SCHEDULER_REGISTRY.build(self.cfg.lr_scheduler, inner)
         self._lr_scheduler.step_update(0)
+
+    def autocast(self):
+        """The context of a forward pass in this run's precision."""
+        return autocast_context(self.precision_mode, self.device)
+
+    @property
+    def loss_scale(self) -> float | None:
+        return self.optimizer.loss_scale
 
     def get_lr(self) -> float:
         return self.optimizer.get_lr()
@@ -179,7 +149,9 @@ class Trainer:
         # Dropout draws depend only on (seed, update): an interrupted run resumed from a checkpoint
         # therefore makes exactly the same draws as an uninterrupted one.
         torch.manual_seed(self.cfg.common.seed + self.num_updates)
-        self.optimizer.zero_grad()
+        optimizer = self.optimizer
+        optimizer.num_updates = self.num_updates
+        optimizer.zero_grad()
         totals: dict[str, float] = {}
         sample_size = 0.0
         last_sample = None
@@ -195,11 +167,10 @@ class Trainer:
                 sample = move_to_device(sample, self.device)
                 if self._dummy_batch is None:
                     self._dummy_batch = sample
-            # DDP and FSDP sync gradients on the last micro-batch of the update only.
             try:
-                with self._gradient_sync(last=i == len(samples) - 1):
+                with self.placement.gradient_sync(self.world_size, last=i == len(samples) - 1):
                     _, size, logging_output = self.task.train_step(
-                        sample, self.train_model, self.criterion, self.precision, self.num_updates, ignore_grad=is_dummy
+                        sample, self.train_model, self.criterion, optimizer, self.num_updates, ignore_grad=is_dummy
                     )
             except torch.OutOfMemoryError as oom:
                 return self._out_of_memory(oom)
@@ -207,52 +178,40 @@ class Trainer:
                 continue
             last_sample = sample
             sample_size += float(size)
-            for key, value in logging_output.items():
+            for name, value in logging_output.items():
                 # Tensors stay on the device until the update is done: reading one is a sync that
                 # would stall the GPU between micro-batches.
-                totals[key] = totals.get(key, 0.0) + (value.detach() if torch.is_tensor(value) else float(value))
+                totals[name] = totals.get(name, 0.0) + (value.detach() if torch.is_tensor(value) else float(value))
         totals = _to_floats(totals)
         if self.world_size > 1:
             totals = all_reduce_sums({**totals, "_update_sample_size": sample_size})
             sample_size = totals.pop("_update_sample_size")
         if sample_size == 0:
             return None
-        if (
-            not math.isfinite(totals.get("loss", 0.0))
-            and self.precision.loss_scaler is None
-            and self.precision.scaler is None
-        ):  # fp16/amp: the loss scaler handles overflows
-            return self._nonfinite_loss(totals["loss"], last_sample)
+        if not math.isfinite(totals.get("loss", 0.0)) and optimizer.mode not in ("fp16", "amp"):
+            return self._nonfinite_loss(totals["loss"], last_sample)  # fp16/amp: the loss scaler handles it
         # Losses are sums over tokens: dividing the summed gradient by the number of tokens in the
         # whole update makes update_freq=k on batches of b equal one batch of k*b, and (DDP averages
         # gradients over ranks, hence the world size) k ranks equal update_freq=k. The loss scale
         # comes off in the same pass over the gradients.
-        self.precision.unscale_grads(self.optimizer, self.world_size / sample_size)
+        optimizer.multiply_grads(self.world_size / sample_size)
         clip_norm = self.cfg.optimization.clip_norm
-        gnorm = float(to_local_value(self.optimizer.clip_grad_norm(clip_norm)))
         try:
-            self.precision.check_overflow(gnorm)  # fp16: inf/NaN gradients skip the update
-        except GradientOverflow as overflow:
+            gnorm = float(to_local_value(optimizer.clip_grad_norm(clip_norm)))
+        except GradientOverflow as overflow:  # fp16: inf/NaN gradients skip the update
             logger.info(f"NOTE: {overflow}")
-            self.optimizer.zero_grad()
+            optimizer.zero_grad()
             return None
-        if math.isfinite(gnorm) or self.precision.scaler is not None:
-            self.precision.step(self.optimizer)
+        if math.isfinite(gnorm) or optimizer.mode == "amp":  # amp: GradScaler skips an overflowing step
+            optimizer.step()
         else:
             logger.warning(f"gradient norm is {gnorm} at update {self.num_updates + 1}: skipping this update")
-            self.optimizer.zero_grad()
+            optimizer.zero_grad()
         self.num_updates += 1
         self.lr_scheduler.step_update(self.num_updates)
         totals["gnorm"] = gnorm
         totals["clipped"] = float(clip_norm > 0 and gnorm > clip_norm)
         return totals
-
-    def _gradient_sync(self, last: bool):
-        if self.world_size == 1 or last:
-            return nullcontext()
-        if self.sharded:
-            return _FSDPNoSync(self.model)
-        return self.train_model.no_sync()
 
     def _out_of_memory(self, oom: BaseException) -> None:
         """Free what the failed step held and skip this update, as fairseq does, a bounded number of
@@ -261,7 +220,10 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         where = f"update {self.num_updates + 1}"
-        advice = "lower --max-tokens/--batch-size (and raise --update-freq to keep the batch size)"
+        advice = (
+            f"lower {key('dataset.max_tokens')}/{key('dataset.batch_size')} (and raise "
+            f"{key('optimization.update_freq')} to keep the batch size)"
+        )
         if self.world_size > 1:
             raise OutOfMemoryError(
                 f"out of GPU memory at {where} on rank {get_rank()}: with several ranks "
@@ -272,7 +234,7 @@ class Trainer:
         if self.oom_skips > limit:
             raise OutOfMemoryError(
                 f"out of GPU memory at {where}, {self.oom_skips} times in this run "
-                f"(optimization.max_oom_skips={limit}); {advice}"
+                f"({setting('optimization.max_oom_skips', limit)}); {advice}"
             ) from oom
         logger.warning(
             f"out of GPU memory at {where}: skipped this update ({self.oom_skips} of at most {limit}); "
@@ -286,19 +248,17 @@ class Trainer:
         if self.cfg.optimization.skip_nonfinite_loss:
             logger.warning(f"loss is {loss} at update {self.num_updates + 1}: skipping this update")
             return None
-        from fairseq_lite.nonfinite import first_nonfinite_module
-
         if sample is None:  # this rank had only padding batches; another rank saw the non-finite loss
             raise NonFiniteLossError(f"loss is {loss} at update {self.num_updates + 1} (on another rank)")
         if self.sharded:  # a forward on this rank alone would wait for the others forever
             raise NonFiniteLossError(
-                f"loss is {loss} at update {self.num_updates + 1}; try a lower learning "
-                f"rate, --clip-norm, or optimization.skip_nonfinite_loss=true"
+                f"loss is {loss} at update {self.num_updates + 1}; try a lower learning rate, "
+                f"{key('optimization.clip_norm')}, or {setting('optimization.skip_nonfinite_loss', True)}"
             )
 
         def forward():
             torch.manual_seed(self.cfg.common.seed + self.num_updates)  # the same dropout as the step
-            with self.precision.autocast():
+            with self.autocast():
                 self.criterion(self.model, sample)
 
         self.model.train()
@@ -310,20 +270,21 @@ class Trainer:
         )
         raise NonFiniteLossError(
             f"loss is {loss} at update {self.num_updates + 1}: {where}; try a lower learning rate, "
-            f"--clip-norm, or optimization.skip_nonfinite_loss=true to skip such updates"
+            f"{key('optimization.clip_norm')}, or {setting('optimization.skip_nonfinite_loss', True)} to skip "
+            f"such updates"
         )
 
     def valid_step(self, sample: dict[str, Any]) -> dict[str, float]:
         if not sample:
             if self.sharded and self._dummy_batch is not None:
                 # FSDP's forward gathers weights from every rank: run one on a stand-in batch too.
-                with torch.no_grad(), self.precision.autocast():
+                with torch.no_grad(), self.autocast():
                     self.task.valid_step(self._dummy_batch, self.model, self.criterion)
             return {}
         sample = move_to_device(sample, self.device)
         if self._dummy_batch is None:
             self._dummy_batch = sample
-        with self.precision.autocast():
+        with self.autocast():
             _, _, logging_output = self.task.valid_step(sample, self.model, self.criterion)
         return {k: float(v) for k, v in _to_floats(logging_output).items()}
 
@@ -345,7 +306,7 @@ class Trainer:
             if self.cfg.checkpoint.no_save_optimizer_state or self.sharded
             else self.optimizer.state_dict(),
             "lr_scheduler_state": self.lr_scheduler.state_dict(),
-            "precision_state": self.precision.state_dict(),
+            "precision_state": self.optimizer.precision_state_dict(),
             "num_updates": self.num_updates,
         }
 
@@ -374,7 +335,7 @@ class Trainer:
             if optimizer_state:
                 self.optimizer.load_state_dict(state["last_optimizer_state"])
         if optimizer_state:
-            self.precision.load_state_dict(state.get("precision_state", {}))
+            self.optimizer.load_precision_state_dict(state.get("precision_state", {}))
         if not reset_lr_scheduler and state.get("lr_scheduler_state") is not None:
             self.lr_scheduler.load_state_dict(state["lr_scheduler_state"])
         self.lr_scheduler.step_update(self.num_updates)
@@ -396,7 +357,7 @@ class Trainer:
             if not fits:
                 raise CheckpointError(
                     "the checkpoint's optimizer state does not match this model's parameters; "
-                    "resume with --reset-optimizer"
+                    f"resume with {setting('checkpoint.reset_optimizer', True)}"
                 )
             set_optimizer_state_dict(self.model, self.optimizer.optimizer, keyed, options=full)
 
@@ -408,17 +369,3 @@ def _to_floats(values: dict[str, Any]) -> dict[str, float]:
         return values
     read = torch.stack([values[k].float().reshape(()) for k in tensors]).tolist()
     return {**values, **dict(zip(tensors, read))}
-
-
-class _FSDPNoSync:
-    """FSDP2's equivalent of DDP's no_sync(): accumulate local gradients without reduce-scatter."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.model.set_requires_gradient_sync(False)
-
-    def __exit__(self, *exc):
-        self.model.set_requires_gradient_sync(True)
-        return False

@@ -12,15 +12,16 @@ import sys
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
 
+import fairseq_lite
 from fairseq_lite.dataclass.configs import FairseqConfig
 from fairseq_lite.errors import ConfigError
-from fairseq_lite.registry import COMPONENT_REGISTRIES
+from fairseq_lite.registry import COMPONENT_REGISTRIES, component_node
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_NAME = "fairseq_lite_schema"
+CONFIG_NAME = "config"  # the primary config of the bundled tree: config/config.yaml
 _COMPONENT_PACKAGES = (
     "fairseq_lite.tasks",
     "fairseq_lite.models",
@@ -63,15 +64,6 @@ def import_user_module(user_dir: str) -> None:
         sys.path.remove(str(path.parent))
 
 
-def component_node(kind: str, name: str):
-    entry = COMPONENT_REGISTRIES[kind].get(name)
-    node = OmegaConf.structured(entry.dataclass) if entry.dataclass is not None else OmegaConf.create({})
-    with_name = OmegaConf.merge(node, {"_name": name}) if entry.dataclass is None else node
-    if entry.dataclass is not None:
-        with_name._name = name
-    return with_name
-
-
 # fairseq's log line format for Hydra runs (selected by fairseq-hydra-train as hydra/job_logging=fairseq_lite),
 # so that fairseq users' log parsers keep working; the run's log file is <run dir>/train.log.
 JOB_LOGGING = {
@@ -100,3 +92,15 @@ def hydra_init() -> None:
     for kind, registry in COMPONENT_REGISTRIES.items():
         for name in registry.choices():
             cs.store(group=kind, name=name, node=component_node(kind, name), provider="fairseq_lite")
+
+
+def bundled_config_dir() -> str:
+    """The config/ tree shipped with fairseq-lite, for both editable and regular installs."""
+    package_dir = Path(fairseq_lite.__file__).resolve().parent
+    for candidate in (package_dir / "config", package_dir.parent / "config"):
+        if (candidate / f"{CONFIG_NAME}.yaml").is_file():
+            return str(candidate)
+    raise ConfigError(
+        f"fairseq-lite's bundled config tree is missing (looked in {package_dir / 'config'} "
+        f"and {package_dir.parent / 'config'}); reinstall fairseq-lite"
+    )

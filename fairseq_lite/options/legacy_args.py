@@ -15,6 +15,7 @@ from typing import Any
 from fairseq_lite.dataclass.base import FairseqDataclass, eval_str_list
 from fairseq_lite.dataclass.configs import SETTINGS_GROUPS
 from fairseq_lite.errors import ConfigError
+from fairseq_lite.options.initialize import import_components
 from fairseq_lite.registry import COMPONENT_REGISTRIES, get_architecture
 
 # Component-choosing flags, fairseq's names -> config group.
@@ -115,10 +116,13 @@ class LegacyParser:
             parser.add_argument("--user-dir", default=None, help="path to a python module with custom components")
         return parser
 
+    def parse_values(self, argv: Sequence[str]) -> dict[str, Any]:
+        """{config key ("group.field"): value} for every flag the user gave."""
+        _, given, targets = self.parse(argv)
+        return {key: value for dest, value in given.items() for key in targets[dest]}
+
     def parse(self, argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any], dict[str, list[str]]]:
         """Returns (selected components, {flag dest: value} for flags the user gave, dest -> keys)."""
-        from fairseq_lite.dataclass.initialize import import_components
-
         selectors, _ = self._selector_parser(add_help=False).parse_known_args(argv)
         import_components(selectors.user_dir)
         # With the `common` group, --user-dir comes from common.user_dir like any other field.

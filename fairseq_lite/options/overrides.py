@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from fairseq_lite.dataclass.configs import COMPONENT_GROUPS, SETTINGS_GROUPS
-from fairseq_lite.dataclass.validation import set_field
 from fairseq_lite.errors import ConfigError
-from fairseq_lite.registry import COMPONENT_REGISTRIES, did_you_mean
+from fairseq_lite.options.schema import set_field
+from fairseq_lite.registry import COMPONENT_REGISTRIES, component_node, did_you_mean
 
 
 def _is_list_field(group: str, field: str) -> bool:
@@ -69,8 +69,6 @@ def _selected_components(overrides: Sequence[str]) -> dict:
 def explain_override_error(overrides: Sequence[str], error: Exception) -> ConfigError:
     """Turn a failed composition into one line naming the override at fault, when we can tell."""
     from omegaconf import OmegaConf
-
-    from fairseq_lite.dataclass.initialize import component_node
 
     parser = OverridesParser.create()
     chosen = _selected_components(overrides)
@@ -130,7 +128,7 @@ def available_options(group: str) -> list[str]:
     """What `group=...` accepts: registered names and the bundled `group/<model>/<arch>` files."""
     from pathlib import Path
 
-    from fairseq_lite.dataclass.compose import bundled_config_dir
+    from fairseq_lite.options.initialize import bundled_config_dir
 
     options = set(COMPONENT_REGISTRIES[group].choices()) if group in COMPONENT_REGISTRIES else set()
     root = Path(bundled_config_dir()) / group

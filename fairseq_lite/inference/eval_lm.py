@@ -4,15 +4,18 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 
+from fairseq_lite.checkpoint.inference import load_for_command
 from fairseq_lite.data.lm_context_window_dataset import LMContextWindowDataset
 from fairseq_lite.errors import ConfigError
 from fairseq_lite.kernels.cross_entropy import softmax_cross_entropy
 from fairseq_lite.models.fairseq_model import normalizes_with_log_softmax
-from fairseq_lite.trainer import move_to_device
+from fairseq_lite.optim.precision import autocast_context, check_precision
+from fairseq_lite.utils import move_to_device, select_device
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +135,21 @@ def evaluate(cfg, task, model, device: torch.device, autocast=None) -> dict[str,
     if result["loss"] is not None:
         logger.info(f"Loss (base 2): {result['loss']:.4f}, Perplexity: {result['ppl']:.2f}")
     return result
+
+
+def evaluate_checkpoint(values: dict[str, Any], groups: Sequence[str]) -> dict[str, float | None]:
+    """fairseq-eval-lm's run: `values` are the command line's settings ("group.field" -> value),
+    `common_eval.path` the checkpoint; the config's `groups` come from the command line alone."""
+    path = values.get("common_eval.path")
+    if not path:
+        raise ConfigError("--path is required: the checkpoint to evaluate (e.g. checkpoints/checkpoint_best.pt)")
+    if ":" in path:
+        raise ConfigError(f"--path {path}: evaluating an ensemble of checkpoints is not supported; give one file")
+    cfg, task, model = load_for_command(path, values, groups)
+    if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:
+        cfg.dataset.max_tokens = cfg.task.tokens_per_sample * 8
+    device = select_device(cfg)
+    mode = check_precision(cfg.common, device)
+    model.to(device)
+    logger.info(f"evaluating {path} on '{cfg.dataset.gen_subset}' of {cfg.task.data} ({device}, {mode})")
+    return evaluate(cfg, task, model, device, autocast=lambda: autocast_context(mode, device))

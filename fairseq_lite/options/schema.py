@@ -18,9 +18,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from fairseq_lite.dataclass.configs import COMPONENT_GROUPS, SETTINGS_GROUPS, FairseqConfig
-from fairseq_lite.dataclass.initialize import component_node
 from fairseq_lite.errors import ConfigError
-from fairseq_lite.registry import COMPONENT_REGISTRIES, cfg_name, did_you_mean
+from fairseq_lite.registry import COMPONENT_REGISTRIES, cfg_name, component_node, did_you_mean
 
 logger = logging.getLogger(__name__)
 

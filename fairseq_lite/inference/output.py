@@ -1,0 +1,50 @@
+"""fairseq's output lines for generated hypotheses, and the length limits generation respects."""
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def resolve_max_positions(*limits: Any) -> Any:
+    """The tightest of several limits, each None, an int or a tuple (source, target)."""
+    result: Any = None
+    for limit in limits:
+        if limit is None:
+            continue
+        if result is None:
+            result = limit
+        elif isinstance(result, tuple) or isinstance(limit, tuple):
+            a = result if isinstance(result, tuple) else (result, result)
+            b = limit if isinstance(limit, tuple) else (limit, limit)
+            result = tuple(min(x, y) for x, y in zip(a, b))
+        else:
+            result = min(result, limit)
+    return result
+
+
+def hypothesis_lines(
+    sample_id: int,
+    hypo: dict[str, Any],
+    tgt_dict: Any,
+    post_process: str | None,
+    strip: set,
+    decode_fn: Callable[[str], str],
+) -> tuple[list[str], str, str]:
+    """fairseq's H- (tokens), D- (detokenized) and P- (per-token) lines; scores in base 2."""
+    hypo_str = tgt_dict.string(hypo["tokens"].int().cpu(), post_process, extra_symbols_to_ignore=strip)
+    detok = decode_fn(hypo_str)
+    # fairseq divides the float32 tensor and prints the result as a Python float.
+    score = (torch.as_tensor(hypo["score"]).float().cpu() / math.log(2)).item()
+    positional = (hypo["positional_scores"].float().cpu() / math.log(2)).tolist()
+    lines = [
+        f"H-{sample_id}\t{score}\t{hypo_str}",
+        f"D-{sample_id}\t{score}\t{detok}",
+        "P-{}\t{}".format(sample_id, " ".join(f"{p:.4f}" for p in positional)),
+    ]
+    return lines, hypo_str, detok
+
+
+def strip_pad(tokens: torch.Tensor, pad: int) -> torch.Tensor:
+    return tokens[tokens.ne(pad)]

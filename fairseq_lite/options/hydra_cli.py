@@ -1,0 +1,129 @@
+"""fairseq-hydra-train's command line: Hydra's flags apart from the overrides, the run composed once
+before Hydra starts, and each job's config finished inside Hydra's run directory."""
+
+import os
+
+from omegaconf import DictConfig, OmegaConf
+
+from fairseq_lite.options.compose import compose_config, finalize_config
+from fairseq_lite.options.initialize import CONFIG_NAME, import_components
+from fairseq_lite.options.overrides import first_sweep_values, normalize_overrides
+
+# Hydra's own flags: (names, takes a value).
+_HYDRA_FLAGS = {
+    "--config-path": True,
+    "-cp": True,
+    "--config-name": True,
+    "-cn": True,
+    "--config-dir": True,
+    "-cd": True,
+    "--cfg": True,
+    "-c": True,
+    "--package": True,
+    "-p": True,
+    "--info": False,
+    "-i": False,
+    "--experimental-rerun": True,
+    "--shell-completion": False,
+    "-sc": False,
+}
+# Flags after which Hydra prints something instead of running a job.
+_NO_RUN_FLAGS = {
+    "--cfg",
+    "-c",
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "--version",
+    "--shell-completion",
+    "-sc",
+}
+
+
+def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Hydra flags (kept as given) and overrides (to normalize)."""
+    flags, overrides = [], []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name = arg.split("=", 1)[0]
+        if arg.startswith("-") and not arg.startswith(("+", "~")):
+            flags.append(arg)
+            if _HYDRA_FLAGS.get(name) and "=" not in arg and i + 1 < len(argv):
+                flags.append(argv[i + 1])
+                i += 1
+        else:
+            overrides.append(arg)
+        i += 1
+    return flags, overrides
+
+
+def flag_value(flags: list[str], *names: str) -> str | None:
+    for i, flag in enumerate(flags):
+        name, sep, value = flag.partition("=")
+        if name in names:
+            return value if sep else (flags[i + 1] if i + 1 < len(flags) else None)
+    return None
+
+
+def compose_first_job(flags: list[str], overrides: list[str]) -> DictConfig | None:
+    """The config of the run (the first job of a sweep) these arguments ask for, composed once before
+    Hydra starts, so that a mistake is one line before Hydra makes a run directory or logs anything;
+    None when nothing will run (--cfg, --help, ...) or the sweep cannot be read here."""
+    if any(f.split("=", 1)[0] in _NO_RUN_FLAGS for f in flags):
+        return None
+    if "-m" in flags or "--multirun" in flags:
+        first = first_sweep_values(overrides)
+        if first is None:
+            return None
+        overrides = first
+    task_overrides = [
+        o for o in overrides if not o.lstrip("+~").startswith("hydra.") and not o.lstrip("+~").startswith("hydra/")
+    ]
+    return compose_config(
+        task_overrides,
+        config_dir=flag_value(flags, "--config-dir", "-cd"),
+        config_name=flag_value(flags, "--config-name", "-cn") or CONFIG_NAME,
+    )
+
+
+def place_outputs_in_run_dir(cfg: DictConfig) -> None:
+    """Checkpoints and tensorboard logs default to the run's own directory, so runs (and the jobs of
+    a sweep) never overwrite each other."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    given = {o.lstrip("+~").split("=", 1)[0] for o in hydra_cfg.overrides.task}
+    run_dir = hydra_cfg.runtime.output_dir
+    if "checkpoint.save_dir" not in given and cfg.checkpoint.save_dir == "checkpoints":
+        cfg.checkpoint.save_dir = os.path.join(run_dir, "checkpoints")
+    if "common.tensorboard_logdir" not in given and cfg.common.tensorboard_logdir is None:
+        cfg.common.tensorboard_logdir = os.path.join(run_dir, "tensorboard")
+
+
+def hydra_argv(flags: list[str], overrides: list[str]) -> list[str]:
+    """The arguments to give Hydra: its flags, our run defaults (fairseq's log format in train.log, the
+    job name, the help's name) unless the user set them, and the overrides made to fit any primary config."""
+    given = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
+    run_defaults = [
+        o
+        for o in ("hydra/job_logging=fairseq_lite", "hydra.job.name=train", "hydra.help.app_name=fairseq-hydra-train")
+        if o.split("=", 1)[0] not in given
+    ]
+    return [*flags, *run_defaults, *normalize_overrides(overrides)]
+
+
+def finish_job_config(cfg: DictConfig) -> DictConfig:
+    """Inside a Hydra job: the plugins imported (a sweep job may run in a fresh process, e.g. on SLURM),
+    the config checked against the schema, and outputs placed in the job's run directory."""
+    import_components(
+        OmegaConf.select(cfg, "common.user_dir", default=None)
+        or OmegaConf.select(cfg, "_group_.common.user_dir", default=None)
+    )
+    cfg = finalize_config(cfg)
+    place_outputs_in_run_dir(cfg)
+    return cfg

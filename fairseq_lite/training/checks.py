@@ -1,0 +1,135 @@
+"""Every check of a training run's config, in one pass that runs before anything is built or printed.
+
+The commands call `check_training_config(cfg)` right after composing the config, so a mistake is one
+line (naming the key as the user wrote it) before the config dump, before any model, dataset or
+directory exists; `train(cfg)` calls it too, for Python callers. What it checks, in order:
+
+1. batching: a batch size, update_freq >= 1;
+2. device and precision: the precision asked for runs on this machine, agrees with the DDP backend,
+   and the processes asked for can be started here;
+3. each selected component's own rules (`check_config` of the task, model, criterion, optimizer and
+   lr scheduler classes: heads that divide the width, Adam's betas, warmup > 0 for inverse_sqrt, ...);
+4. the data: the task's `check_data` (data directory, dictionaries, the .bin/.idx of every split to be
+   read, headers checked);
+5. checkpoints: the file to resume from (or fine-tune from) exists and is one fairseq-lite can resume,
+   and checkpoint.best_checkpoint_metric is a statistic validation reports.
+
+The schema itself (unknown keys, wrong types, unknown component names) was checked when composing.
+"""
+
+import os
+from typing import Any
+
+import torch
+
+from fairseq_lite.checkpoint.io import checkpoint_summary
+from fairseq_lite.distributed import launched_by_torchrun
+from fairseq_lite.errors import CheckpointError, ConfigError, key, setting
+from fairseq_lite.optim.precision import check_precision
+from fairseq_lite.registry import COMPONENT_REGISTRIES, cfg_name
+from fairseq_lite.training.build import valid_subsets
+from fairseq_lite.utils import select_device
+
+# Statistics every validation reports besides the criterion's (logging/meters.py UpdateStats).
+VALIDATION_STATISTICS = ["wpb", "bsz"]
+
+
+def check_training_config(cfg: Any) -> None:
+    """Raise the first mistake in `cfg` as a one-line FairseqLiteError; return when the run can start."""
+    check_batching(cfg)
+    check_device_and_precision(cfg)
+    for group in ("task", "model", "criterion", "optimizer", "lr_scheduler"):
+        check = getattr(component_class(cfg, group), "check_config", None)
+        if check is not None:
+            check(cfg[group])
+    check_data = getattr(component_class(cfg, "task"), "check_data", None)
+    if check_data is not None:
+        check_data(cfg.task, cfg.dataset.train_subset, valid_subsets(cfg))
+    check_checkpoints(cfg)
+
+
+def component_class(cfg: Any, group: str) -> Any:
+    return COMPONENT_REGISTRIES[group].get(cfg_name(cfg[group])).cls
+
+
+def check_batching(cfg: Any) -> None:
+    if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:
+        raise ConfigError(
+            "set dataset.max_tokens (--max-tokens) or dataset.batch_size (--batch-size) to say how large a batch may be"
+        )
+    if any(f <= 0 for f in cfg.optimization.update_freq):
+        raise ConfigError(
+            f"{key('optimization.update_freq')}={list(cfg.optimization.update_freq)}: every value must be >= 1"
+        )
+
+
+def check_device_and_precision(cfg: Any) -> None:
+    dt = cfg.distributed_training
+    world_size = dt.distributed_world_size
+    mode = check_precision(cfg.common, select_device(cfg))
+    if mode == "fp16" and cfg.common.memory_efficient_fp16 and dt.ddp_backend == "fully_sharded" and world_size > 1:
+        raise ConfigError(
+            f"{key('common.memory_efficient_fp16')} does not work with "
+            f"{setting('distributed_training.ddp_backend', 'fully_sharded')} (its shards are already the only "
+            f"fp32 copy); use {setting('common.fp16', True)}"
+        )
+    if launched_by_torchrun():
+        return
+    if world_size > 1 and dt.distributed_no_spawn:
+        raise ConfigError(
+            "distributed_training.distributed_no_spawn is set but this process was not started by torchrun: "
+            "launch with `torchrun --nproc_per_node N ...`"
+        )
+    if world_size > 1 and torch.cuda.is_available() and not cfg.common.cpu and world_size > torch.cuda.device_count():
+        raise ConfigError(
+            f"{setting('distributed_training.distributed_world_size', world_size)} but only "
+            f"{torch.cuda.device_count()} GPUs are visible"
+        )
+
+
+def check_checkpoints(cfg: Any) -> None:
+    ckpt = cfg.checkpoint
+    if ckpt.restore_file != "checkpoint_last.pt":
+        path = ckpt.restore_file
+        if not os.path.isfile(path):
+            raise CheckpointError(f"{key('checkpoint.restore_file')}: {path} does not exist")
+        _check_resumable(path)
+    else:
+        last = os.path.join(ckpt.save_dir, f"checkpoint_last{ckpt.checkpoint_suffix}.pt")
+        if os.path.isfile(last):
+            try:
+                _check_resumable(last)
+            except CheckpointError as e:
+                if "written by fairseq" in str(e):
+                    raise
+                # Unreadable (cut short by a crash): resuming falls back to the newest checkpoint that loads.
+        elif ckpt.finetune_from_model and not os.path.isfile(ckpt.finetune_from_model):
+            raise CheckpointError(f"{key('checkpoint.finetune_from_model')}: {ckpt.finetune_from_model} does not exist")
+    check_best_checkpoint_metric(cfg)
+
+
+def _check_resumable(path: str) -> None:
+    if checkpoint_summary(path)["written_by"] == "fairseq":
+        raise CheckpointError(
+            f"{path} was written by fairseq: its optimizer and data-iterator states cannot be "
+            f"resumed; start a new run from its weights with checkpoint.finetune_from_model={path}"
+        )
+
+
+def check_best_checkpoint_metric(cfg: Any) -> None:
+    """best_checkpoint_metric must be a statistic validation reports (when the criterion says which)."""
+    if cfg.dataset.disable_validation:
+        return
+    declared = getattr(component_class(cfg, "criterion"), "validation_metrics", None)
+    criterion_metrics = declared(cfg.criterion) if declared is not None else None
+    if criterion_metrics is None:
+        return  # a criterion that does not declare them: validation itself will say
+    task_metrics = getattr(component_class(cfg, "task"), "validation_metrics", None)
+    metrics = task_metrics(cfg.task, list(criterion_metrics)) if task_metrics else list(criterion_metrics)
+    available = metrics + [m for m in VALIDATION_STATISTICS if m not in metrics]
+    name = cfg.checkpoint.best_checkpoint_metric
+    if name not in available:
+        raise ConfigError(
+            f"{key('checkpoint.best_checkpoint_metric')}='{name}' is not a validation statistic "
+            f"(available: {', '.join(available)})"
+        )
