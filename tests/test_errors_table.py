@@ -1,7 +1,11 @@
-"""Run every row of docs/errors.md: each user mistake gets exactly its documented one-line message."""
+"""Run every row of docs/errors.md: each user mistake gets exactly its documented one-line message, and
+that line comes before anything else: no config dump or log line before it, no run directory, nothing
+built (no task, model, criterion, optimizer or scheduler) and no file written."""
 
+import logging
 import re
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -26,8 +30,8 @@ def table_rows():
     rows = []
     for line in (ROOT / "docs" / "errors.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-        if len(cells) == 4 and cells[0].isdigit():
-            rows.append(pytest.param(cells[2][1:-1], cells[3][1:-1], id=f"{cells[0]}-{cells[1]}"))
+        if len(cells) == 5 and cells[0].isdigit():
+            rows.append(pytest.param(cells[2][1:-1], cells[3][1:-1], cells[4], id=f"{cells[0]}-{cells[1]}"))
     return rows
 
 
@@ -37,8 +41,6 @@ ROWS = table_rows()
 @pytest.fixture(autouse=True)
 def restore_logging():
     """Hydra points the root logger at the captured stdout; put the handlers back afterwards."""
-    import logging
-
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield
@@ -46,18 +48,36 @@ def restore_logging():
     root.setLevel(level)
 
 
+@pytest.fixture(scope="module")
+def bad_index_data(tiny_data_bin, tmp_path_factory):
+    """A copy of the data whose train.idx lost its last bytes (as a copy cut short would)."""
+    copy = tmp_path_factory.mktemp("badidx") / "data-bin"
+    shutil.copytree(tiny_data_bin, copy)
+    index = copy / "train.idx"
+    index.write_bytes(index.read_bytes()[:-5])
+    return copy
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
 def test_table_has_at_least_20_mistakes():
     assert len(ROWS) >= 20
 
 
-@pytest.mark.parametrize("command, message", ROWS)
-def test_mistake_gets_its_message(command, message, tiny_data_bin, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("command, message, first", ROWS)
+def test_mistake_gets_its_message_before_anything_else(
+    command, message, first, tiny_data_bin, bad_index_data, tmp_path, monkeypatch, capsys, caplog
+):
     from fairseq_cli import hydra_train, train
+    from fairseq_lite.registry import Registry
 
     def fill(text):
         return (
             text.replace("BASE", BASE)
             .replace("LEGACY", LEGACY)
+            .replace("BADIDX", str(bad_index_data))
             .replace("DATA", str(tiny_data_bin))
             .replace("TMP", str(tmp_path))
             .replace("FAIRSEQ_LM", str(FAIRSEQ_LM))
@@ -65,13 +85,25 @@ def test_mistake_gets_its_message(command, message, tiny_data_bin, tmp_path, mon
 
     argv = shlex.split(fill(command))
     entry = {"fairseq-hydra-train": hydra_train.cli_main, "fairseq-train": train.cli_main}[argv[0]]
+    built = []
+    real_build = Registry.build
+    monkeypatch.setattr(Registry, "build", lambda self, *a, **k: built.append(self.kind) or real_build(self, *a, **k))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", argv)
+    before = files_under(tmp_path)
+    caplog.set_level(logging.INFO)
     with pytest.raises(SystemExit) as exit_info:
         entry()
     assert exit_info.value.code not in (0, None)
-    stderr = capsys.readouterr().err
-    assert "Traceback" not in stderr
-    last = stderr.strip().splitlines()[-1]
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
     expected = re.escape(f"{argv[0]}: error: {fill(message)}").replace(re.escape("..."), ".*")
     assert re.fullmatch(expected, last), f"\n got: {last}\nwant: {argv[0]}: error: {fill(message)}"
+
+    assert first == "yes", "every mistake is to be reported before anything else"
+    assert not out.strip(), f"printed before the error:\n{out}"
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith(("fairseq", "hydra"))]
+    assert not logged, f"logged before the error: {logged}"
+    assert built == [], f"built before the error: {built}"
+    assert files_under(tmp_path) == before, "files were written before the error"

@@ -147,3 +147,43 @@ def test_nan_loss_can_be_skipped(tiny_data_bin, tmp_path):
     assert trainer.train_step([batch]) is None and trainer.get_num_updates() == 0
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+def test_minimum_loss_scale_is_a_one_line_user_error(capsys):
+    """fp16 overflows that would push the loss scale below common.min_loss_scale stop the run with one
+    line naming the update and what to try (no traceback), in the spelling of the command's user."""
+    from fairseq_lite.cli_utils import user_errors_exit
+    from fairseq_lite.errors import FairseqLiteError
+    from fairseq_lite.optim.sgd import SGD, SGDConfig
+
+    common = OmegaConf.structured(CommonConfig(fp16_init_scale=4, min_loss_scale=1.0))
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = PrecisionOptimizer(
+        SGD(OmegaConf.structured(SGDConfig(lr=[0.1])), [weight]), common, torch.device("cpu"), mode="fp16"
+    )
+    optimizer.num_updates = 6
+
+    def overflowing_update():
+        optimizer.zero_grad()
+        optimizer.backward((weight * float("inf")).sum())
+        optimizer.multiply_grads(1.0)
+        optimizer.clip_grad_norm(0.0)
+
+    with pytest.raises(GradientOverflow):  # 4 -> 2
+        overflowing_update()
+    with pytest.raises(MinimumLossScaleReached) as caught:  # 2 -> 1 is not above the minimum
+        overflowing_update()
+    assert isinstance(caught.value, FairseqLiteError) and isinstance(caught.value, FloatingPointError)
+    assert str(caught.value).startswith("update 7: minimum loss scale reached (common.min_loss_scale=1.0)")
+    assert "optimization.clip_norm" in str(caught.value) and "common.bf16=true" in str(caught.value)
+
+    @user_errors_exit("fairseq-train", flags=True)
+    def command():
+        raise caught.value
+
+    with pytest.raises(SystemExit) as exit_info:
+        command()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("fairseq-train: error: update 7: minimum loss scale reached (--min-loss-scale 1.0)")
+    assert "(--clip-norm)" in err and "or --bf16 instead of fp16" in err

@@ -34,7 +34,7 @@ from fairseq_lite.checkpoint.io import (
 )
 from fairseq_lite.checkpoint.names import checkpoint_files, last_name, names_to_write, remove_old_checkpoints
 from fairseq_lite.distributed import is_master
-from fairseq_lite.errors import CheckpointError
+from fairseq_lite.errors import CheckpointError, key, setting
 from fairseq_lite.file_io import remove_stale_temp_files
 from fairseq_lite.options.compose import to_plain_dict
 
@@ -166,7 +166,7 @@ class CheckpointManager:
         path, explicit = self.restore_path()
         if not os.path.isfile(path):
             if explicit:
-                raise CheckpointError(f"checkpoint.restore_file: {path} does not exist")
+                raise CheckpointError(f"{key('checkpoint.restore_file')}: {path} does not exist")
             if self.ckpt.finetune_from_model:
                 self._load_pretrained(trainer, self.ckpt.finetune_from_model)
             return None
@@ -177,7 +177,7 @@ class CheckpointManager:
         if state.get("written_by") == "fairseq":
             raise CheckpointError(
                 f"{path} was written by fairseq: its optimizer and data-iterator states cannot be "
-                f"resumed; start a new run from its weights with checkpoint.finetune_from_model={path}"
+                f"resumed; start a new run from its weights with {setting('checkpoint.finetune_from_model', path)}"
             )
         if state.get("sharded_state"):
             state["sharded_state"] = os.path.join(os.path.dirname(os.path.abspath(path)), state["sharded_state"])

@@ -77,8 +77,8 @@ def check_device_and_precision(cfg: Any) -> None:
         return
     if world_size > 1 and dt.distributed_no_spawn:
         raise ConfigError(
-            "distributed_training.distributed_no_spawn is set but this process was not started by torchrun: "
-            "launch with `torchrun --nproc_per_node N ...`"
+            f"{key('distributed_training.distributed_no_spawn')} is set but this process was not started by "
+            "torchrun: launch with `torchrun --nproc_per_node N ...`"
         )
     if world_size > 1 and torch.cuda.is_available() and not cfg.common.cpu and world_size > torch.cuda.device_count():
         raise ConfigError(
@@ -112,7 +112,7 @@ def _check_resumable(path: str) -> None:
     if checkpoint_summary(path)["written_by"] == "fairseq":
         raise CheckpointError(
             f"{path} was written by fairseq: its optimizer and data-iterator states cannot be "
-            f"resumed; start a new run from its weights with checkpoint.finetune_from_model={path}"
+            f"resumed; start a new run from its weights with {setting('checkpoint.finetune_from_model', path)}"
         )
 
 
