@@ -1,6 +1,7 @@
 """fairseq-train: fairseq's legacy flags, resolved to the same config as fairseq-hydra-train."""
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -41,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> float | None:
     argv = sys.argv[1:] if argv is None else list(argv)
     cfg = compose_config(legacy_overrides(argv))
     check_training_config(cfg)  # every mistake is one line, before anything is printed or built
-    logger.info(f"config: {dict(cfg)}")
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun starts every rank with this command: say it once
+        logger.info(f"config: {dict(cfg)}")
     return call_main(cfg, train)
 
 

@@ -201,17 +201,7 @@ class CheckpointManager:
             return load_checkpoint_to_cpu(last), last
         except CheckpointError as e:
             problem = str(e)
-        candidates = []
-        for path in checkpoint_files(self.ckpt):
-            if os.path.abspath(path) == os.path.abspath(last):
-                continue
-            try:
-                summary = checkpoint_summary(path)
-            except CheckpointError:
-                continue
-            if summary["written_by"] is None:
-                candidates.append((summary["num_updates"], os.path.getmtime(path), path, summary))
-        for _, _, path, summary in sorted(candidates, reverse=True):
+        for path, summary in readable_checkpoints(self.ckpt, exclude=last):
             try:
                 state = load_checkpoint_to_cpu(path)
             except CheckpointError:
@@ -221,10 +211,7 @@ class CheckpointManager:
                 f"updates), the newest checkpoint in {self.ckpt.save_dir} that loads"
             )
             return state, path
-        raise CheckpointError(
-            f"{problem}, and no other checkpoint in {self.ckpt.save_dir} can be read: move {last} away to start "
-            f"the run over, or resume from another file with checkpoint.restore_file=PATH"
-        )
+        raise no_checkpoint_loads(self.ckpt, last, problem)
 
     def _load_pretrained(self, trainer: Any, path: str) -> None:
         state = load_checkpoint_to_cpu(path)
@@ -244,3 +231,26 @@ class CheckpointManager:
                 f"checkpoint.finetune_from_model: {path} does not fit this model ({str(e).splitlines()[0]})"
             ) from e
         logger.info(f"loaded pretrained weights from {path} (optimizer, schedule and meters reset)")
+
+
+def readable_checkpoints(ckpt: Any, exclude: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """(path, checkpoint_summary) of the fairseq-lite checkpoints in save_dir that can be read, newest
+    (most updates, then last written) first."""
+    found = []
+    for path in checkpoint_files(ckpt):
+        if exclude is not None and os.path.abspath(path) == os.path.abspath(exclude):
+            continue
+        try:
+            summary = checkpoint_summary(path)
+        except CheckpointError:
+            continue
+        if summary["written_by"] is None:
+            found.append((summary["num_updates"], os.path.getmtime(path), path, summary))
+    return [(path, summary) for _, _, path, summary in sorted(found, reverse=True)]
+
+
+def no_checkpoint_loads(ckpt: Any, last: str, problem: str) -> CheckpointError:
+    return CheckpointError(
+        f"{problem}, and no other checkpoint in {ckpt.save_dir} can be read: move {last} away to start the run "
+        f"over, or resume from another file with {setting('checkpoint.restore_file', 'PATH')}"
+    )

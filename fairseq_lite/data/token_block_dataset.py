@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from fairseq_lite.data.fairseq_dataset import FairseqDataset
-from fairseq_lite.errors import ConfigError, DataError
+from fairseq_lite.errors import ConfigError, DataError, key
 from fairseq_lite.kernels import compiled_op
 
 __all__ = ["TokenBlockDataset", "BREAK_MODES"]
@@ -75,7 +75,9 @@ def _build_blocks(
     mode. Runs the compiled operator when available, else the numpy reference.
     """
     if break_mode != "eos" and (block_size is None or block_size < 1):
-        raise ConfigError(f"break_mode={break_mode!r} needs a block size >= 1 (--tokens-per-sample), got {block_size}")
+        raise ConfigError(
+            f"break_mode={break_mode!r} needs a block size >= 1 ({key('task.tokens_per_sample')}), got {block_size}"
+        )
     op = compiled_op("token_block_slices", torch.device("cpu"))
     if op is None:
         return _build_blocks_reference(sizes, break_mode, block_size, document_sep_len)

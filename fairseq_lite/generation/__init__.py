@@ -1,4 +1,5 @@
-"""Sequence generation: beam search / sampling (SequenceGenerator) and what the commands share."""
+"""Sequence generation: beam search and sampling (SequenceGenerator), set up from a GenerationConfig as
+fairseq's task.build_generator does, and one batch generated the way the task does (inference_step)."""
 
 from collections.abc import Sequence
 from typing import Any

@@ -1,4 +1,4 @@
-"""The Transformer decoder, shared by the language model and (later) translation models.
+"""The Transformer decoder, shared by the language model (transformer_lm) and the translation model (transformer).
 
 tokens -> embed * sqrt(dim) -> [project_in] -> + positions -> [LayerNorm] -> dropout
        -> N x TransformerDecoderLayer -> [final LayerNorm] -> [project_out] -> vocabulary logits

@@ -2,8 +2,8 @@
 
 Both wrap one of our FairseqOptimizers and present the FairseqOptimizer interface themselves, so the
 trainer, gradient clipping, lr schedulers and checkpointing use them unchanged. Loss scaling and
-overflow handling stay where they are (Precision + DynamicLossScaler): the trainer unscales with
-`multiply_grads(1 / loss_scale)` and skips the update when `clip_grad_norm` returns inf/NaN.
+overflow handling are the PrecisionOptimizer's that wraps them (optim/precision.py: DynamicLossScaler):
+it unscales with `multiply_grads(1 / loss_scale)` and skips the update when the norm is inf/NaN.
 
 - FP16Optimizer (--fp16): keeps fp32 master copies of the (fp16) model parameters, flattened into
   one contiguous fp32 buffer per parameter group and device, with a flat fp32 gradient buffer. The

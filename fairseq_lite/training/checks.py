@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from fairseq_lite.checkpoint.io import checkpoint_summary
+from fairseq_lite.checkpoint.manager import no_checkpoint_loads, readable_checkpoints
 from fairseq_lite.distributed import launched_by_torchrun
 from fairseq_lite.errors import CheckpointError, ConfigError, key, setting
 from fairseq_lite.optim.precision import check_precision
@@ -98,11 +99,14 @@ def check_checkpoints(cfg: Any) -> None:
         last = os.path.join(ckpt.save_dir, f"checkpoint_last{ckpt.checkpoint_suffix}.pt")
         if os.path.isfile(last):
             try:
-                _check_resumable(last)
+                summary = checkpoint_summary(last)
             except CheckpointError as e:
-                if "written by fairseq" in str(e):
-                    raise
                 # Unreadable (cut short by a crash): resuming falls back to the newest checkpoint that loads.
+                if not readable_checkpoints(ckpt, exclude=last):
+                    raise no_checkpoint_loads(ckpt, last, str(e)) from e
+            else:
+                if summary["written_by"] == "fairseq":
+                    _check_resumable(last)
         elif ckpt.finetune_from_model and not os.path.isfile(ckpt.finetune_from_model):
             raise CheckpointError(f"{key('checkpoint.finetune_from_model')}: {ckpt.finetune_from_model} does not exist")
     check_best_checkpoint_metric(cfg)

@@ -68,11 +68,11 @@ def start_heartbeat(cfg: Any, store: tuple[str, int] | None, rank: int, world_si
     return Heartbeat(client, rank, world_size, float(timeout), on_silent, prefix=prefix).start()
 
 
-def unresponsive_message(silent: list[int], peers: dict[int, Peer], timeout: float) -> str:
+def unresponsive_message(silent: list[int], peers: dict[int, Peer], timeout: int | float) -> str:
     who = ", ".join(f"rank {r}" + (f" (pid {peers[r].pid} on {peers[r].host})" if r in peers else "") for r in silent)
     verb = "has" if len(silent) == 1 else "have"
     return (
-        f"{who} {verb} not answered for {timeout:g} s "
+        f"{who} {verb} not answered for {timeout} s "
         f"({setting('distributed_training.heartbeat_timeout', timeout)}): it hangs, is stopped or lost its host; "
         f"ending the job (rerun the same command to resume from the last checkpoint)"
     )
@@ -90,7 +90,7 @@ def _kill_silent_peers(silent: list[int], peers: dict[int, Peer]) -> None:
 
 
 def _end_torchrun_job(cfg: Any):
-    timeout = float(cfg.distributed_training.heartbeat_timeout)
+    timeout = cfg.distributed_training.heartbeat_timeout
 
     def on_silent(silent: list[int], peers: dict[int, Peer]) -> None:
         """Called from the heartbeat thread: the main thread may be inside a collective that will never
@@ -192,7 +192,7 @@ def _spawned_worker(
     else:  # a client of the store this command hosts
         client = dist.TCPStore(store[0], store[1], is_master=False, timeout=collective_timeout(cfg))
         init_distributed(cfg, local_rank, world_size, local_rank, store=client)
-    timeout = float(cfg.distributed_training.heartbeat_timeout)
+    timeout = cfg.distributed_training.heartbeat_timeout
 
     def on_silent(silent: list[int], peers: dict[int, Peer]) -> None:
         user_errors.put(RankUnresponsiveError(unresponsive_message(silent, peers, timeout)))
