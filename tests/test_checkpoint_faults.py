@@ -291,3 +291,56 @@ def test_a_stopped_rank_ends_the_job_within_heartbeat_timeout(tiny_data_bin, tmp
                 pass
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is unavailable")
+def test_a_stopped_spawned_worker_ends_the_job_within_heartbeat_timeout(tiny_data_bin, tmp_path):
+    """The same with the workers the command spawns itself (distributed_world_size=2): the job's store
+    lives in the command, outside both workers, so it answers whichever one is stopped."""
+    timeout = 8
+    ckpt = tmp_path / "ckpt"
+    args = [
+        command("fairseq-hydra-train"),
+        *tiny_lm_overrides(
+            tiny_data_bin,
+            ckpt,
+            max_update=100000,
+            extra=EXTRA + [f"distributed_training.heartbeat_timeout={timeout}", "checkpoint.save_interval_updates=5"],
+        ),
+        "distributed_training.distributed_world_size=2",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    proc = subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        start_new_session=True,
+    )
+    workers = []
+    try:
+        deadline = time.time() + 120
+        while not (ckpt / "checkpoint_last.pt").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert (ckpt / "checkpoint_last.pt").exists(), "the job did not start"
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        workers = [int(p) for p in children if b"spawn_main" in open(f"/proc/{p}/cmdline", "rb").read()]
+        assert len(workers) == 2, children
+        start = time.time()
+        os.kill(workers[-1], signal.SIGSTOP)
+        out, err = proc.communicate(timeout=timeout + 60)
+        assert proc.returncode == 1 and time.time() - start < timeout + 15
+        ours = [line for line in err.splitlines() if "error:" in line]
+        assert len(ours) == 1 and "Traceback" not in err, err[-3000:]
+        assert re.match(rf"fairseq-hydra-train: error: rank [01] \(pid {workers[-1]} on .+\) has not answered", ours[0])
+        assert load_checkpoint_to_cpu(str(ckpt / "checkpoint_last.pt"))["num_updates"] >= 5
+    finally:
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

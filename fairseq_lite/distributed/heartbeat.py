@@ -99,7 +99,11 @@ class Heartbeat:
                     last_count[r], last_change[r] = count, now
             silent = [r for r in range(self.world_size) if r != self.rank and now - last_change[r] > self.timeout]
             if silent and not self._stop.is_set():
-                self.on_silent(silent, self.peers())
+                try:
+                    peers = self.peers()
+                except Exception:  # the names are a courtesy: end the job without them
+                    peers = {}
+                self.on_silent(silent, peers)
                 return
 
 

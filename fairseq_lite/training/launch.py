@@ -64,8 +64,15 @@ def start_heartbeat(cfg: Any, store: tuple[str, int] | None, rank: int, world_si
     timeout = cfg.distributed_training.heartbeat_timeout
     if store is None or world_size < 2 or not timeout or timeout <= 0:
         return None
-    client = store_client(store[0], store[1], timeout=max(30.0, float(timeout)))
-    return Heartbeat(client, rank, world_size, float(timeout), on_silent, prefix=prefix).start()
+    try:
+        client = store_client(store[0], store[1], timeout=max(30.0, float(timeout)))
+        return Heartbeat(client, rank, world_size, float(timeout), on_silent, prefix=prefix).start()
+    except Exception as e:  # e.g. torchrun without an agent store: collectives still time out
+        logger.warning(
+            f"no heartbeat (the job's store at {store[0]}:{store[1]} does not answer: {e}); a rank that "
+            f"hangs ends the job after the collective timeout instead"
+        )
+        return None
 
 
 def unresponsive_message(silent: list[int], peers: dict[int, Peer], timeout: int | float) -> str:
@@ -159,7 +166,7 @@ def _spawn_and_wait(cfg: Any, main: Callable, world_size: int) -> None:
                 received[0],
                 f"stopped by {name}: the workers saved checkpoint_last.pt; rerun the same command to resume",
             ) from None
-        if e.exit_code == USER_ERROR_EXIT and not user_errors.empty():
+        if not user_errors.empty():  # a worker's one-line error (put there before it or a peer exited)
             raise user_errors.get() from None
         raise
     finally:
