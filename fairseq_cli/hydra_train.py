@@ -46,9 +46,10 @@ def cli_main() -> None:
     flags, overrides = split_argv(sys.argv[1:])
     # Plugins must register before Hydra composes, so that their names can be selected.
     import_components(user_dir_from_overrides(overrides))
-    cfg = compose_first_job(flags, overrides)
-    if cfg is not None:
-        check_training_config(cfg)
+    first_job = compose_first_job(flags, overrides)
+    if first_job is not None:
+        cfg, save_dir_known = first_job
+        check_training_config(cfg, resume=save_dir_known)
     hydra_init()
     sys.argv = [sys.argv[0], *hydra_argv(flags, overrides)]
     hydra.main(config_path=bundled_config_dir(), config_name=CONFIG_NAME, version_base="1.3")(hydra_main)()

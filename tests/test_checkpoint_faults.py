@@ -344,3 +344,32 @@ def test_a_stopped_spawned_worker_ends_the_job_within_heartbeat_timeout(tiny_dat
                 pass
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_hydra_run_dir_with_no_checkpoint_that_loads_is_one_line_before_anything(
+    tiny_data_bin, tmp_path, monkeypatch, capsys
+):
+    """Rerunning with `hydra.run.dir=DIR`: the run's checkpoints are DIR/checkpoints, looked at before Hydra
+    starts; the bare default save_dir ("checkpoints" in the current directory) is not the run's, so a
+    broken checkpoint there does not stop a new run."""
+    from fairseq_cli import hydra_train
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "checkpoint_last.pt").write_bytes(b"cut short")
+    overrides = [o for o in tiny_lm_overrides(tiny_data_bin, "unused") if not o.startswith("checkpoint.save_dir")]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["fairseq-hydra-train", *overrides, f"hydra.run.dir={run_dir}"])
+    before = sorted(p.name for p in run_dir.rglob("*"))
+    with pytest.raises(SystemExit) as exit_info:
+        hydra_train.cli_main()
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 1 and not out.strip()
+    assert err.strip().splitlines() == [
+        f"fairseq-hydra-train: error: cannot read checkpoint {run_dir}/checkpoints/checkpoint_last.pt: "
+        + err.split(": ", 3)[3].split(", and no other")[0]
+        + f", and no other checkpoint in {run_dir}/checkpoints can be read: move "
+        f"{run_dir}/checkpoints/checkpoint_last.pt away to start the run over, or resume from another file "
+        f"with checkpoint.restore_file=PATH"
+    ]
+    assert sorted(p.name for p in run_dir.rglob("*")) == before  # no .hydra/, no train.log

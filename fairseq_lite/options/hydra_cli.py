@@ -68,13 +68,18 @@ def flag_value(flags: list[str], *names: str) -> str | None:
     return None
 
 
-def compose_first_job(flags: list[str], overrides: list[str]) -> DictConfig | None:
+def compose_first_job(flags: list[str], overrides: list[str]) -> tuple[DictConfig, bool] | None:
     """The config of the run (the first job of a sweep) these arguments ask for, composed once before
     Hydra starts, so that a mistake is one line before Hydra makes a run directory or logs anything;
-    None when nothing will run (--cfg, --help, ...) or the sweep cannot be read here."""
+    None when nothing will run (--cfg, --help, ...) or the sweep cannot be read here.
+
+    With it comes whether its checkpoint.save_dir is the one the job will use: by default the job's
+    checkpoints go into its run directory, which is known here only when `hydra.run.dir=` is given
+    (else it is a new, timestamped directory: nothing to resume)."""
     if any(f.split("=", 1)[0] in _NO_RUN_FLAGS for f in flags):
         return None
-    if "-m" in flags or "--multirun" in flags:
+    multirun = "-m" in flags or "--multirun" in flags
+    if multirun:
         first = first_sweep_values(overrides)
         if first is None:
             return None
@@ -82,11 +87,20 @@ def compose_first_job(flags: list[str], overrides: list[str]) -> DictConfig | No
     task_overrides = [
         o for o in overrides if not o.lstrip("+~").startswith("hydra.") and not o.lstrip("+~").startswith("hydra/")
     ]
-    return compose_config(
+    cfg = compose_config(
         task_overrides,
         config_dir=flag_value(flags, "--config-dir", "-cd"),
         config_name=flag_value(flags, "--config-name", "-cn") or CONFIG_NAME,
     )
+    given = {o.lstrip("+~").split("=", 1)[0]: o.split("=", 1)[-1] for o in overrides}
+    save_dir_known = True
+    if "checkpoint.save_dir" not in given and cfg.checkpoint.save_dir == "checkpoints":
+        run_dir = given.get("hydra.run.dir") if not multirun else None
+        if run_dir:
+            cfg.checkpoint.save_dir = os.path.join(run_dir.strip("'\""), "checkpoints")
+        else:
+            save_dir_known = False
+    return cfg, save_dir_known
 
 
 def place_outputs_in_run_dir(cfg: DictConfig) -> None:

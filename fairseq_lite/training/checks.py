@@ -35,8 +35,10 @@ from fairseq_lite.utils import select_device
 VALIDATION_STATISTICS = ["wpb", "bsz"]
 
 
-def check_training_config(cfg: Any) -> None:
-    """Raise the first mistake in `cfg` as a one-line FairseqLiteError; return when the run can start."""
+def check_training_config(cfg: Any, resume: bool = True) -> None:
+    """Raise the first mistake in `cfg` as a one-line FairseqLiteError; return when the run can start.
+    `resume=False`: checkpoint.save_dir is not yet where the run will write (a Hydra run directory still
+    to be made), so there is no checkpoint_last.pt of it to look at."""
     check_batching(cfg)
     check_device_and_precision(cfg)
     for group in ("task", "model", "criterion", "optimizer", "lr_scheduler"):
@@ -46,7 +48,7 @@ def check_training_config(cfg: Any) -> None:
     check_data = getattr(component_class(cfg, "task"), "check_data", None)
     if check_data is not None:
         check_data(cfg.task, cfg.dataset.train_subset, valid_subsets(cfg))
-    check_checkpoints(cfg)
+    check_checkpoints(cfg, resume)
 
 
 def component_class(cfg: Any, group: str) -> Any:
@@ -88,16 +90,16 @@ def check_device_and_precision(cfg: Any) -> None:
         )
 
 
-def check_checkpoints(cfg: Any) -> None:
+def check_checkpoints(cfg: Any, resume: bool = True) -> None:
     ckpt = cfg.checkpoint
-    if ckpt.restore_file != "checkpoint_last.pt":
+    if ckpt.restore_file != "checkpoint_last.pt":  # a file the user named: it must be there and resumable
         path = ckpt.restore_file
         if not os.path.isfile(path):
             raise CheckpointError(f"{key('checkpoint.restore_file')}: {path} does not exist")
-        _check_resumable(path)
+        _check_resumable(path, checkpoint_summary(path))
     else:
         last = os.path.join(ckpt.save_dir, f"checkpoint_last{ckpt.checkpoint_suffix}.pt")
-        if os.path.isfile(last):
+        if resume and os.path.isfile(last):
             try:
                 summary = checkpoint_summary(last)
             except CheckpointError as e:
@@ -105,15 +107,14 @@ def check_checkpoints(cfg: Any) -> None:
                 if not readable_checkpoints(ckpt, exclude=last):
                     raise no_checkpoint_loads(ckpt, last, str(e)) from e
             else:
-                if summary["written_by"] == "fairseq":
-                    _check_resumable(last)
+                _check_resumable(last, summary)
         elif ckpt.finetune_from_model and not os.path.isfile(ckpt.finetune_from_model):
             raise CheckpointError(f"{key('checkpoint.finetune_from_model')}: {ckpt.finetune_from_model} does not exist")
     check_best_checkpoint_metric(cfg)
 
 
-def _check_resumable(path: str) -> None:
-    if checkpoint_summary(path)["written_by"] == "fairseq":
+def _check_resumable(path: str, summary: dict[str, Any]) -> None:
+    if summary["written_by"] == "fairseq":
         raise CheckpointError(
             f"{path} was written by fairseq: its optimizer and data-iterator states cannot be "
             f"resumed; start a new run from its weights with {setting('checkpoint.finetune_from_model', path)}"
