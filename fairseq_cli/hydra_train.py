@@ -28,7 +28,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
         check_training_config(cfg)
         if int(os.environ.get("RANK", "0")) == 0:  # torchrun starts every rank with this command: say it once
             logger.info("\n" + OmegaConf.to_yaml(cfg))
-        return call_main(cfg, train)
+        return call_main(cfg, train, prog=PROG, flags=False)
     except FairseqLiteError as e:  # Hydra would report it as a failed job with a traceback
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> float | None:
     check_training_config(cfg)  # every mistake is one line, before anything is printed or built
     if int(os.environ.get("RANK", "0")) == 0:  # torchrun starts every rank with this command: say it once
         logger.info(f"config: {dict(cfg)}")
-    return call_main(cfg, train)
+    return call_main(cfg, train, prog="fairseq-train", flags=True)
 
 
 @user_errors_exit("fairseq-train", flags=True)

@@ -49,9 +49,8 @@ def user_errors_exit(prog: str, flags: bool = False):
 
 
 def print_user_error(prog: str, error: FairseqLiteError, flags: bool = False) -> None:
-    """`prog: error: <message>` on stderr, on one line (not at all for an error another rank reports)."""
-    if getattr(error, "report", True):
-        print(f"{prog}: error: {one_line(error.render(flags=flags))}", file=sys.stderr)
+    """`prog: error: <message>` on stderr, on one line."""
+    print(f"{prog}: error: {one_line(error.render(flags=flags))}", file=sys.stderr)
 
 
 def one_line(message: str) -> str:

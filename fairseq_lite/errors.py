@@ -91,14 +91,7 @@ class OutOfMemoryError(FairseqLiteError):
 
 
 class RankUnresponsiveError(FairseqLiteError):
-    """Another rank stopped answering (hung, stopped, or its host is gone): the job ends.
-
-    `report` is False on every rank but the lowest one still alive, so the job prints its one line once.
-    """
-
-    def __init__(self, message: str, report: bool = True):
-        super().__init__(message)
-        self.report = report
+    """Another rank stopped answering (hung, stopped, or its host is gone): the job ends."""
 
 
 class TrainingInterrupted(Exception):

@@ -2,8 +2,9 @@
 
 Every file fairseq-lite writes for a user (checkpoints, dict.txt, .bin/.idx, fairseq-generate's results)
 goes through `atomic_write`: the data goes to a hidden temp file in the target's directory, which is
-flushed, fsynced and then renamed over the target (atomic on POSIX filesystems). A crash or kill at any
-moment leaves the old file or the new one, never half of one; at worst a temp file remains, named
+flushed and fsynced, then renamed over the target (atomic on POSIX filesystems), and the directory is
+fsynced so that the rename itself survives a power loss. A crash or kill at any moment leaves the old file
+or the new one, never half of one; at worst a temp file (or a writer's scratch directory) remains, named
 `.NAME.tmp-HOST-PID-RANDOM`, and `remove_stale_temp_files` deletes it once its writer is gone.
 
 A full disk or quota (ENOSPC, EDQUOT) becomes a `DiskFullError` naming the file, the space it needed
@@ -15,6 +16,7 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,13 +26,32 @@ from fairseq_lite.errors import DiskFullError
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _HOST = re.sub(r"[^\w.-]", "_", socket.gethostname()) or "localhost"
-_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.tmp-(?P<host>[\w.-]+)-(?P<pid>\d+)-[0-9a-f]{8}")
+_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.tmp-(?P<host>[\w.-]+)-(?P<pid>\d+)-\w+")
 
 
 def temp_path_for(path: str) -> str:
     """A unique temp name in `path`'s directory that says which process on which host writes it."""
     directory, name = os.path.split(os.path.abspath(path))
     return os.path.join(directory, f".{name}.tmp-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def scratch_dir(directory: str, name: str) -> str:
+    """A new scratch directory in `directory`, named like a temp file so that a killed writer's is removed."""
+    return tempfile.mkdtemp(prefix=f".{name}.tmp-{_HOST}-{os.getpid()}-", dir=directory or ".")
+
+
+def fsync_directory(directory: str) -> None:
+    """Make a rename in `directory` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory or ".", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def format_bytes(n: float) -> str:
@@ -73,7 +94,12 @@ class AtomicFile:
         self.size_hint = size_hint
         self.tmp_path = temp_path_for(self.path)
         self.disk_full = False
-        self._file: IO | None = open(self.tmp_path, mode, **open_kwargs)
+        try:
+            self._file: IO | None = open(self.tmp_path, mode, **open_kwargs)
+        except OSError as e:  # no space even for a new file (inodes, a quota on files)
+            if e.errno in _NO_SPACE:
+                raise disk_full_error(self.path, size_hint) from e
+            raise
 
     # --- the file interface (what torch.save, numpy and print need) --------------------------------
     def write(self, data: Any) -> int:
@@ -115,15 +141,32 @@ class AtomicFile:
     # --- the end of the write -------------------------------------------------------------------------
     def commit(self) -> None:
         """Flush, fsync and rename over the target."""
+        self.sync()
+        self.replace()
+
+    def sync(self) -> None:
+        """Flush and fsync the temp file (where a full disk shows at last) and close it; on failure the
+        temp file is gone and the error translated."""
         try:
             self._guard(self._file.flush)
             self._guard(os.fsync, self._file.fileno())
             self._file.close()
-            os.replace(self.tmp_path, self.path)
         except BaseException as e:
             self.abort()
-            raise self.translate(e) from e
+            translated = self.translate(e)
+            if translated is e:
+                raise
+            raise translated from e
+
+    def replace(self) -> None:
+        """Rename the synced temp file over the target, durably."""
+        try:
+            os.replace(self.tmp_path, self.path)
+        except BaseException:
+            self.abort()
+            raise
         self._file = None
+        fsync_directory(os.path.dirname(os.path.abspath(self.path)))
 
     def abort(self) -> None:
         if self._file is not None and not self._file.closed:
@@ -181,7 +224,7 @@ def _process_alive(pid: int) -> bool:
 
 
 def stale_temp_files(directory: str) -> Iterator[str]:
-    """Temp files in `directory` whose writer (on this host) is no longer running."""
+    """Temp files (and scratch directories) in `directory` whose writer (on this host) is no longer running."""
     if not os.path.isdir(directory):
         return
     for name in os.listdir(directory):
@@ -195,7 +238,10 @@ def remove_stale_temp_files(directory: str) -> list[str]:
     removed = []
     for path in stale_temp_files(directory):
         try:
-            os.remove(path)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
             removed.append(os.path.basename(path))
         except FileNotFoundError:
             pass

@@ -88,6 +88,8 @@ def _check_args(args: argparse.Namespace) -> None:
         path = getattr(args, flag)
         if path and not os.path.isfile(path):
             raise DataError(f"--{flag} file not found: {path}")
+        if path:
+            Dictionary.load(path)  # a malformed dictionary is one line now, before --destdir is touched
 
     langs = [args.source_lang] + ([args.target_lang] if target else [])
     splits = _splits(args)

@@ -145,7 +145,7 @@ def test_bundled_arch_yaml_equals_the_python_architecture(arch):
 
 
 def test_missing_required_value_says_how_to_set_it():
-    with pytest.raises(ConfigError, match=r"task\.data is required.*task\.data=.*--data"):
+    with pytest.raises(ConfigError, match=r"task\.data is required.*task\.data=.*data directory as its first argument"):
         compose_config(["task=language_modeling", "model=transformer_lm"])
 
 

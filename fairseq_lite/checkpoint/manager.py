@@ -188,7 +188,7 @@ class CheckpointManager:
         except RuntimeError as e:
             raise CheckpointError(
                 f"{path} does not fit this model ({str(e).splitlines()[0]}); use another "
-                f"checkpoint.save_dir to start a new run"
+                f"{key('checkpoint.save_dir')} to start a new run"
             ) from e
         extra = state.get("extra_state") or {}
         logger.info(f"loaded checkpoint {path} (epoch {extra.get('epoch')} @ {trainer.get_num_updates()} updates)")
@@ -228,7 +228,7 @@ class CheckpointManager:
                 trainer.model.load_state_dict(model_weights(state, path, trainer.model), strict=True)
         except RuntimeError as e:
             raise CheckpointError(
-                f"checkpoint.finetune_from_model: {path} does not fit this model ({str(e).splitlines()[0]})"
+                f"{key('checkpoint.finetune_from_model')}: {path} does not fit this model ({str(e).splitlines()[0]})"
             ) from e
         logger.info(f"loaded pretrained weights from {path} (optimizer, schedule and meters reset)")
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -30,6 +29,7 @@ from fairseq_lite.data.indexed_dataset import (
     index_file_path,
 )
 from fairseq_lite.data.text_chunks import Tokenizer, fast_tokenizer, file_chunks, read_text_blocks, split_lines
+from fairseq_lite.file_io import scratch_dir
 
 if TYPE_CHECKING:
     from fairseq_lite.data.dictionary import Dictionary
@@ -170,7 +170,7 @@ def binarize_file(
         if len(chunks) > 1:
             # Other chunks go to worker processes (each writing its own small dataset) while
             # this process encodes the first one straight into the final builder.
-            scratch = tempfile.mkdtemp(prefix=".binarize-", dir=os.path.dirname(output_prefix) or ".")
+            scratch = scratch_dir(os.path.dirname(output_prefix), "binarize")
             pool = Pool(processes=min(num_workers - 1, len(chunks) - 1))
             for i, (start, end) in enumerate(chunks[1:], start=1):
                 prefix = os.path.join(scratch, f"chunk{i}")
@@ -185,11 +185,14 @@ def binarize_file(
             summary.merge(result.get())
             builder.merge_file_(prefix)
         builder.finalize(index_file_path(output_prefix))
-    except BaseException:
+    except BaseException as e:
         builder.abort()
         if pool is not None:
             pool.terminate()
-        raise
+        translated = builder.translate(e)  # a full disk: one line saying so, not an OSError's traceback
+        if translated is e:
+            raise
+        raise translated from e
     finally:
         if pool is not None:
             pool.join()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fairseq_lite.errors import ConfigError, DataError
+from fairseq_lite.errors import ConfigError, DataError, key
 from fairseq_lite.kernels import compiled_op
 
 logger = logging.getLogger(__name__)
@@ -284,7 +284,9 @@ def batch_by_size(
 
     bsz_mult = int(required_batch_size_multiple)
     if bsz_mult < 1:
-        raise ConfigError(f"--required-batch-size-multiple must be >= 1, got {required_batch_size_multiple}")
+        raise ConfigError(
+            f"{key('dataset.required_batch_size_multiple')} must be >= 1, got {required_batch_size_multiple}"
+        )
     max_tokens_i = int(max_tokens) if max_tokens is not None else -1
     max_sentences_i = int(max_sentences) if max_sentences is not None else -1
 
@@ -294,9 +296,9 @@ def batch_by_size(
             first = int(too_long[0])
             raise DataError(
                 f"sample #{int(idx[first])} has {int(ntok[first])} tokens, which exceeds the "
-                f"--max-tokens limit of {max_tokens_i} ({len(too_long)} sample(s) in total are "
-                "too long); raise --max-tokens or filter long samples with --max-positions / "
-                "--tokens-per-sample"
+                f"{key('dataset.max_tokens')} limit of {max_tokens_i} ({len(too_long)} sample(s) in total are "
+                f"too long); raise {key('dataset.max_tokens')} or filter long samples with "
+                f"{key('task.max_target_positions')} / {key('task.tokens_per_sample')}"
             )
 
     op = compiled_op("batch_by_size", torch.device("cpu"))

@@ -258,24 +258,31 @@ class MMapIndexedDatasetBuilder:
             shutil.copyfileobj(f, self._data_file, length=16 << 20)
 
     def finalize(self, index_file: str) -> None:
-        """Write the index and move both files to their final names."""
+        """Write the index and move both files to their final names: both are synced first (a full disk
+        shows there), and only then is the old index dropped and the new files renamed into place."""
         sizes = np.concatenate(self._sizes) if self._sizes else np.empty(0, dtype=np.int32)
         index = AtomicFile(index_file, "wb")
         try:
             write_index(index, sizes, self._dtype)
+            index.sync()
+            self._data_file.sync()
             # Drop a stale index first: a crash between the renames below must not leave an old
             # index next to the new data.
             if os.path.exists(index_file):
                 os.remove(index_file)
-            self._data_file.commit()
-            index.commit()
+            self._data_file.replace()
+            index.replace()
         except BaseException as e:
             index.abort()
             self.abort()
-            translated = index.translate(self._data_file.translate(e))
+            translated = index.translate(self.translate(e))
             if translated is e:
                 raise
             raise translated from e
+
+    def translate(self, error: BaseException) -> BaseException:
+        """A failed write as the error to show: DiskFullError when the disk filled up."""
+        return self._data_file.translate(error)
 
     def abort(self) -> None:
         """Discard everything written so far."""

@@ -86,7 +86,11 @@ class DistributedTrainingConfig(FairseqDataclass):
     find_unused_parameters: bool = cfg_field(
         False, "disable unused parameter detection (not applicable to --ddp-backend=legacy_ddp)"
     )
-    heartbeat_timeout: int = cfg_field(-1, "kill the job if no progress is made in N seconds; set to -1 to disable")
+    heartbeat_timeout: int = cfg_field(
+        -1,
+        "end the job when a rank stops answering (hangs, is stopped, loses its host) for N seconds, naming it; "
+        "collectives then wait at most 2N seconds. -1: no heartbeat, collectives wait 30 minutes",
+    )
 
 
 @dataclass

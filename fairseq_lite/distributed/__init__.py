@@ -1,5 +1,6 @@
 from fairseq_lite.distributed.utils import (
     all_reduce_sums,
+    barrier,
     collective_timeout,
     free_port,
     get_rank,
@@ -11,6 +12,7 @@ from fairseq_lite.distributed.utils import (
 
 __all__ = [
     "all_reduce_sums",
+    "barrier",
     "collective_timeout",
     "free_port",
     "get_rank",

@@ -74,6 +74,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def barrier() -> None:
+    """Wait until every rank is here (nothing to wait for with one process)."""
+    if get_world_size() > 1:
+        dist.barrier()
+
+
 def all_reduce_sums(values: dict[str, float]) -> dict[str, float]:
     """Sum a dict of numbers over all ranks (the same keys on every rank)."""
     if get_world_size() == 1:

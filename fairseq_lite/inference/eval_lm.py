@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -143,7 +144,7 @@ def evaluate_checkpoint(values: dict[str, Any], groups: Sequence[str]) -> dict[s
     path = values.get("common_eval.path")
     if not path:
         raise ConfigError("--path is required: the checkpoint to evaluate (e.g. checkpoints/checkpoint_best.pt)")
-    if ":" in path:
+    if os.pathsep in path and not os.path.isfile(path):
         raise ConfigError(f"--path {path}: evaluating an ensemble of checkpoints is not supported; give one file")
     cfg, task, model = load_for_command(path, values, groups)
     if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:

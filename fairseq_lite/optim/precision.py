@@ -37,17 +37,19 @@ _AUTOCAST_DTYPES = {"fp16": torch.float16, "amp": torch.float16, "bf16": torch.b
 def check_precision(common_cfg: Any, device: torch.device | str) -> str:
     """The precision mode the config asks for, or a clear error when it cannot run on `device`."""
     device_type = getattr(device, "type", device)
-    # --memory-efficient-fp16 implies --fp16, as in fairseq
+    # --memory-efficient-fp16 implies --fp16, as in fairseq; messages name the option the user set.
+    fp16_key = "common.fp16" if common_cfg.get("fp16", False) else "common.memory_efficient_fp16"
+    keys = {"fp16": fp16_key, "bf16": "common.bf16", "amp": "common.amp"}
     fp16 = common_cfg.get("fp16", False) or common_cfg.get("memory_efficient_fp16", False)
     chosen = [name for name in ("fp16", "bf16", "amp") if (fp16 if name == "fp16" else common_cfg.get(name, False))]
     if len(chosen) > 1:
-        first, second = key(f"common.{chosen[0]}"), key(f"common.{chosen[1]}")
+        first, second = key(keys[chosen[0]]), key(keys[chosen[1]])
         raise ConfigError(f"{first} and {second} are both set; choose one precision")
     mode = chosen[0] if chosen else "fp32"
     if mode in ("fp16", "amp") and device_type != "cuda":
         raise ConfigError(
-            f"{setting('common.' + mode, True)} needs a CUDA GPU (running on {device_type}); "
-            f"use {setting('common.bf16', True)} on CPU, or drop --{mode}"
+            f"{setting(keys[mode], True)} needs a CUDA GPU (running on {device_type}); "
+            f"use {setting('common.bf16', True)} on CPU, or drop {key(keys[mode])}"
         )
     return mode
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from fairseq_lite.errors import ConfigError
+from fairseq_lite.errors import ConfigError, flag_name
 from fairseq_lite.options.initialize import CONFIG_NAME, bundled_config_dir, hydra_init, import_components
 from fairseq_lite.options.overrides import explain_override_error, hydra_message, normalize_overrides
 from fairseq_lite.options.schema import typed_config
@@ -96,11 +96,11 @@ def finalize_config(cfg: DictConfig) -> DictConfig:
                 raise ConfigError(f"no {group} selected: add `{group}=NAME` (available: {choices})")
         missing = sorted(_missing_keys(cfg))
         if missing:
-            key = missing[0]
+            name = missing[0]
+            legacy = "the data directory as its first argument" if name == "task.data" else f"`{flag_name(name)}`"
             raise ConfigError(
-                f"{key} is required but not set: add `{key}=...` to the command line "
-                f"(or `--{key.split('.')[-1].replace('_', '-')}` with fairseq-train)"
-                + (f"; also missing: {', '.join(missing[1:])}" if len(missing) > 1 else "")
+                f"{name} is required but not set: add `{name}=...` to the command line (or {legacy} with "
+                f"fairseq-train)" + (f"; also missing: {', '.join(missing[1:])}" if len(missing) > 1 else "")
             )
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as e:

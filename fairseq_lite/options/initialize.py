@@ -15,7 +15,7 @@ from hydra.core.config_store import ConfigStore
 
 import fairseq_lite
 from fairseq_lite.dataclass.configs import FairseqConfig
-from fairseq_lite.errors import ConfigError
+from fairseq_lite.errors import ConfigError, key
 from fairseq_lite.registry import COMPONENT_REGISTRIES, component_node
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def import_components(user_dir: str | None = None) -> None:
 def import_user_module(user_dir: str) -> None:
     path = Path(os.path.expanduser(user_dir)).resolve()
     if not path.exists():
-        raise ConfigError(f"common.user_dir: '{user_dir}' does not exist")
+        raise ConfigError(f"{key('common.user_dir')}: '{user_dir}' does not exist")
     name = path.name
     if (
         name in sys.modules
@@ -54,7 +54,7 @@ def import_user_module(user_dir: str) -> None:
         return  # already imported: importing twice would re-run its registrations
     if name in sys.modules:
         raise ConfigError(
-            f"common.user_dir: cannot import '{path}' as module '{name}', a different module "
+            f"{key('common.user_dir')}: cannot import '{path}' as module '{name}', a different module "
             f"of that name is already imported; rename the directory"
         )
     sys.path.insert(0, str(path.parent))

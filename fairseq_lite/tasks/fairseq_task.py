@@ -9,7 +9,7 @@ import torch
 
 from fairseq_lite.data import data_utils
 from fairseq_lite.data.iterators import EpochBatchIterator
-from fairseq_lite.errors import DataError
+from fairseq_lite.errors import DataError, key
 from fairseq_lite.registry import CRITERION_REGISTRY, MODEL_REGISTRY
 
 logger = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class FairseqTask:
                 raise DataError(
                     f"{len(ignored)} samples are longer than max_positions={max_positions}, e.g. "
                     f"sample #{ignored[0]} (size {dataset.size(ignored[0])}); skip them with "
-                    f"--skip-invalid-size-inputs-valid-test"
+                    f"{key('dataset.skip_invalid_size_inputs_valid_test')}"
                 )
             logger.warning(
                 f"{len(ignored)} samples have invalid sizes and will be skipped, "

@@ -27,7 +27,7 @@ from fairseq_lite.data.dictionary import Dictionary
 from fairseq_lite.data.indexed_dataset import MMapIndexedDataset
 from fairseq_lite.data.language_pair_dataset import LanguagePairDataset
 from fairseq_lite.dataclass import FairseqDataclass, cfg_field
-from fairseq_lite.errors import ConfigError, DataError, key
+from fairseq_lite.errors import ConfigError, DataError, key, setting
 from fairseq_lite.registry import TOKENIZER_REGISTRY, component_node, register_task
 from fairseq_lite.tasks.fairseq_task import FairseqTask
 from fairseq_lite.tasks.language_modeling import split_paths
@@ -407,7 +407,7 @@ def _detokenizer_entry(name: str | None) -> Any:
     if name in (None, "space", "none"):
         return None
     raise ConfigError(
-        f"{key('task.eval_bleu_detok')}='{name}' is not available (tokenizers: "
+        f"{setting('task.eval_bleu_detok', repr(name))} is not available (tokenizers: "
         f"{', '.join(['space'] + TOKENIZER_REGISTRY.choices())})"
     )
 
@@ -416,7 +416,7 @@ def _parse_json(name: str, text: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text or "{}")
     except json.JSONDecodeError as e:
-        raise ConfigError(f"{key(name)}={text!r} is not valid JSON: {e}") from None
+        raise ConfigError(f"{setting(name, repr(text))} is not valid JSON: {e}") from None
     if not isinstance(value, dict):
-        raise ConfigError(f"{key(name)}={text!r} must be a JSON object, e.g. '{{\"max_len_b\": 50}}'")
+        raise ConfigError(f"{setting(name, repr(text))} must be a JSON object, e.g. '{{\"max_len_b\": 50}}'")
     return value

@@ -62,7 +62,7 @@ def check_batching(cfg: Any) -> None:
         )
     if any(f <= 0 for f in cfg.optimization.update_freq):
         raise ConfigError(
-            f"{key('optimization.update_freq')}={list(cfg.optimization.update_freq)}: every value must be >= 1"
+            f"{setting('optimization.update_freq', list(cfg.optimization.update_freq))}: every value must be >= 1"
         )
 
 
@@ -108,8 +108,15 @@ def check_checkpoints(cfg: Any, resume: bool = True) -> None:
                     raise no_checkpoint_loads(ckpt, last, str(e)) from e
             else:
                 _check_resumable(last, summary)
-        elif ckpt.finetune_from_model and not os.path.isfile(ckpt.finetune_from_model):
-            raise CheckpointError(f"{key('checkpoint.finetune_from_model')}: {ckpt.finetune_from_model} does not exist")
+        elif ckpt.finetune_from_model:  # weights to start from: there and readable (fairseq's too)
+            if not os.path.isfile(ckpt.finetune_from_model):
+                raise CheckpointError(
+                    f"{key('checkpoint.finetune_from_model')}: {ckpt.finetune_from_model} does not exist"
+                )
+            try:
+                checkpoint_summary(ckpt.finetune_from_model)
+            except CheckpointError as e:
+                raise CheckpointError(f"{key('checkpoint.finetune_from_model')}: {e}") from e
     check_best_checkpoint_metric(cfg)
 
 
@@ -135,6 +142,6 @@ def check_best_checkpoint_metric(cfg: Any) -> None:
     name = cfg.checkpoint.best_checkpoint_metric
     if name not in available:
         raise ConfigError(
-            f"{key('checkpoint.best_checkpoint_metric')}='{name}' is not a validation statistic "
+            f"{setting('checkpoint.best_checkpoint_metric', repr(name))} is not a validation statistic "
             f"(available: {', '.join(available)})"
         )

@@ -2,11 +2,11 @@
 torchrun started (env:// rendezvous, one or many nodes); or in `distributed_training.distributed_world_size`
 local workers this command spawns, with a TCPStore hosted here, outside every worker.
 
-A worker that hangs instead of dying (stopped, frozen, its host gone) ends the job: with
+A worker that hangs instead of dying (stopped, frozen, its host unreachable) ends the job: with
 `distributed_training.heartbeat_timeout` > 0 every rank beats in the job's store
-(distributed/heartbeat.py), and when one falls silent for that long the lowest live rank prints one line
-naming it, a silent rank on the same host is killed (torchrun would kill it only after a 30 s grace),
-and every live rank exits non-zero, so the job ends instead of waiting in a collective.
+(distributed/heartbeat.py), and when one falls silent for that long the rank watching it prints one line
+naming it, kills it if it runs on the same host (torchrun would kill it only after a 30 s grace), and
+exits non-zero; the launcher then stops the others, so the job ends instead of waiting in a collective.
 """
 
 import logging
@@ -20,8 +20,14 @@ import torch
 import torch.distributed as dist
 
 from fairseq_lite.cli_utils import setup_logging
-from fairseq_lite.distributed import collective_timeout, free_port, init_distributed, launched_by_torchrun
-from fairseq_lite.distributed.heartbeat import HOST, Heartbeat, Peer, store_client
+from fairseq_lite.distributed import (
+    all_reduce_sums,
+    collective_timeout,
+    free_port,
+    init_distributed,
+    launched_by_torchrun,
+)
+from fairseq_lite.distributed.heartbeat import HOST, Heartbeat, Peer, process_start_time, store_client
 from fairseq_lite.errors import FairseqLiteError, RankUnresponsiveError, TrainingInterrupted, setting
 from fairseq_lite.options.compose import config_from_dict, to_plain_dict
 from fairseq_lite.training.checks import check_device_and_precision
@@ -35,15 +41,25 @@ USER_ERROR_EXIT = 3
 UNRESPONSIVE_EXIT = 1
 
 
-def call_main(cfg: Any, main: Callable) -> float | None:
-    """Run `main(cfg)` in this process, in each torchrun worker, or in spawned local workers."""
+def call_main(cfg: Any, main: Callable, prog: str | None = None, flags: bool = False) -> float | None:
+    """Run `main(cfg)` in this process, in each torchrun worker, or in spawned local workers (which call
+    `main(cfg, stop_signals=(SIGTERM,))`: the command passes Ctrl-C on to them as one SIGTERM).
+
+    `prog` and `flags` say how to print the one line that ends a job a hung rank blocks: as that
+    command's error, with keys as `--flags` or as `group.field`."""
     world_size = cfg.distributed_training.distributed_world_size
     if launched_by_torchrun():
         rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         init_distributed(cfg, rank, size, int(os.environ["LOCAL_RANK"]), "env://")
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" and rank == 0:
+            logger.warning(
+                "torchrun's store is hosted by rank 0 here (not by its agent): if rank 0 itself hangs, the "
+                "heartbeat cannot tell, and the job ends after the collective timeout instead"
+            )
         store = (os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]))
         prefix = f"fairseq_lite/heartbeat/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
-        heartbeat = start_heartbeat(cfg, store, rank, size, _end_torchrun_job(cfg), prefix)
+        on_silent = _end_torchrun_job(cfg, prog or os.path.basename(sys.argv[0]) or "fairseq-train", flags)
+        heartbeat = start_heartbeat(cfg, store, rank, size, on_silent, prefix)
         try:
             return main(cfg)
         finally:
@@ -61,18 +77,27 @@ def call_main(cfg: Any, main: Callable) -> float | None:
 
 
 def start_heartbeat(cfg: Any, store: tuple[str, int] | None, rank: int, world_size: int, on_silent, prefix: str):
+    """Every rank's heartbeat, started once all ranks made theirs (a collective: every rank calls it)."""
     timeout = cfg.distributed_training.heartbeat_timeout
     if store is None or world_size < 2 or not timeout or timeout <= 0:
         return None
+    heartbeat, problem = None, None
     try:
         client = store_client(store[0], store[1], timeout=max(30.0, float(timeout)))
-        return Heartbeat(client, rank, world_size, float(timeout), on_silent, prefix=prefix).start()
-    except Exception as e:  # e.g. torchrun without an agent store: collectives still time out
-        logger.warning(
-            f"no heartbeat (the job's store at {store[0]}:{store[1]} does not answer: {e}); a rank that "
-            f"hangs ends the job after the collective timeout instead"
-        )
+        heartbeat = Heartbeat(client, rank, world_size, float(timeout), on_silent, prefix=prefix)
+    except Exception as e:
+        problem = e
+    # All ranks beat, or none does: a rank without a heartbeat would look hung to the others.
+    ready = all_reduce_sums({"heartbeat_ready": float(heartbeat is not None)})["heartbeat_ready"]
+    if ready < world_size:
+        if rank == 0 or problem is not None:
+            logger.warning(
+                f"no heartbeat ({'this rank' if problem else 'a rank'} cannot use the job's store at "
+                f"{store[0]}:{store[1]}{f': {problem}' if problem else ''}); a rank that hangs ends the job after "
+                f"the collective timeout instead"
+            )
         return None
+    return heartbeat.start()
 
 
 def unresponsive_message(silent: list[int], peers: dict[int, Peer], timeout: int | float) -> str:
@@ -86,29 +111,29 @@ def unresponsive_message(silent: list[int], peers: dict[int, Peer], timeout: int
 
 
 def _kill_silent_peers(silent: list[int], peers: dict[int, Peer]) -> None:
-    """A silent rank on this host would keep the job alive: torchrun, or our spawner, would wait for it."""
+    """A silent rank on this host would keep the job alive: torchrun, or our spawner, would wait for it.
+    Only the very process that registered is killed (same pid and start time: never a reused pid)."""
     for r in silent:
         peer = peers.get(r)
-        if peer is not None and peer.host == HOST and peer.pid != os.getpid():
-            try:
-                os.kill(peer.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        if peer is None or peer.host != HOST or peer.pid == os.getpid():
+            continue
+        if not peer.start_time or process_start_time(peer.pid) != peer.start_time:
+            continue
+        try:
+            os.kill(peer.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
-def _end_torchrun_job(cfg: Any):
+def _end_torchrun_job(cfg: Any, prog: str, flags: bool):
     timeout = cfg.distributed_training.heartbeat_timeout
 
     def on_silent(silent: list[int], peers: dict[int, Peer]) -> None:
         """Called from the heartbeat thread: the main thread may be inside a collective that will never
         complete, so this process ends from here. Checkpoints are written atomically: one being written
         now is dropped (its temp file is removed by the next run), the previous one stays whole."""
-        rank = dist.get_rank()
-        alive = [r for r in range(dist.get_world_size()) if r not in silent]
-        if alive and rank == min(alive):  # one line for the job, not one per rank
-            error = RankUnresponsiveError(unresponsive_message(silent, peers, timeout))
-            prog = os.path.basename(sys.argv[0]) or "fairseq-train"
-            print(f"{prog}: error: {error.render(flags=prog != 'fairseq-hydra-train')}", file=sys.stderr, flush=True)
+        error = RankUnresponsiveError(unresponsive_message(silent, peers, timeout))
+        print(f"{prog}: error: {error.render(flags=flags)}", file=sys.stderr, flush=True)  # the one watcher
         _kill_silent_peers(silent, peers)
         sys.stdout.flush()
         os._exit(UNRESPONSIVE_EXIT)
@@ -126,6 +151,11 @@ def _spawn_and_wait(cfg: Any, main: Callable, world_size: int) -> None:
     store = None
     if dt.distributed_init_method:
         init_method = dt.distributed_init_method
+        if dt.heartbeat_timeout and dt.heartbeat_timeout > 0:
+            logger.warning(
+                "distributed_training.distributed_init_method is set: no store of this command's for the "
+                "heartbeat, so a worker that hangs ends the job after the collective timeout instead"
+            )
     else:
         # The store lives here, outside every worker, so that it answers whichever worker hangs.
         port = dt.distributed_port if dt.distributed_port and dt.distributed_port > 0 else free_port()

@@ -17,8 +17,8 @@ import torch
 
 from fairseq_lite.checkpoint import CheckpointManager
 from fairseq_lite.data.iterators import GroupedIterator
-from fairseq_lite.distributed import all_reduce_sums, is_master
-from fairseq_lite.errors import ConfigError, TrainingInterrupted, key
+from fairseq_lite.distributed import all_reduce_sums, barrier, is_master
+from fairseq_lite.errors import ConfigError, TrainingInterrupted, setting
 from fairseq_lite.logging.meters import StopwatchMeter, UpdateStats
 from fairseq_lite.logging.progress_bar import progress_bar
 from fairseq_lite.training.build import build_trainer, valid_subsets
@@ -121,6 +121,7 @@ class TrainingLoop:
                 )
         self.clocks.wall.stop()
         self.checkpoints.wait()
+        barrier()  # the other ranks wait for rank 0's last save before they leave
         logger.info(f"done training in {self.clocks.wall.elapsed_time:.1f} seconds")
         return self.best.best
 
@@ -244,6 +245,7 @@ class TrainingLoop:
     def save_and_interrupt(self, signum: int) -> None:
         self.save(None, is_best=False)
         self.checkpoints.wait()
+        barrier()  # no rank leaves (and has its launcher stop the others) before rank 0 has saved
         ckpt = self.cfg.checkpoint
         where = (
             "no checkpoint was written (checkpoint.no_save or no_last_checkpoints is set)"
@@ -282,7 +284,7 @@ class TrainingLoop:
             if metric_name not in stats:  # the checks before the run compare with the declared statistics
                 available = ", ".join(k for k in stats if k != "num_updates")
                 raise ConfigError(
-                    f"{key('checkpoint.best_checkpoint_metric')}='{metric_name}' is not a validation statistic "
+                    f"{setting('checkpoint.best_checkpoint_metric', repr(metric_name))} is not a validation statistic "
                     f"(available: {available})"
                 )
             value = float(stats[metric_name])
