@@ -18,7 +18,7 @@ from fairseq_lite.models.fairseq_model import normalizes_with_log_softmax
 from fairseq_lite.optim.precision import autocast_context, check_precision
 from fairseq_lite.utils import move_to_device, select_device
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("fairseq_cli.eval_lm")  # the logger name of fairseq's log lines
 
 
 def eval_lm_dataset(cfg, task, subset: str):
