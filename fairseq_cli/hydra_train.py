@@ -46,7 +46,7 @@ def cli_main() -> None:
     flags, overrides = split_argv(sys.argv[1:])
     # Plugins must register before Hydra composes, so that their names can be selected.
     import_components(user_dir_from_overrides(overrides))
-    first_job = compose_first_job(flags, overrides)
+    first_job = compose_first_job(flags, overrides, app_dir=os.path.dirname(os.path.abspath(__file__)))
     if first_job is not None:
         cfg, save_dir_known = first_job
         check_training_config(cfg, resume=save_dir_known)

@@ -10,13 +10,14 @@
 import os
 from collections.abc import Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from fairseq_lite.errors import ConfigError, flag_name
 from fairseq_lite.options.initialize import CONFIG_NAME, bundled_config_dir, hydra_init, import_components
 from fairseq_lite.options.overrides import explain_override_error, hydra_message, normalize_overrides
 from fairseq_lite.options.schema import typed_config
+from fairseq_lite.options.yaml_source import as_source_path
 from fairseq_lite.registry import COMPONENT_REGISTRIES, cfg_name, component_node
 
 # Components a run cannot do without; the others (bpe, tokenizer) are optional.
@@ -36,13 +37,18 @@ def user_dir_from_overrides(overrides: Sequence[str]) -> str | None:
 
 
 def compose_config(
-    overrides: Sequence[str] = (), config_dir: str | None = None, config_name: str = CONFIG_NAME
+    overrides: Sequence[str] = (),
+    config_dir: str | None = None,
+    config_name: str = CONFIG_NAME,
+    config_path: str | None = None,
 ) -> DictConfig:
-    """The config `fairseq-hydra-train [--config-dir DIR --config-name NAME] OVERRIDES...` trains with.
+    """The config `fairseq-hydra-train [--config-dir DIR] [--config-path PATH] [--config-name NAME]
+    OVERRIDES...` trains with.
 
     `config_dir` adds a directory of the user's YAML to Hydra's search path, next to the bundled tree
-    (so `model=transformer_lm/transformer_lm_gpt` still works there); `config_name` picks the primary
-    config, from either.
+    (so `model=transformer_lm/transformer_lm_gpt` still works there); `config_path` replaces the bundled
+    tree (a directory; the components' dataclasses still give every default); `config_name` picks the
+    primary config (`NAME` or `NAME.yaml`). YAML files may carry fairseq's `# @package _group_` header.
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -51,7 +57,12 @@ def compose_config(
     import_components(user_dir_from_overrides(overrides))
     hydra_init()
     overrides = normalize_overrides(overrides)
+    config_name = strip_yaml_suffix(config_name)
     primary_dir = bundled_config_dir()
+    if config_path is not None:
+        primary_dir = os.path.abspath(os.path.expanduser(config_path))
+        if not os.path.isdir(primary_dir):
+            raise ConfigError(f"--config-path {config_path}: no such directory")
     if config_dir is not None:
         # As with `--config-dir`: the user's directory is searched first and the bundled tree stays
         # reachable, so a user's YAML can select bundled options and add options of its own.
@@ -59,28 +70,38 @@ def compose_config(
         if not os.path.isdir(user_dir):
             raise ConfigError(f"--config-dir {config_dir}: no such directory")
         if os.path.isfile(os.path.join(user_dir, f"{config_name}.yaml")):
-            primary_dir, extra_dir = user_dir, bundled_config_dir()
+            primary_dir, extra_dir = user_dir, primary_dir
         else:
             extra_dir = user_dir
-        overrides = [f"hydra.searchpath=[file://{extra_dir}]", *overrides]
+        overrides = [f"hydra.searchpath=[{as_source_path(extra_dir)}]", *overrides]
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=primary_dir, version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=list(overrides))
+            cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as e:
         raise explain_override_error(overrides, e) from e
-    return finalize_config(cfg)
+    choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return finalize_config(cfg, choices)
 
 
-def finalize_config(cfg: DictConfig) -> DictConfig:
+def strip_yaml_suffix(config_name: str) -> str:
+    """Hydra names a config without its suffix; fairseq's docs write `--config-name wiki103.yaml` too."""
+    return config_name[: -len(".yaml")] if config_name.endswith(".yaml") else config_name
+
+
+def finalize_config(cfg: DictConfig, choices: dict[str, str] | None = None) -> DictConfig:
     """Check the composed config against the schema, fill every component from its dataclass,
     require what a run needs, and resolve interpolations.
 
     A component may arrive as a bare name (`optimizer: adam` in a user's YAML) or as a dict with
     `_name` and no schema; both come out typed and validated like `optimizer=adam` on the command line.
+    `choices` are Hydra's (group -> the option composed, `hydra.runtime.choices`): an option file in
+    `model/<model>/` without a `_name` (as fairseq's own YAML files are) configures `<model>`.
     """
-    cfg = typed_config(cfg, strict=True)
+    cfg = typed_config(name_components_by_their_option(cfg, choices or {}), strict=True)
     for group, name in DEFAULT_COMPONENTS.items():
         if cfg_name(cfg.get(group)) is None:
             cfg[group] = component_node(group, name)
@@ -105,6 +126,20 @@ def finalize_config(cfg: DictConfig) -> DictConfig:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(hydra_message(e)) from e
+    return cfg
+
+
+def name_components_by_their_option(cfg: DictConfig, choices: dict[str, str]) -> DictConfig:
+    """`model=transformer_lm/2_layers` selects the model transformer_lm, whether or not 2_layers.yaml
+    says `_name: transformer_lm`."""
+    for group, registry in COMPONENT_REGISTRIES.items():
+        node, choice = cfg.get(group), choices.get(group)
+        if not isinstance(node, DictConfig) or node.get("_name") is not None or not choice:
+            continue
+        head = str(choice).split("/", 1)[0]
+        if head in registry:
+            with open_dict(cfg):
+                node._name = head
     return cfg
 
 

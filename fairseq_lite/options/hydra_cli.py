@@ -5,9 +5,10 @@ import os
 
 from omegaconf import DictConfig, OmegaConf
 
-from fairseq_lite.options.compose import compose_config, finalize_config
-from fairseq_lite.options.initialize import CONFIG_NAME, import_components
+from fairseq_lite.options.compose import compose_config, finalize_config, strip_yaml_suffix
+from fairseq_lite.options.initialize import CONFIG_NAME, bundled_config_dir, import_components
 from fairseq_lite.options.overrides import first_sweep_values, normalize_overrides
+from fairseq_lite.options.yaml_source import as_source_path
 
 # Hydra's own flags: (names, takes a value).
 _HYDRA_FLAGS = {
@@ -68,10 +69,19 @@ def flag_value(flags: list[str], *names: str) -> str | None:
     return None
 
 
-def compose_first_job(flags: list[str], overrides: list[str]) -> tuple[DictConfig, bool] | None:
+def config_path_of(flags: list[str], app_dir: str) -> str | None:
+    """`--config-path` as Hydra defines it: absolute, or relative to the command's own file."""
+    path = flag_value(flags, "--config-path", "-cp")
+    if path is None or path.startswith("pkg://"):
+        return path
+    return path if os.path.isabs(path) else os.path.join(app_dir, path)
+
+
+def compose_first_job(flags: list[str], overrides: list[str], app_dir: str) -> tuple[DictConfig, bool] | None:
     """The config of the run (the first job of a sweep) these arguments ask for, composed once before
     Hydra starts, so that a mistake is one line before Hydra makes a run directory or logs anything;
-    None when nothing will run (--cfg, --help, ...) or the sweep cannot be read here.
+    None when nothing will run (--cfg, --help, ...) or the sweep cannot be read here. `app_dir` is the
+    directory of the command's file (what a relative --config-path is relative to).
 
     With it comes whether its checkpoint.save_dir is the one the job will use: by default the job's
     checkpoints go into its run directory, which is known here only when `hydra.run.dir=` is given
@@ -91,6 +101,7 @@ def compose_first_job(flags: list[str], overrides: list[str]) -> tuple[DictConfi
         task_overrides,
         config_dir=flag_value(flags, "--config-dir", "-cd"),
         config_name=flag_value(flags, "--config-name", "-cn") or CONFIG_NAME,
+        config_path=config_path_of(flags, app_dir),
     )
     given = {o.lstrip("+~").split("=", 1)[0]: o.split("=", 1)[-1] for o in overrides}
     save_dir_known = True
@@ -121,14 +132,51 @@ def place_outputs_in_run_dir(cfg: DictConfig) -> None:
 
 def hydra_argv(flags: list[str], overrides: list[str]) -> list[str]:
     """The arguments to give Hydra: its flags, our run defaults (fairseq's log format in train.log, the
-    job name, the help's name) unless the user set them, and the overrides made to fit any primary config."""
+    job name, the help's name) unless the user set them, and the overrides made to fit any primary config.
+
+    `--config-name NAME.yaml` loses its suffix. `--config-dir DIR` is read as fairseq's YAML: when DIR
+    holds the primary config it becomes the primary directory (`--config-path`) with the bundled tree
+    behind it, else a `hydra.searchpath` entry behind the bundled tree, as compose_config does."""
     given = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
     run_defaults = [
         o
         for o in ("hydra/job_logging=fairseq_lite", "hydra.job.name=train", "hydra.help.app_name=fairseq-hydra-train")
         if o.split("=", 1)[0] not in given
     ]
-    return [*flags, *run_defaults, *normalize_overrides(overrides)]
+    config_name = strip_yaml_suffix(flag_value(flags, "--config-name", "-cn") or CONFIG_NAME)
+    kept, extra_dirs = [], []
+    i = 0
+    while i < len(flags):
+        name, sep, value = flags[i].partition("=")
+        takes_value = _HYDRA_FLAGS.get(name) and not sep and i + 1 < len(flags)
+        value = flags[i + 1] if takes_value else value
+        if name in ("--config-dir", "-cd"):
+            user_dir = os.path.abspath(os.path.expanduser(value))
+            if os.path.isfile(os.path.join(user_dir, f"{config_name}.yaml")):
+                kept += ["--config-path", user_dir]
+                extra_dirs.append(as_source_path(bundled_config_dir()))
+            else:
+                extra_dirs.append(as_source_path(user_dir))
+        elif name in ("--config-name", "-cn"):
+            kept += [name, config_name]
+        else:
+            kept += flags[i : i + (2 if takes_value else 1)]
+        i += 2 if takes_value else 1
+    overrides = [_with_search_path(o, extra_dirs) if _is_searchpath(o) else o for o in overrides]
+    if extra_dirs and not any(_is_searchpath(o) for o in overrides):
+        overrides.append(f"hydra.searchpath=[{','.join(extra_dirs)}]")
+    return [*kept, *run_defaults, *normalize_overrides(overrides)]
+
+
+def _is_searchpath(override: str) -> bool:
+    return override.lstrip("+~").split("=", 1)[0] == "hydra.searchpath"
+
+
+def _with_search_path(override: str, extra_dirs: list[str]) -> str:
+    """A user's `hydra.searchpath=[...]` after the --config-dir entries, its directories read as ours."""
+    key, _, value = override.partition("=")
+    entries = [e.strip().strip("'\"") for e in value.strip().strip("[]").split(",") if e.strip()]
+    return f"{key}=[{','.join(extra_dirs + [as_source_path(e) for e in entries])}]"
 
 
 def finish_job_config(cfg: DictConfig) -> DictConfig:
@@ -138,6 +186,9 @@ def finish_job_config(cfg: DictConfig) -> DictConfig:
         OmegaConf.select(cfg, "common.user_dir", default=None)
         or OmegaConf.select(cfg, "_group_.common.user_dir", default=None)
     )
-    cfg = finalize_config(cfg)
+    from hydra.core.hydra_config import HydraConfig
+
+    choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+    cfg = finalize_config(cfg, choices)
     place_outputs_in_run_dir(cfg)
     return cfg

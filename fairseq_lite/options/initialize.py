@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 import fairseq_lite
 from fairseq_lite.dataclass.configs import FairseqConfig
 from fairseq_lite.errors import ConfigError, key
+from fairseq_lite.options.yaml_source import register as register_yaml_source
 from fairseq_lite.registry import COMPONENT_REGISTRIES, component_node
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,9 @@ JOB_LOGGING = {
 
 
 def hydra_init() -> None:
-    """Store the schema and every registered component in Hydra's ConfigStore (idempotent)."""
+    """Store the schema and every registered component in Hydra's ConfigStore, and make Hydra read YAML
+    as fairseq does (options/yaml_source.py). Idempotent."""
+    register_yaml_source()
     cs = ConfigStore.instance()
     cs.store(name=SCHEMA_NAME, node=FairseqConfig, provider="fairseq_lite")
     cs.store(group="hydra/job_logging", name="fairseq_lite", node=JOB_LOGGING, provider="fairseq_lite")
