@@ -63,6 +63,8 @@ def train_small_lm(workdir: Path, updates: int) -> tuple[str, str]:
                 "model=transformer_lm/transformer_lm_gpt",
                 "model.decoder_layers=2",
                 "model.decoder_embed_dim=128",
+                "model.decoder_input_dim=128",
+                "model.decoder_output_dim=128",
                 "model.decoder_ffn_embed_dim=512",
                 "model.decoder_attention_heads=4",
                 "model.dropout=0.1",

@@ -91,6 +91,8 @@ def run_mode(mode: str, data: str, args, workdir: str) -> dict:
             "common.cpu=true",
             "model.decoder_layers=2",
             "model.decoder_embed_dim=64",
+            "model.decoder_input_dim=64",
+            "model.decoder_output_dim=64",
             "model.decoder_ffn_embed_dim=128",
             "model.decoder_attention_heads=2",
         ]

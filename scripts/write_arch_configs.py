@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def arch_yaml(arch_name: str) -> str:
     arch = ARCH_REGISTRY[arch_name]
-    values = OmegaConf.to_yaml(OmegaConf.create(dict(sorted(arch.values().items()))))
+    filled = dict(sorted(arch.values().items()))
+    values = OmegaConf.to_yaml(OmegaConf.create(filled)) if filled else ""  # no values: the model's defaults
     return (
         f"# Architecture {arch_name}: the model '{arch.model}' with these values (written by\n"
         f"# scripts/write_arch_configs.py from the architecture's Python function; do not edit).\n"

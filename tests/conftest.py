@@ -64,6 +64,9 @@ def tiny_lm_overrides(data: Path, save_dir: Path, max_update: int = 12, extra=()
         "model=transformer_lm/transformer_lm_gpt",
         "model.decoder_layers=1",
         "model.decoder_embed_dim=32",
+        # the arch YAML's embedding and output widths are 768, as fairseq's: this model is 32 wide throughout
+        "model.decoder_input_dim=32",
+        "model.decoder_output_dim=32",
         "model.decoder_ffn_embed_dim=64",
         "model.decoder_attention_heads=2",
         "optimizer=adam",

@@ -24,7 +24,10 @@ def fairseq_state(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def test_eval_lm_gives_fairseqs_perplexity_on_a_fairseq_language_model(caplog):
+@pytest.mark.parametrize("name", ["transformer_lm", "adaptive_lm"])
+def test_eval_lm_gives_fairseqs_perplexity_on_a_fairseq_language_model(caplog, name):
+    """transformer_lm: projected embeddings and output layer; adaptive_lm: adaptive input and a tied
+    adaptive softmax (scored through the adaptive softmax, as fairseq does)."""
     from fairseq_cli.eval_lm import main as eval_lm
 
     caplog.set_level("INFO")
@@ -32,7 +35,7 @@ def test_eval_lm_gives_fairseqs_perplexity_on_a_fairseq_language_model(caplog):
         [
             str(FIXTURES / "mono"),
             "--path",
-            str(LM),
+            str(CHECKPOINTS / f"{name}.pt"),
             "--gen-subset",
             "valid",
             "--tokens-per-sample",
@@ -44,7 +47,7 @@ def test_eval_lm_gives_fairseqs_perplexity_on_a_fairseq_language_model(caplog):
             "--cpu",
         ]
     )
-    expected = (CHECKPOINTS / "transformer_lm.eval_lm_valid.txt").read_text().strip()
+    expected = (CHECKPOINTS / f"{name}.eval_lm_valid.txt").read_text().strip()
     loss, ppl = (float(x) for x in re.fullmatch(r"Loss \(base 2\): ([\d.]+), Perplexity: ([\d.]+)", expected).groups())
     assert result["loss"] == pytest.approx(loss, abs=6e-5)
     assert result["ppl"] == pytest.approx(ppl, abs=6e-3)
@@ -155,7 +158,7 @@ def test_a_run_starts_from_fairseq_weights_but_does_not_resume_fairseqs_training
 @pytest.mark.parametrize(
     "group, option, value",
     [
-        ("model", "adaptive_softmax_cutoff", "100,500"),
+        ("model", "character_embeddings", True),
         ("model", "decoder_layers_to_keep", "0"),
         ("task", "output_dictionary_size", 100),
     ],

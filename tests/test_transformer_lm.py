@@ -32,6 +32,8 @@ class FakeTask:
 def make_cfg(**overrides):
     values = dict(
         decoder_embed_dim=32,
+        decoder_input_dim=32,  # fairseq's default is 512 whatever the width: a 32-wide model says so
+        decoder_output_dim=32,
         decoder_ffn_embed_dim=64,
         decoder_layers=2,
         decoder_attention_heads=4,
@@ -85,10 +87,31 @@ def test_build_through_registry_and_defaults():
     cfg = make_cfg(_name="transformer_lm")
     model = MODEL_REGISTRY.build(cfg, FakeTask())
     assert isinstance(model, TransformerLanguageModel)
-    # decoder_input_dim/output_dim default to decoder_embed_dim
     assert model.decoder.project_in_dim is None and model.decoder.project_out_dim is None
     assert model.decoder.embed_tokens.weight.shape == (VOCAB, 32)
     assert model.decoder.embed_tokens.weight[PAD].abs().sum() == 0
+
+
+def test_input_and_output_widths_default_to_512_as_in_fairseq():
+    """fairseq's transformer_lm keeps 512-wide embeddings and output layer when only decoder_embed_dim
+    is set (then projected): `--arch transformer_lm --decoder-layers 2 --decoder-embed-dim 128
+    --decoder-ffn-embed-dim 512` on a 12,000-word vocabulary is 12,815,616 parameters in fairseq 0.12.2."""
+    cfg = OmegaConf.structured(
+        TransformerLanguageModelConfig(
+            decoder_layers=2,
+            decoder_embed_dim=128,
+            decoder_ffn_embed_dim=512,
+            tokens_per_sample=1024,
+            max_target_positions=1024,
+            add_bos_token=False,
+        )
+    )
+    with torch.device("meta"):
+        model = TransformerLanguageModel.build_model(cfg, FakeTask(12000))
+    assert model.num_parameters() == 12815616
+    assert model.decoder.embed_tokens.weight.shape == (12000, 512)
+    assert model.decoder.project_in_dim.weight.shape == (128, 512)
+    assert model.decoder.project_out_dim.weight.shape == (512, 128)
 
 
 def test_heads_must_divide_embed_dim():
@@ -238,13 +261,29 @@ FAIRSEQ_PARAM_COUNTS = {
 }
 
 
+def arch_cfg(arch, **values):
+    """The config `--arch ARCH` builds: the architecture's values over the dataclass's defaults."""
+    values = {**ARCH_REGISTRY[arch].values(values), "tokens_per_sample": 1024, "max_target_positions": 1024}
+    return OmegaConf.structured(TransformerLanguageModelConfig(add_bos_token=False, **values))
+
+
 @pytest.mark.parametrize("arch", sorted(FAIRSEQ_PARAM_COUNTS))
 def test_architecture_parameter_counts_match_fairseq(arch):
-    values = ARCH_REGISTRY[arch].values()
-    cfg = make_cfg(**values)
     with torch.device("meta"):  # no memory, no init cost
-        model = TransformerLanguageModel.build_model(cfg, FakeTask(50000))
+        model = TransformerLanguageModel.build_model(arch_cfg(arch), FakeTask(50000))
     assert model.num_parameters() == FAIRSEQ_PARAM_COUNTS[arch]
+
+
+# fairseq 0.12.2's counts for the two adaptive architectures on a 267,744-word dictionary (WikiText-103's),
+# computed once with fairseq itself. transformer_lm_wiki103: adaptive input and a tied adaptive softmax,
+# cutoffs 20000,60000; transformer_lm_gbw sets no cutoffs of its own (its README passes them).
+@pytest.mark.parametrize(
+    "arch, count", [("transformer_lm_wiki103", 246933504), ("transformer_lm_gbw", 337188864)], ids=str
+)
+def test_adaptive_architectures_parameter_counts_match_fairseq(arch, count):
+    with torch.device("meta"):
+        model = TransformerLanguageModel.build_model(arch_cfg(arch), FakeTask(267744))
+    assert model.num_parameters() == count
 
 
 def test_architecture_values():
@@ -260,9 +299,10 @@ def test_architecture_values():
         values = ARCH_REGISTRY[name].values()
         assert ARCH_REGISTRY[name].model == "transformer_lm"
         assert set(values) <= fields, set(values) - fields
-        assert "decoder_input_dim" not in values and "decoder_output_dim" not in values
-    # fairseq's plain `transformer_lm` keeps the config defaults, post-norm included.
-    assert ARCH_REGISTRY["transformer_lm"].values()["decoder_normalize_before"] is False
+        if name != "transformer_lm":  # a named architecture is as wide as its model throughout
+            assert values["decoder_input_dim"] == values["decoder_output_dim"] == values["decoder_embed_dim"]
+    # fairseq's plain `transformer_lm` keeps the config defaults (post-norm, 512-wide input and output).
+    assert ARCH_REGISTRY["transformer_lm"].values() == {}
     wiki = ARCH_REGISTRY["transformer_lm_wiki103"].values()
     assert (
         wiki["decoder_layers"],
@@ -272,6 +312,9 @@ def test_architecture_values():
     ) == (16, 1024, 4096, 8)
     assert (wiki["dropout"], wiki["attention_dropout"], wiki["activation_dropout"]) == (0.3, 0.1, 0.1)
     assert wiki["decoder_normalize_before"] is True and wiki["no_decoder_final_norm"] is True
+    assert wiki["adaptive_input"] and wiki["tie_adaptive_weights"] and wiki["tie_adaptive_proj"]
+    assert wiki["adaptive_input_cutoff"] == wiki["adaptive_softmax_cutoff"] == "20000,60000"
+    assert wiki["adaptive_softmax_dropout"] == 0.2
     gpt2 = ARCH_REGISTRY["transformer_lm_gpt2_medium"].values()
     assert (
         gpt2["decoder_embed_dim"],

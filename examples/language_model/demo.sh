@@ -22,6 +22,7 @@ fairseq-preprocess --only-source \
 fairseq-hydra-train \
   task=language_modeling task.data="$WORK/data-bin" task.tokens_per_sample=128 \
   model=transformer_lm/transformer_lm_gpt model.decoder_layers=2 model.decoder_embed_dim=128 \
+  model.decoder_input_dim=128 model.decoder_output_dim=128 \
   model.decoder_ffn_embed_dim=512 model.decoder_attention_heads=4 model.share_decoder_input_output_embed=true \
   optimizer=adam optimizer.adam_betas="'(0.9, 0.98)'" optimizer.weight_decay=0.01 optimization.clip_norm=1.0 \
   lr_scheduler=inverse_sqrt lr_scheduler.warmup_updates=100 optimization.lr=[0.003] \

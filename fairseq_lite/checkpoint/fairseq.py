@@ -35,9 +35,6 @@ FAIRSEQ_ONLY_WEIGHTS = re.compile(
 # uses one would load into a different network, so it is refused. (Training-only options such as layerdrop
 # or quant-noise do not change the trained network and are ignored.)
 UNSUPPORTED_MODEL_OPTIONS = {
-    "adaptive_softmax_cutoff": None,
-    "adaptive_input": False,
-    "tie_adaptive_weights": False,
     "character_embeddings": False,
     "cross_self_attention": False,
     "encoder_layers_to_keep": None,

@@ -1,5 +1,6 @@
 """Criteria. Importing this package registers them."""
 
+from fairseq_lite.criterions.adaptive_loss import AdaptiveLoss, AdaptiveLossConfig
 from fairseq_lite.criterions.cross_entropy import CrossEntropyCriterion, CrossEntropyCriterionConfig
 from fairseq_lite.criterions.fairseq_criterion import FairseqCriterion
 from fairseq_lite.criterions.label_smoothed_cross_entropy import (
@@ -8,6 +9,8 @@ from fairseq_lite.criterions.label_smoothed_cross_entropy import (
 )
 
 __all__ = [
+    "AdaptiveLoss",
+    "AdaptiveLossConfig",
     "CrossEntropyCriterion",
     "CrossEntropyCriterionConfig",
     "FairseqCriterion",

@@ -67,7 +67,8 @@ class CrossEntropyCriterion(FairseqCriterion):
                 logits.reshape(-1, logits.size(-1)), target, ignore_index=self.padding_idx, reduce=reduce
             )
             return loss
-        lprobs = model.get_normalized_probs(net_output, log_probs=True)
+        # With the sample, an adaptive softmax computes a tail cluster only where a target needs it.
+        lprobs = model.get_normalized_probs(net_output, log_probs=True, sample=sample)
         return F.nll_loss(
             lprobs.reshape(-1, lprobs.size(-1)).float(),
             target,

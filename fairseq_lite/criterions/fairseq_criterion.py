@@ -19,6 +19,10 @@ class FairseqCriterion(nn.Module):
         built: the checks before a run call it, and so does __init__."""
 
     @classmethod
+    def check_model_config(cls, cfg: Any, model_cfg: Any) -> None:
+        """Reject a model this criterion cannot train (one line), before anything is built."""
+
+    @classmethod
     def validation_metrics(cls, cfg: Any) -> list[str] | None:
         """The statistics `reduce_metrics` reports in validation with this config (so that a
         checkpoint.best_checkpoint_metric it never reports is caught before training); None: unknown."""

@@ -70,7 +70,7 @@ def score_batches(
                 target
             )
         else:  # the model's own normalization (adaptive softmax, temperature, ...)
-            lprobs = model.get_normalized_probs(net_output, log_probs=True).float()
+            lprobs = model.get_normalized_probs(net_output, log_probs=True, sample=sample).float()
             token_nll = -lprobs.gather(-1, target.masked_fill(~mask, 0).unsqueeze(-1)).squeeze(-1)
             token_nll = token_nll.masked_fill(~mask, 0.0)
         nll_sum += float(token_nll[mask].sum())

@@ -75,6 +75,12 @@ class FairseqDecoder(nn.Module):
     def get_normalized_probs(
         self, net_output: DecoderOut, log_probs: bool, sample: dict[str, Any] | None = None
     ) -> Tensor:
+        adaptive_softmax = getattr(self, "adaptive_softmax", None)
+        if adaptive_softmax is not None:
+            # With the sample's targets, the tail clusters are computed only where a target needs them.
+            target = sample["target"] if sample is not None and "target" in sample else None
+            lprobs = adaptive_softmax.get_log_prob(net_output[0], target)
+            return lprobs if log_probs else lprobs.exp()
         logits = net_output[0].float()
         return F.log_softmax(logits, dim=-1) if log_probs else F.softmax(logits, dim=-1)
 
@@ -243,4 +249,5 @@ def normalizes_with_log_softmax(model: nn.Module) -> bool:
         delegates_to_decoder
         and isinstance(decoder, FairseqDecoder)
         and _inherits_method(decoder, "get_normalized_probs", FairseqDecoder.get_normalized_probs)
+        and getattr(decoder, "adaptive_softmax", None) is None
     )

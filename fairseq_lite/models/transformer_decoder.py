@@ -1,7 +1,12 @@
 """The Transformer decoder, shared by the language model (transformer_lm) and the translation model (transformer).
 
 tokens -> embed * sqrt(dim) -> [project_in] -> + positions -> [LayerNorm] -> dropout
-       -> N x TransformerDecoderLayer -> [final LayerNorm] -> [project_out] -> vocabulary logits
+       -> N x TransformerDecoderLayer (each skipped in training with p = decoder_layerdrop)
+       -> [final LayerNorm] -> [project_out] -> vocabulary logits (or, with an adaptive softmax, the
+       features it scores: get_normalized_probs then gives log-probabilities)
+
+The token embedding may be an nn.Embedding or an AdaptiveInput (anything with `embedding_dim` and
+`padding_idx`).
 
 It reads its sizes from a flat config with fairseq's legacy field names (decoder_embed_dim,
 decoder_layers, ...), which both the LM config and a translation config provide.
@@ -16,7 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from fairseq_lite.dataclass.base import eval_str_list
 from fairseq_lite.models.fairseq_model import DecoderOut, EncoderOut, FairseqIncrementalDecoder
+from fairseq_lite.modules.adaptive_softmax import AdaptiveSoftmax
 from fairseq_lite.modules.multihead_attention import IncrementalState
 from fairseq_lite.modules.positional_embedding import PositionalEmbedding
 from fairseq_lite.modules.transformer_layer import TransformerDecoderLayer
@@ -61,6 +68,7 @@ class TransformerDecoder(FairseqIncrementalDecoder):
             _get(cfg, "max_target_positions") or _get(cfg, "tokens_per_sample") or DEFAULT_MAX_TARGET_POSITIONS
         )
         self.dropout = cfg.dropout
+        self.layerdrop = float(_get(cfg, "decoder_layerdrop", 0.0))
         self.checkpoint_activations = bool(_get(cfg, "checkpoint_activations", False))
         self.share_input_output_embed = bool(cfg.share_decoder_input_output_embed)
 
@@ -101,7 +109,19 @@ class TransformerDecoder(FairseqIncrementalDecoder):
             Linear(embed_dim, self.output_embed_dim, bias=False) if self.output_embed_dim != embed_dim else None
         )
 
-        if self.share_input_output_embed:
+        self.adaptive_softmax = None
+        self.output_projection = None
+        if _get(cfg, "adaptive_softmax_cutoff") is not None:
+            self.adaptive_softmax = AdaptiveSoftmax(
+                len(dictionary),
+                self.output_embed_dim,
+                eval_str_list(cfg.adaptive_softmax_cutoff, type=int),
+                dropout=float(_get(cfg, "adaptive_softmax_dropout", 0.0)),
+                factor=float(_get(cfg, "adaptive_softmax_factor", 4.0)),
+                adaptive_inputs=embed_tokens if _get(cfg, "tie_adaptive_weights", False) else None,
+                tie_proj=bool(_get(cfg, "tie_adaptive_proj", False)),
+            )
+        elif self.share_input_output_embed:
             if input_embed_dim != self.output_embed_dim:
                 raise ValueError("sharing input/output embeddings needs decoder_input_dim == decoder_output_dim")
             self.output_projection = nn.Linear(input_embed_dim, len(dictionary), bias=False)
@@ -154,7 +174,11 @@ class TransformerDecoder(FairseqIncrementalDecoder):
             enc, enc_padding_mask = encoder_out.get("encoder_out"), encoder_out.get("encoder_padding_mask")
 
         inner_states = [x]
-        for layer in self.layers:
+        # LayerDrop (Fan et al., 2019): in training, each layer is skipped with probability p.
+        skip = torch.rand(len(self.layers)) < self.layerdrop if self.training and self.layerdrop > 0 else None
+        for i, layer in enumerate(self.layers):
+            if skip is not None and skip[i]:
+                continue
             if self.checkpoint_activations and self.training and not incremental:
                 # Recompute activations in the backward pass instead of storing them.
                 x = checkpoint(layer, x, enc, enc_padding_mask, None, self_attn_padding_mask, use_reentrant=False)
@@ -169,6 +193,8 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         return x, {"inner_states": inner_states}
 
     def output_layer(self, features: Tensor) -> Tensor:
+        if self.adaptive_softmax is not None:
+            return features  # the adaptive softmax scores them (adaptive_loss, get_normalized_probs)
         return self.output_projection(features)
 
     def max_positions(self) -> int:

@@ -8,7 +8,8 @@ directory exists; `train(cfg)` calls it too, for Python callers. What it checks,
 2. device and precision: the precision asked for runs on this machine, agrees with the DDP backend,
    and the processes asked for can be started here;
 3. each selected component's own rules (`check_config` of the task, model, criterion, optimizer and
-   lr scheduler classes: heads that divide the width, Adam's betas, warmup > 0 for inverse_sqrt, ...);
+   lr scheduler classes: heads that divide the width, Adam's betas, warmup > 0 for inverse_sqrt, ...),
+   and the criterion's rules for the model (`check_model_config`: adaptive_loss needs an adaptive softmax);
 4. the data: the task's `check_data` (data directory, dictionaries, the .bin/.idx of every split to be
    read, headers checked);
 5. checkpoints: the file to resume from (or fine-tune from) exists and is one fairseq-lite can resume,
@@ -45,6 +46,9 @@ def check_training_config(cfg: Any, resume: bool = True) -> None:
         check = getattr(component_class(cfg, group), "check_config", None)
         if check is not None:
             check(cfg[group])
+    check_model = getattr(component_class(cfg, "criterion"), "check_model_config", None)
+    if check_model is not None:
+        check_model(cfg.criterion, cfg.model)
     check_data = getattr(component_class(cfg, "task"), "check_data", None)
     if check_data is not None:
         check_data(cfg.task, cfg.dataset.train_subset, valid_subsets(cfg))
