@@ -177,9 +177,9 @@ def test_a_fairseq_option_fairseq_lite_lacks_is_a_one_line_error(tmp_path, group
 
 
 def test_training_components_fairseq_lite_lacks_are_left_out_for_inference(tmp_path):
-    """nag, reduce_lr_on_plateau, gpt2 bpe, moses: they shaped the training run, not the network."""
+    """cpu_adam, reduce_lr_on_plateau, gpt2 bpe, moses: they shaped the training run, not the network."""
     state = fairseq_state(MT)
-    state["cfg"]["optimizer"] = {"_name": "nag", "momentum": 0.99}
+    state["cfg"]["optimizer"] = {"_name": "cpu_adam", "fp16_adam_stats": False}
     state["cfg"]["lr_scheduler"] = {"_name": "reduce_lr_on_plateau"}
     state["cfg"]["bpe"] = {"_name": "gpt2"}
     state["cfg"]["tokenizer"] = {"_name": "moses"}
