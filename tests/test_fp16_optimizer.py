@@ -25,7 +25,7 @@ from fairseq_lite.optim.fp16_optimizer import (
 from fairseq_lite.optim.lr_scheduler import InverseSquareRootLRScheduleConfig
 from fairseq_lite.optim.precision import GradientOverflow, PrecisionOptimizer
 from fairseq_lite.optim.sgd import SGDConfig
-from fairseq_lite.registry import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY
+from fairseq_lite.registry import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY, component_node
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
 
@@ -40,7 +40,30 @@ def sgd_cfg(lr=0.1, momentum=0.9, weight_decay=0.01):
     return OmegaConf.structured(SGDConfig(lr=[lr], momentum=momentum, weight_decay=weight_decay, _name="sgd"))
 
 
-CONFIGS = {"adam": adam_cfg, "sgd": sgd_cfg}
+def cfg_for(name, lr=1e-2, **values):
+    node = component_node("optimizer", name)
+    node.lr = [lr]
+    for k, v in values.items():
+        node[k] = v
+    return node
+
+
+CONFIGS = {
+    "adam": adam_cfg,
+    "sgd": sgd_cfg,
+    "adam_old": lambda: cfg_for("adam", adam_betas="(0.9, 0.98)", weight_decay=0.01, use_old_adam=True),
+    "adam_fp16_stats": lambda: cfg_for("adam", adam_betas="(0.9, 0.98)", weight_decay=0.01, fp16_adam_stats=True),
+    "nag": lambda: cfg_for("nag", momentum=0.9, weight_decay=0.01),
+    "adamax": lambda: cfg_for("adamax", weight_decay=0.01),
+    "adafactor": lambda: cfg_for("adafactor", beta1=0.9, weight_decay=0.01, scale_parameter=True),
+    "lamb": lambda: cfg_for("lamb", weight_decay=0.01),
+    "adagrad": lambda: cfg_for("adagrad", lr=0.1, weight_decay=0.01),
+    "adadelta": lambda: cfg_for("adadelta", lr=1.0, weight_decay=0.01),
+}
+# What --memory-efficient-fp16 runs (fairseq's list: its own fp32 update); the others only with --fp16.
+MEMORY_EFFICIENT = ["adam", "sgd", "adam_old", "adam_fp16_stats", "nag", "adamax", "adafactor", "lamb"]
+# Updated per tensor (shape, norm, fp16 scale): --fp16 gives them one master per parameter instead of one flat buffer.
+UNFLATTENED = {"adafactor", "lamb", "adam_fp16_stats"}
 
 
 def mlp(dtype=torch.float16, device="cpu", seed=0):
@@ -79,14 +102,18 @@ def save_load(state):
 
 # --- FP16Optimizer --------------------------------------------------------------------------------
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", ["adam", "sgd"])
+@pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_fp16_optimizer_equals_fp32_optimizer_on_the_master_weights(name, device):
     model = mlp(device=device)
     params = list(model.parameters())
     opt = FP16Optimizer(CONFIGS[name](), params)
     reference = fp32_copy(params)
     ref_opt = OPTIMIZER_REGISTRY.build(CONFIGS[name](), reference)
-    assert all(m.dtype == torch.float32 for m in opt.params) and len(list(opt.params)) == 1  # one flat buffer
+    assert all(m.dtype == torch.float32 for m in opt.params)
+    if name in UNFLATTENED:  # one master per parameter, shaped like it
+        assert [m.shape for m in opt.params] == [p.shape for p in params]
+    else:
+        assert len(list(opt.params)) == 1  # one flat buffer
     scale, clipped = 128.0, 0
     for step in range(6):
         opt.zero_grad()
@@ -148,7 +175,7 @@ def test_fp16_optimizer_param_groups_and_unused_params():
 
 # --- MemoryEfficientFP16Optimizer -----------------------------------------------------------------
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", ["adam", "sgd"])
+@pytest.mark.parametrize("name", MEMORY_EFFICIENT)
 def test_memory_efficient_step_is_the_fp32_step_rounded_to_fp16(name, device):
     """Each update equals torch's fp32 AdamW/SGD update from the same fp16 weights, rounded to fp16."""
     model = mlp(device=device)
@@ -178,16 +205,16 @@ def test_memory_efficient_step_is_the_fp32_step_rounded_to_fp16(name, device):
         for p, r in zip(params, reference):
             assert p.dtype == torch.float16
             torch.testing.assert_close(p.detach().float(), r.detach().half().float(), rtol=1e-3, atol=1e-6)
-    for p, r in zip(params, reference):  # fp32 state, equal to the reference's
+    for p, r in zip(params, reference):  # fp32 state (fp16 with fp16_adam_stats), equal to the reference's
         for key, value in opt.optimizer.state[p].items():
-            if key != "step":
-                assert value.dtype == torch.float32
+            if torch.is_tensor(value) and key != "step":
+                assert value.dtype == (torch.float16 if name == "adam_fp16_stats" else torch.float32)
                 torch.testing.assert_close(value, ref_opt.optimizer.state[r][key], rtol=1e-5, atol=1e-8)
 
 
-@pytest.mark.parametrize("name", ["adam", "sgd"])
+@pytest.mark.parametrize("name", MEMORY_EFFICIENT)
 def test_memory_efficient_math_on_fp32_params_is_torchs(name):
-    """On fp32 parameters nothing is rounded: the update must be torch's AdamW/SGD to float precision."""
+    """On fp32 parameters nothing is rounded: the update must be the optimizer's own to float precision."""
     model, ref_model = mlp(torch.float32), mlp(torch.float32)
     opt = MemoryEfficientFP16Optimizer(CONFIGS[name](), model.parameters())
     ref_opt = OPTIMIZER_REGISTRY.build(CONFIGS[name](), ref_model.parameters())
@@ -221,10 +248,10 @@ def test_memory_efficient_tracks_fp32_training():
 def test_memory_efficient_unsupported_optimizer_is_a_clear_error():
     with pytest.raises(
         ConfigError,
-        match=r"^Unsupported optimizer 'adafactor' with --memory-efficient-fp16 "
-        r"\(supported: adam, sgd\); use --fp16 instead$",
+        match=r"^Unsupported optimizer 'adagrad' with --memory-efficient-fp16 "
+        r"\(supported: adam, adafactor, adamax, lamb, nag, sgd\); use --fp16 instead$",
     ):
-        MemoryEfficientFP16Optimizer(OmegaConf.create({"_name": "adafactor"}), mlp().parameters())
+        MemoryEfficientFP16Optimizer(OmegaConf.create({"_name": "adagrad"}), mlp().parameters())
 
     class Adagrad(FairseqOptimizer):
         def __init__(self, params):
@@ -330,8 +357,9 @@ def train(model, opt, steps, start=0):
         opt.step()
 
 
-@pytest.mark.parametrize("kind", ["fp16", "me"])
-@pytest.mark.parametrize("name", ["adam", "sgd"])
+@pytest.mark.parametrize(
+    "kind,name", [("fp16", name) for name in sorted(CONFIGS)] + [("me", name) for name in MEMORY_EFFICIENT]
+)
 def test_state_dict_round_trip_resumes_exactly(kind, name):
     model, opt = build(kind, name)
     train(model, opt, 3)

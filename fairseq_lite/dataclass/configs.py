@@ -38,7 +38,12 @@ class CommonConfig(FairseqDataclass):
     memory_efficient_fp16: bool = cfg_field(
         False,
         "use a memory-efficient version of FP16 training: no fp32 copy of the "
-        "weights (implies --fp16; adam and sgd only)",
+        "weights (implies --fp16; adam, adafactor, adamax, lamb, nag and sgd)",
+    )
+    fp16_no_flatten_grads: bool = cfg_field(
+        False,
+        "--fp16: one fp32 master tensor per parameter instead of one flat buffer per parameter group (optimizers "
+        "whose update depends on each tensor's shape or norm, adafactor and lamb, always get them)",
     )
     amp: bool = cfg_field(False, "use automatic mixed precision (torch.autocast + GradScaler)")
     fp16_init_scale: int = cfg_field(2**7, "default FP16 loss scale")

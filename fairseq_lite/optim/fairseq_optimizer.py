@@ -22,10 +22,19 @@ def first_lr(lr: Any, component: str) -> float:
 class FairseqOptimizer:
     """Built as `Optimizer(cfg, params)`; subclasses set `self._optimizer` to a torch optimizer."""
 
+    # An optimizer that schedules its own learning rate sets this (what lr_scheduler=pass_through runs).
+    lr_scheduler: Any = None
+
     @classmethod
     def check_config(cls, cfg: Any) -> None:
         """Reject settings this optimizer cannot run with (a one-line ConfigError), before anything is
         built: the checks before a run call it, and so does __init__."""
+
+    @classmethod
+    def supports_flat_params(cls, cfg: Any) -> bool:
+        """Whether the update over one flat buffer of many tensors equals the update over each (true of an
+        elementwise update); --fp16 flattens its fp32 master weights only then."""
+        return True
 
     def __init__(self, cfg: Any):
         self.cfg = cfg
@@ -53,6 +62,10 @@ class FairseqOptimizer:
 
     def get_lr(self) -> float:
         return self.param_groups[0]["lr"]
+
+    def group_lrs(self) -> dict[str, float] | None:
+        """Each named group's lr, for an optimizer with several (composite); None for one lr."""
+        return None
 
     def set_lr(self, lr: float) -> None:
         for group in self.param_groups:

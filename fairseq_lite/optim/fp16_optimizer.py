@@ -13,8 +13,10 @@ it unscales with `multiply_grads(1 / loss_scale)` and skips the update when the 
 - MemoryEfficientFP16Optimizer (--memory-efficient-fp16): no fp32 copy of the weights. Gradient
   multiplications (unscaling, normalization, clipping) only accumulate into a pending factor; the
   step then, one parameter at a time, casts the parameter and its gradient to fp32, applies the
-  factor and torch's AdamW or SGD update with fp32 optimizer state, and writes the result back.
-  Only adam and sgd are supported, as in fairseq.
+  factor and torch's AdamW or SGD update with fp32 optimizer state, and writes the result back; the
+  optimizers whose update is ours (fairseq's Adam loop, adamax, adafactor, nag, lamb:
+  optim/fp32_step_optimizer.py) do that themselves, told the factor. adagrad and adadelta (torch's) and
+  composite are not supported, as in fairseq.
 
 Checkpoints: both save the optimizer state in exactly the per-parameter format of an fp32 run of
 the same optimizer (torch's own `state_dict()` layout, fp32 state tensors), so a checkpoint moves
@@ -37,23 +39,41 @@ from torch import Tensor
 from fairseq_lite.errors import CheckpointError, ConfigError
 from fairseq_lite.optim import adam as _adam  # noqa: F401  (registers "adam" for OPTIMIZER_REGISTRY.build)
 from fairseq_lite.optim import sgd as _sgd  # noqa: F401  (registers "sgd")
+from fairseq_lite.optim.adafactor import FACTORED_STATE
 from fairseq_lite.optim.fairseq_optimizer import FairseqOptimizer
+from fairseq_lite.optim.fp32_step_optimizer import FP32StepOptimizer
 from fairseq_lite.registry import OPTIMIZER_REGISTRY, cfg_name
 
 logger = logging.getLogger(__name__)
 
 MASTER_PARAMS_KEY = "fp32_master_params"
-MEMORY_EFFICIENT_OPTIMIZERS = ("adam", "sgd")
+MEMORY_EFFICIENT_OPTIMIZERS = ("adam", "adafactor", "adamax", "lamb", "nag", "sgd")
 
 # What builds the wrapped optimizer: an optimizer config (built through OPTIMIZER_REGISTRY, like the
 # trainer does) or any callable taking the parameters, e.g. `lambda params: SGD(cfg, params)`.
 OptimizerSource = Any | Callable[[Any], FairseqOptimizer]
 
 
-def build_fp16_optimizer(optimizer_cfg: Any, params: Any, memory_efficient: bool = False) -> FairseqOptimizer:
-    """The trainer's entry point: `--memory-efficient-fp16` or `--fp16` over the model's parameters."""
-    cls = MemoryEfficientFP16Optimizer if memory_efficient else FP16Optimizer
-    return cls(optimizer_cfg, params)
+def build_fp16_optimizer(
+    optimizer_cfg: Any, params: Any, memory_efficient: bool = False, flatten: bool = True
+) -> FairseqOptimizer:
+    """The trainer's entry point: `--memory-efficient-fp16` or `--fp16` over the model's parameters
+    (flatten=False: --fp16-no-flatten-grads)."""
+    if memory_efficient:
+        return MemoryEfficientFP16Optimizer(optimizer_cfg, params)
+    return FP16Optimizer(optimizer_cfg, params, flatten=flatten)
+
+
+def _is_built_in(name: str) -> bool:
+    return OPTIMIZER_REGISTRY.get(name).cls.__module__.startswith("fairseq_lite.")
+
+
+def _supports_flat_params(source: OptimizerSource) -> bool:
+    """Whether the configured optimizer's update is the same over one flat buffer as over its tensors."""
+    if callable(source):
+        return True
+    check = getattr(OPTIMIZER_REGISTRY.get(cfg_name(source)).cls, "supports_flat_params", None)
+    return True if check is None else bool(check(source))
 
 
 def _build_wrapped(source: OptimizerSource, params: Any) -> FairseqOptimizer:
@@ -83,6 +103,14 @@ def _total_norm_fp32(grads: list[Tensor]) -> Tensor:
 
 def _check_shape(value: Any, param: Tensor, key: str, index: int) -> None:
     """Per-element state must have the parameter's shape; a mismatch means another model's checkpoint."""
+    if key in FACTORED_STATE:  # Adafactor's row and column statistics
+        expected = param.shape[:-1] if key.endswith("row") else param.shape[:-2] + param.shape[-1:]
+        if torch.is_tensor(value) and value.shape != expected:
+            raise CheckpointError(
+                f"optimizer state '{key}' of parameter {index} has shape {tuple(value.shape)} but the parameter "
+                f"has shape {tuple(param.shape)}: the checkpoint is for another model; use --reset-optimizer"
+            )
+        return
     if torch.is_tensor(value) and key != "step" and value.dim() > 0 and value.shape != param.shape:
         raise CheckpointError(
             f"optimizer state '{key}' of parameter {index} has shape {tuple(value.shape)} but the parameter "
@@ -101,9 +129,10 @@ def _check_group_sizes(saved_groups: list[dict[str, Any]], sizes: list[int]) -> 
 
 class _FlatMaster:
     """One contiguous fp32 master buffer standing for a list of model parameters on one device.
-    `master` is what the wrapped optimizer sees; `views()` slices it back into parameter shapes."""
+    `master` is what the wrapped optimizer sees (1-D; shaped like the parameter when it stands for one
+    parameter and `shaped`); `slices()` cuts it back into parameter shapes."""
 
-    def __init__(self, params: list[Tensor]):
+    def __init__(self, params: list[Tensor], shaped: bool = False):
         self.params = params
         self.offsets = []
         total = 0
@@ -112,12 +141,18 @@ class _FlatMaster:
             total += p.numel()
         self.numel = total
         flat = torch.empty(total, dtype=torch.float32, device=params[0].device)
+        if shaped and len(params) == 1:
+            flat = flat.view(params[0].shape)
         self.master = torch.nn.Parameter(flat)
+        group = getattr(params[0], "param_group", None)
+        if group is not None:
+            self.master.param_group = group  # what --optimizer composite sorts parameters by
         self.copy_from_model()
 
     def slices(self, tensor: Tensor) -> list[Tensor]:
         """`tensor` (anything of the flat buffer's size) cut into views shaped like the parameters."""
-        return [tensor[o : o + p.numel()].view(p.shape) for o, p in zip(self.offsets, self.params)]
+        flat = tensor.reshape(-1)
+        return [flat[o : o + p.numel()].view(p.shape) for o, p in zip(self.offsets, self.params)]
 
     @torch.no_grad()
     def copy_from_model(self) -> None:
@@ -149,20 +184,28 @@ class FP16Optimizer(FairseqOptimizer):
     gradients on the next multiply_grads/clip_grad_norm/step.
     """
 
-    def __init__(self, optimizer: OptimizerSource, params: Any):
+    def __init__(self, optimizer: OptimizerSource, params: Any, flatten: bool = True):
         groups = _param_groups(params)
+        if flatten and not _supports_flat_params(optimizer):
+            logger.info(
+                f"--fp16: optimizer '{cfg_name(optimizer)}' updates each tensor by its shape or norm: one fp32 "
+                "master tensor per parameter (as with --fp16-no-flatten-grads)"
+            )
+            flatten = False
         self.fp16_groups: list[list[Tensor]] = [g["params"] for g in groups]  # checkpoint index order
         self.flat_masters: list[_FlatMaster] = []  # in the wrapped optimizer's parameter order
         self._flat_groups: list[list[int]] = []  # per group: indices into flat_masters
         wrapped_groups = []
         for group in groups:
-            by_device: dict[torch.device, list[Tensor]] = OrderedDict()
-            for p in group["params"]:
-                by_device.setdefault(p.device, []).append(p)
+            # One buffer per device and `param_group` attribute (composite's groups), or per parameter.
+            by_device: dict[Any, list[Tensor]] = OrderedDict()
+            for i, p in enumerate(group["params"]):
+                bucket = (p.device, getattr(p, "param_group", None)) if flatten else i
+                by_device.setdefault(bucket, []).append(p)
             indices = []
             for members in by_device.values():
                 indices.append(len(self.flat_masters))
-                self.flat_masters.append(_FlatMaster(members))
+                self.flat_masters.append(_FlatMaster(members, shaped=not flatten))
             self._flat_groups.append(indices)
             wrapped_groups.append(dict(group, params=[self.flat_masters[i].master for i in indices]))
         plain = len(groups) == 1 and set(groups[0]) == {"params"}
@@ -174,6 +217,16 @@ class FP16Optimizer(FairseqOptimizer):
     @property
     def optimizer_config(self) -> dict[str, Any]:
         return self.fp32_optimizer.optimizer_config
+
+    @property
+    def lr_scheduler(self) -> Any:
+        return self.fp32_optimizer.lr_scheduler
+
+    def get_lr(self) -> float:
+        return self.fp32_optimizer.get_lr()
+
+    def group_lrs(self) -> dict[str, float] | None:
+        return self.fp32_optimizer.group_lrs()
 
     @property
     def fp16_params(self) -> list[Tensor]:
@@ -292,7 +345,14 @@ class FP16Optimizer(FairseqOptimizer):
                         .to(flat.master.device)
                         for v, p in zip(values, flat.params)
                     ]
-                )
+                ).view(flat.master.shape)
+            elif len(values) == 1:
+                # An unflattened master: its state is the parameter's own, whatever its shape (e.g. Adafactor's
+                # row and column statistics).
+                value = present[0]
+                if torch.is_tensor(value) and value.is_floating_point() and key != "step":
+                    value = value.to(flat.master.device, torch.float32)
+                merged[key] = value
             elif all(torch.is_tensor(v) for v in present):
                 merged[key] = max(present, key=lambda v: v.item()).clone()
             else:
@@ -319,23 +379,25 @@ class FP16Optimizer(FairseqOptimizer):
 
 
 class MemoryEfficientFP16Optimizer(FairseqOptimizer):
-    """`MemoryEfficientFP16Optimizer(optimizer_cfg_or_builder, params)`: the wrapped adam or sgd is built
+    """`MemoryEfficientFP16Optimizer(optimizer_cfg_or_builder, params)`: the wrapped optimizer is built
     over the fp16 parameters themselves (its param_groups, lr and state layout are torch's), but its
-    step is ours: per parameter in fp32, with fp32 state, matching torch.optim.AdamW / SGD."""
+    step runs per parameter in fp32, with fp32 state: ours matching torch.optim.AdamW / SGD, or the
+    wrapped FP32StepOptimizer's own."""
 
     def __init__(self, optimizer: OptimizerSource, params: Any):
         name = None if callable(optimizer) else cfg_name(optimizer)
-        if name is not None and name not in MEMORY_EFFICIENT_OPTIMIZERS:
-            raise ConfigError(self._unsupported(name))
+        if name is not None and name not in MEMORY_EFFICIENT_OPTIMIZERS and _is_built_in(name):
+            raise ConfigError(self._unsupported(name))  # before building it
         self.wrapped_optimizer = _build_wrapped(optimizer, params)
-        if type(self.wrapped_optimizer.optimizer) not in (torch.optim.AdamW, torch.optim.SGD):
+        inner = self.wrapped_optimizer.optimizer
+        if not (isinstance(inner, FP32StepOptimizer) or type(inner) in (torch.optim.AdamW, torch.optim.SGD)):
             raise ConfigError(
                 self._unsupported(
                     getattr(self.wrapped_optimizer, "__registered_name__", type(self.wrapped_optimizer).__name__)
                 )
             )
         super().__init__(self.wrapped_optimizer.cfg)
-        self._optimizer = self.wrapped_optimizer.optimizer
+        self._optimizer = inner
         # Product of every multiply_grads/clip since the last step or zero_grad; the fp16 grads are
         # never touched, so unscaling by 1/loss_scale cannot underflow them.
         self._multiply_factor: float | Tensor = 1.0
@@ -350,6 +412,16 @@ class MemoryEfficientFP16Optimizer(FairseqOptimizer):
     @property
     def optimizer_config(self) -> dict[str, Any]:
         return self.wrapped_optimizer.optimizer_config
+
+    @property
+    def lr_scheduler(self) -> Any:
+        return self.wrapped_optimizer.lr_scheduler
+
+    def get_lr(self) -> float:
+        return self.wrapped_optimizer.get_lr()
+
+    def group_lrs(self) -> dict[str, float] | None:
+        return self.wrapped_optimizer.group_lrs()
 
     # --- gradients ---------------------------------------------------------------------------------
     def multiply_grads(self, c: float | Tensor) -> None:
@@ -377,6 +449,10 @@ class MemoryEfficientFP16Optimizer(FairseqOptimizer):
                 loss = closure()
         if scale != 1.0:
             self.multiply_grads(1.0 / scale)
+        if isinstance(self.optimizer, FP32StepOptimizer):  # its own fp32 update, told the pending factor
+            self.optimizer.step(grad_scale=self._multiply_factor)
+            self._multiply_factor = 1.0
+            return loss
         update = self._adamw_update if isinstance(self.optimizer, torch.optim.AdamW) else self._sgd_update
         for group in self.param_groups:
             for p in group["params"]:

@@ -22,6 +22,7 @@ from omegaconf import II
 from fairseq_lite.dataclass.base import FairseqDataclass, cfg_field
 from fairseq_lite.errors import ConfigError, key
 from fairseq_lite.optim.fairseq_optimizer import FairseqOptimizer, first_lr
+from fairseq_lite.optim.fp32_step_optimizer import FP32StepOptimizer
 from fairseq_lite.registry import register_optimizer
 
 
@@ -32,38 +33,25 @@ class FairseqNAGConfig(FairseqDataclass):
     lr: list[float] = II("optimization.lr")
 
 
-class NAG(torch.optim.Optimizer):
+class NAG(FP32StepOptimizer):
     def __init__(self, params: Iterable[Any], lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
         super().__init__(params, dict(lr=lr, lr_old=lr, momentum=momentum, weight_decay=weight_decay))
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
-            lr_old = group.get("lr_old", lr)
-            correction = lr / lr_old if lr_old > 0 else lr
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad.float()
-                p32 = p if p.dtype == torch.float32 else p.float()
-                state = self.state[p]
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = state["momentum_buffer"] = torch.zeros_like(grad)
-                if weight_decay != 0:
-                    p32.mul_(1 - lr * weight_decay)
-                p32.add_(buf, alpha=momentum * momentum * correction)
-                p32.add_(grad, alpha=-(1 + momentum) * lr)
-                buf.mul_(momentum * correction).add_(grad, alpha=-lr)
-                if p32 is not p:
-                    p.copy_(p32)
-            group["lr_old"] = lr
-        return loss
+    def update(self, p: torch.Tensor, grad: torch.Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+        lr_old = group.get("lr_old", lr)
+        correction = lr / lr_old if lr_old > 0 else lr
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            buf = state["momentum_buffer"] = torch.zeros_like(grad)
+        if weight_decay != 0:
+            p.mul_(1 - lr * weight_decay)
+        p.add_(buf, alpha=momentum * momentum * correction)
+        p.add_(grad, alpha=-(1 + momentum) * lr)
+        buf.mul_(momentum * correction).add_(grad, alpha=-lr)
+
+    def end_group(self, group: dict[str, Any]) -> None:
+        group["lr_old"] = group["lr"]
 
 
 @register_optimizer("nag", dataclass=FairseqNAGConfig)

@@ -164,6 +164,12 @@ class PrecisionOptimizer(FairseqOptimizer):
     def optimizer_config(self) -> dict[str, Any]:
         return self.wrapped.optimizer_config
 
+    def get_lr(self) -> float:
+        return self.wrapped.get_lr()
+
+    def group_lrs(self) -> dict[str, float] | None:
+        return self.wrapped.group_lrs()
+
     @property
     def loss_scale(self) -> float | None:
         if self.loss_scaler is not None:

@@ -9,7 +9,8 @@ directory exists; `train(cfg)` calls it too, for Python callers. What it checks,
    and the processes asked for can be started here;
 3. each selected component's own rules (`check_config` of the task, model, criterion, optimizer and
    lr scheduler classes: heads that divide the width, Adam's betas, warmup > 0 for inverse_sqrt, ...),
-   and the criterion's rules for the model (`check_model_config`: adaptive_loss needs an adaptive softmax);
+   the criterion's rules for the model (`check_model_config`: adaptive_loss needs an adaptive softmax) and
+   the schedule's for the optimizer (`check_optimizer_config`: pass_through needs one that schedules itself);
 4. the data: the task's `check_data` (data directory, dictionaries, the .bin/.idx of every split to be
    read, headers checked);
 5. checkpoints: the file to resume from (or fine-tune from) exists and is one fairseq-lite can resume,
@@ -27,6 +28,7 @@ from fairseq_lite.checkpoint.io import checkpoint_summary
 from fairseq_lite.checkpoint.manager import no_checkpoint_loads, readable_checkpoints
 from fairseq_lite.distributed import launched_by_torchrun
 from fairseq_lite.errors import CheckpointError, ConfigError, key, setting
+from fairseq_lite.optim.fp16_optimizer import MEMORY_EFFICIENT_OPTIMIZERS
 from fairseq_lite.optim.precision import check_precision
 from fairseq_lite.registry import COMPONENT_REGISTRIES, cfg_name
 from fairseq_lite.training.build import valid_subsets
@@ -49,6 +51,9 @@ def check_training_config(cfg: Any, resume: bool = True) -> None:
     check_model = getattr(component_class(cfg, "criterion"), "check_model_config", None)
     if check_model is not None:
         check_model(cfg.criterion, cfg.model)
+    check_optimizer = getattr(component_class(cfg, "lr_scheduler"), "check_optimizer_config", None)
+    if check_optimizer is not None:
+        check_optimizer(cfg.lr_scheduler, cfg.optimizer)
     check_data = getattr(component_class(cfg, "task"), "check_data", None)
     if check_data is not None:
         check_data(cfg.task, cfg.dataset.train_subset, valid_subsets(cfg))
@@ -79,6 +84,18 @@ def check_device_and_precision(cfg: Any) -> None:
             f"{key('common.memory_efficient_fp16')} does not work with "
             f"{setting('distributed_training.ddp_backend', 'fully_sharded')} (its shards are already the only "
             f"fp32 copy); use {setting('common.fp16', True)}"
+        )
+    optimizer = cfg_name(cfg.optimizer)
+    built_in = component_class(cfg, "optimizer").__module__.startswith("fairseq_lite.")
+    if (
+        mode == "fp16"
+        and cfg.common.memory_efficient_fp16
+        and built_in
+        and optimizer not in MEMORY_EFFICIENT_OPTIMIZERS
+    ):
+        raise ConfigError(
+            f"{key('common.memory_efficient_fp16')} does not work with optimizer '{optimizer}' (it works with "
+            f"{', '.join(MEMORY_EFFICIENT_OPTIMIZERS)}); use {setting('common.fp16', True)}"
         )
     if launched_by_torchrun():
         return

@@ -180,6 +180,8 @@ class TrainingLoop:
         stats = window.stats(trainer.criterion.reduce_metrics, training=True)
         stats["num_updates"] = trainer.get_num_updates()
         stats["lr"] = trainer.get_lr()
+        for group, lr in (trainer.optimizer.group_lrs() or {}).items():
+            stats[f"lr_{group}"] = lr  # fairseq's names for a composite optimizer's groups
         stats.update(window.gnorm_stats(self.cfg.optimization.clip_norm))
         if trainer.loss_scale is not None:
             stats["loss_scale"] = trainer.loss_scale

@@ -65,7 +65,10 @@ class Trainer:
         params += [p for p in self.criterion.parameters() if p.requires_grad]
         if self.placement.half_model:
             inner = build_fp16_optimizer(
-                self.cfg.optimizer, params, memory_efficient=self.cfg.common.memory_efficient_fp16
+                self.cfg.optimizer,
+                params,
+                memory_efficient=self.cfg.common.memory_efficient_fp16,
+                flatten=not self.cfg.common.fp16_no_flatten_grads,
             )
         else:
             inner = OPTIMIZER_REGISTRY.build(self.cfg.optimizer, params)

@@ -7,10 +7,19 @@ from fairseq_lite.optim.lr_scheduler.inverse_square_root_schedule import (
     InverseSquareRootLRScheduleConfig,
     InverseSquareRootSchedule,
 )
+from fairseq_lite.optim.lr_scheduler.manual_lr_scheduler import ManualLRScheduleConfig, ManualSchedule
+from fairseq_lite.optim.lr_scheduler.pass_through import PassThroughScheduleConfig, PassThroughScheduleSchedule
 from fairseq_lite.optim.lr_scheduler.polynomial_decay_schedule import (
     PolynomialDecayLRSchedule,
     PolynomialDecayLRScheduleConfig,
 )
+from fairseq_lite.optim.lr_scheduler.reduce_lr_on_plateau import (
+    ReduceLROnPlateauLRSchedule,
+    ReduceLROnPlateauLRScheduleConfig,
+)
+from fairseq_lite.optim.lr_scheduler.step_lr_scheduler import StepLRSchedule, StepLRScheduleConfig
+from fairseq_lite.optim.lr_scheduler.tri_stage_lr_scheduler import TriStageLRSchedule, TriStageLRScheduleConfig
+from fairseq_lite.optim.lr_scheduler.triangular_lr_scheduler import TriangularLRSchedule, TriangularLRScheduleConfig
 
 __all__ = [
     "CosineLRSchedule",
@@ -20,6 +29,18 @@ __all__ = [
     "FixedLRScheduleConfig",
     "InverseSquareRootLRScheduleConfig",
     "InverseSquareRootSchedule",
+    "ManualLRScheduleConfig",
+    "ManualSchedule",
+    "PassThroughScheduleConfig",
+    "PassThroughScheduleSchedule",
     "PolynomialDecayLRSchedule",
     "PolynomialDecayLRScheduleConfig",
+    "ReduceLROnPlateauLRSchedule",
+    "ReduceLROnPlateauLRScheduleConfig",
+    "StepLRSchedule",
+    "StepLRScheduleConfig",
+    "TriStageLRSchedule",
+    "TriStageLRScheduleConfig",
+    "TriangularLRSchedule",
+    "TriangularLRScheduleConfig",
 ]
