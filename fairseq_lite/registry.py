@@ -4,15 +4,18 @@
 is assembled *from* these registries (fairseq_lite/dataclass/configs.py), never the other way round.
 """
 
+import copy
+import dataclasses
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fairseq_lite.dataclass.base import FairseqDataclass
-from fairseq_lite.errors import RegistryError
+from fairseq_lite.errors import ConfigError, RegistryError, key
+from fairseq_lite.targets import RESERVED_KEYS, TARGET_KEY, accepts, check_target, is_target, locate_target
 
 
 @dataclass
@@ -27,10 +30,24 @@ def did_you_mean(name: str, choices: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+@dataclass
+class TargetBuilder:
+    """How a kind of component is built from a `_target_` node (targets.py): `build(cfg, *args, **kwargs)`
+    takes what the registry's build got; the checks before a run know what it will pass."""
+
+    build: Callable[..., Any]
+    positional: int = 0  # positional arguments the target is called with (an optimizer: the parameters)
+    task: bool = False  # whether it passes task= to a target that takes it
+
+
 class Registry:
     def __init__(self, kind: str):
         self.kind = kind  # config group name: "task", "model", "optimizer", ...
         self.entries: dict[str, Entry] = {}
+        self.target_builder: TargetBuilder | None = None
+
+    def register_target_builder(self, builder: TargetBuilder) -> None:
+        self.target_builder = builder
 
     def register(self, name: str, dataclass: type[FairseqDataclass] | None = None) -> Callable:
         def decorator(cls):
@@ -71,7 +88,13 @@ class Registry:
         return self.entries[name]
 
     def build(self, cfg: Any, *args, **kwargs):
-        """Instantiate the component named by `cfg._name` with `cfg` and any extra arguments."""
+        """Instantiate the component named by `cfg._name` with `cfg` and any extra arguments, or the one a
+        `_target_` node describes."""
+        if is_target(cfg):
+            registered = self.registered_config(cfg)
+            if registered is not None:
+                return self.build(registered, *args, **kwargs)
+            return self.require_target_builder().build(cfg, *args, **kwargs)
         name = cfg_name(cfg)
         if name is None:
             raise RegistryError(
@@ -84,6 +107,74 @@ class Registry:
         if builder is not None:
             return builder(cfg, *args, **kwargs)
         return entry.cls(cfg, *args, **kwargs)
+
+    # --- `_target_` components -----------------------------------------------------------------------
+    def require_target_builder(self) -> TargetBuilder:
+        if self.target_builder is None:
+            supported = [r.kind for r in COMPONENT_REGISTRIES.values() if r.target_builder is not None]
+            raise ConfigError(
+                f"{key(self.kind + '.' + TARGET_KEY)}: a {self.kind} cannot be a _target_ node (that works for "
+                f"{', '.join(supported)}); name a registered {self.kind} with {self.kind}=NAME"
+            )
+        return self.target_builder
+
+    def registered_config(self, cfg: Any) -> DictConfig | None:
+        """A `_target_` naming one of this registry's classes, as the typed config of its registered name
+        (so `_target_: fairseq_lite.criterions.cross_entropy.CrossEntropyCriterion` is `cross_entropy`)."""
+        target = locate_target(cfg[TARGET_KEY], self.kind)
+        name = next((e.name for e in self.entries.values() if e.cls is target), None)
+        if name is None:
+            return None
+        values = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else dict(cfg)
+        unsupported = [k for k in values if k in RESERVED_KEYS and k != TARGET_KEY]
+        if unsupported:
+            raise ConfigError(
+                f"{key(self.kind + '.' + unsupported[0])}: {cfg[TARGET_KEY]} is the registered {self.kind} "
+                f"'{name}', built from its config; drop {unsupported[0]}"
+            )
+        values = {k: v for k, v in values.items() if k != TARGET_KEY}
+        root = cfg._get_root() if isinstance(cfg, DictConfig) and cfg._get_root() is not cfg else None
+        return resolved_component_node(self.kind, name, values, self.kind, root)
+
+    def check_target(self, cfg: Any) -> None:
+        """Before a run: the target imports and takes the arguments it will be given."""
+        registered = self.registered_config(cfg)
+        if registered is not None:
+            check = getattr(self.get(cfg_name(registered)).cls, "check_config", None)
+            if check is not None:
+                check(registered)
+            return
+        builder = self.require_target_builder()
+        target = locate_target(cfg[TARGET_KEY], self.kind)
+        passed = ["task"] if builder.task and accepts(target, "task") else []
+        check_target(cfg, self.kind, passed=passed, positional=builder.positional)
+
+
+def resolved_component_node(
+    kind: str, name: str, values: Mapping[str, Any], where: str, root: DictConfig | None
+) -> DictConfig:
+    """The typed config of component `name` with `values` set (each must be a field), its interpolations
+    (e.g. ${optimization.lr}) resolved in a copy of the run's config `root`; `where` names it in errors."""
+    node = component_node(kind, name)
+    entry = COMPONENT_REGISTRIES[kind].get(name)
+    fields = {f.name for f in dataclasses.fields(entry.dataclass)} if entry.dataclass is not None else None
+    for field, value in values.items():
+        if field == "_name":
+            continue
+        if fields is not None and field not in fields:
+            raise ConfigError(
+                f"{key(f'{where}.{field}')}: {kind} '{name}' has no such setting{did_you_mean(field, sorted(fields))}"
+            )
+        with open_dict(node):
+            node[field] = value
+    scratch = copy.deepcopy(root) if root is not None else OmegaConf.create({})
+    with open_dict(scratch):
+        scratch["_component"] = node
+    try:
+        OmegaConf.resolve(scratch["_component"])
+    except Exception as e:
+        raise ConfigError(f"{key(where)}: {str(e).splitlines()[0]}") from None
+    return scratch["_component"]
 
 
 def component_node(kind: str, name: str) -> DictConfig:

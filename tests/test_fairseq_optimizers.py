@@ -373,7 +373,8 @@ TRAINER_RUNS = {
     "adam_old": ["optimizer.use_old_adam=true"],
     "composite_pass_through": [
         "optimizer=composite",
-        "+optimizer.groups={default: {optimizer: {_name: adam}, lr_scheduler: {_name: tri_stage, phase_ratio: '(0.2, 0.3, 0.5)'}}}",
+        "optimizer.groups={default: {optimizer: {_name: adam}, "
+        "lr_scheduler: {_name: tri_stage, phase_ratio: '(0.2, 0.3, 0.5)'}}}",
         "lr_scheduler=pass_through",
     ],
     "reduce_lr_on_plateau": [

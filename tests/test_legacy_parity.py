@@ -33,6 +33,8 @@ def _default(field):
 def changed_value(name: str, field):
     """A value of the field's type that differs from its default."""
     tp, default = _unwrap(field.type), _default(field)
+    if default == "???":  # required (omegaconf's MISSING): any value of its type
+        default = None
     if tp is bool:
         return not default
     if isinstance(tp, type) and issubclass(tp, Enum):
@@ -56,6 +58,7 @@ def settable_fields(schema):
             f.name.startswith("_")
             or default is dataclasses.MISSING
             or (isinstance(default, str) and default.startswith("${"))
+            or typing.get_origin(_unwrap(f.type)) is dict  # a mapping (composite's groups): no flag in fairseq either
         ):
             continue
         yield f

@@ -1,5 +1,6 @@
 """Models. Importing this package registers every model and named architecture."""
 
+from fairseq_lite.models import target_model  # noqa: F401  (model: {_target_: ...})
 from fairseq_lite.models.fairseq_model import (
     BaseFairseqModel,
     FairseqDecoder,

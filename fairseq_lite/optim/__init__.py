@@ -1,6 +1,6 @@
 """Optimizers and learning-rate schedulers. Importing this package registers them."""
 
-from fairseq_lite.optim import lr_scheduler
+from fairseq_lite.optim import lr_scheduler, target_optimizer  # noqa: F401  (optimizer: {_target_: ...})
 from fairseq_lite.optim.adadelta import Adadelta, AdadeltaConfig
 from fairseq_lite.optim.adafactor import Adafactor, FairseqAdafactor, FairseqAdafactorConfig
 from fairseq_lite.optim.adagrad import Adagrad, AdagradConfig

@@ -16,7 +16,6 @@ The state is one torch optimizer state over all the parameters (torch's own chec
 state per group name) loads too.
 """
 
-import copy
 import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from fairseq_lite.dataclass.base import FairseqDataclass, cfg_field
 from fairseq_lite.errors import ConfigError, key
@@ -35,9 +34,9 @@ from fairseq_lite.registry import (
     LR_SCHEDULER_REGISTRY,
     OPTIMIZER_REGISTRY,
     cfg_name,
-    component_node,
     did_you_mean,
     register_optimizer,
+    resolved_component_node,
 )
 
 GROUP_KEYS = ("optimizer", "lr_scheduler", "lr", "lr_float")
@@ -64,42 +63,20 @@ def _group_component(kind: str, values: Any, lr: list[float], where: str, root: 
     """The typed, resolved config of a group's optimizer or lr scheduler (`where` names it in errors)."""
     name = cfg_name(values)
     if name is None:
-        raise ConfigError(
-            f"{key(where)} needs a component name, e.g. {{_name: {'adam' if kind == 'optimizer' else 'fixed'}}}"
-        )
+        example = "adam" if kind == "optimizer" else "fixed"
+        raise ConfigError(f"{key(where)} needs a component name, e.g. {{_name: {example}}}")
     registry = COMPONENT_REGISTRIES[kind]
     if name not in registry:
         raise ConfigError(
             f"{key(where + '._name')}: unknown {kind} '{name}'{did_you_mean(name, registry.choices())}; "
             f"choose from: {', '.join(registry.choices())}"
         )
-    if name == "composite" or name == "pass_through":
+    if name in ("composite", "pass_through"):
         raise ConfigError(f"{key(where)}: a composite optimizer's group cannot be '{name}'")
-    node = component_node(kind, name)
-    entry = registry.get(name)
-    fields = {f.name for f in dataclasses.fields(entry.dataclass)} if entry.dataclass is not None else None
-    plain = values if isinstance(values, str) else OmegaConf.to_container(OmegaConf.create(dict(values)), resolve=False)
-    for field, value in ({} if isinstance(plain, str) else plain).items():
-        if field == "_name":
-            continue
-        if fields is not None and field not in fields:
-            raise ConfigError(
-                f"{key(f'{where}.{field}')}: {kind} '{name}' has no such setting{did_you_mean(field, sorted(fields))}"
-            )
-        with open_dict(node):
-            node[field] = value
-    if "lr" in node:
-        node.lr = lr
-    # The dataclass's own interpolations (e.g. cosine's max_update -> optimization.max_update) resolve in
-    # a copy of the run's config.
-    scratch = copy.deepcopy(root) if root is not None else OmegaConf.create({})
-    with open_dict(scratch):
-        scratch["_composite_group"] = node
-    try:
-        OmegaConf.resolve(scratch["_composite_group"])
-    except Exception as e:
-        raise ConfigError(f"{key(where)}: {e}".splitlines()[0]) from None
-    return scratch["_composite_group"]
+    plain = {} if isinstance(values, str) else OmegaConf.to_container(OmegaConf.create(dict(values)), resolve=False)
+    if "lr" in {f.name for f in dataclasses.fields(registry.get(name).dataclass)}:
+        plain["lr"] = lr
+    return resolved_component_node(kind, name, plain, where, root)
 
 
 def _group_lr(values: Mapping, where: str, root: DictConfig | None) -> list[float]:

@@ -43,6 +43,7 @@ from fairseq_lite.optim.adafactor import FACTORED_STATE
 from fairseq_lite.optim.fairseq_optimizer import FairseqOptimizer
 from fairseq_lite.optim.fp32_step_optimizer import FP32StepOptimizer
 from fairseq_lite.registry import OPTIMIZER_REGISTRY, cfg_name
+from fairseq_lite.targets import is_target
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,11 @@ def _supports_flat_params(source: OptimizerSource) -> bool:
     """Whether the configured optimizer's update is the same over one flat buffer as over its tensors."""
     if callable(source):
         return True
+    if is_target(source):
+        registered = OPTIMIZER_REGISTRY.registered_config(source)
+        if registered is None:
+            return False  # any torch optimizer: nothing says its update is elementwise
+        source = registered
     check = getattr(OPTIMIZER_REGISTRY.get(cfg_name(source)).cls, "supports_flat_params", None)
     return True if check is None else bool(check(source))
 
@@ -385,7 +391,7 @@ class MemoryEfficientFP16Optimizer(FairseqOptimizer):
     wrapped FP32StepOptimizer's own."""
 
     def __init__(self, optimizer: OptimizerSource, params: Any):
-        name = None if callable(optimizer) else cfg_name(optimizer)
+        name = None if callable(optimizer) or is_target(optimizer) else cfg_name(optimizer)
         if name is not None and name not in MEMORY_EFFICIENT_OPTIMIZERS and _is_built_in(name):
             raise ConfigError(self._unsupported(name))  # before building it
         self.wrapped_optimizer = _build_wrapped(optimizer, params)

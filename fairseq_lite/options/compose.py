@@ -19,6 +19,7 @@ from fairseq_lite.options.overrides import explain_override_error, hydra_message
 from fairseq_lite.options.schema import typed_config
 from fairseq_lite.options.yaml_source import as_source_path
 from fairseq_lite.registry import COMPONENT_REGISTRIES, cfg_name, component_node
+from fairseq_lite.targets import is_target
 
 # Components a run cannot do without; the others (bpe, tokenizer) are optional.
 REQUIRED_COMPONENTS = ("task", "model", "criterion", "optimizer", "lr_scheduler")
@@ -87,6 +88,11 @@ def compose_config(
     return finalize_config(cfg, choices)
 
 
+def is_selected(node) -> bool:
+    """A component is configured: a registered name, or a `_target_` node."""
+    return cfg_name(node) is not None or is_target(node)
+
+
 def strip_yaml_suffix(config_name: str) -> str:
     """Hydra names a config without its suffix; fairseq's docs write `--config-name wiki103.yaml` too."""
     return config_name[: -len(".yaml")] if config_name.endswith(".yaml") else config_name
@@ -103,11 +109,11 @@ def finalize_config(cfg: DictConfig, choices: dict[str, str] | None = None) -> D
     """
     cfg = typed_config(name_components_by_their_option(cfg, choices or {}), strict=True)
     for group, name in DEFAULT_COMPONENTS.items():
-        if cfg_name(cfg.get(group)) is None:
+        if not is_selected(cfg.get(group)):
             cfg[group] = component_node(group, name)
     try:
         for group in REQUIRED_COMPONENTS:
-            if cfg_name(cfg.get(group)) is None:
+            if not is_selected(cfg.get(group)):
                 choices = ", ".join(COMPONENT_REGISTRIES[group].choices())
                 if group == "model":
                     raise ConfigError(

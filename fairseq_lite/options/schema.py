@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from fairseq_lite.dataclass.configs import COMPONENT_GROUPS, SETTINGS_GROUPS, FairseqConfig
 from fairseq_lite.errors import ConfigError
 from fairseq_lite.registry import COMPONENT_REGISTRIES, cfg_name, component_node, did_you_mean
+from fairseq_lite.targets import is_target, locate_target
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,18 @@ def typed_config(cfg: Any, strict: bool = True) -> DictConfig:
             target = typed[group]
         elif group in COMPONENT_GROUPS:
             name = cfg_name(values)
+            if is_target(values):
+                # A Hydra _target_ node: kept as written (interpolations too); the target is checked here,
+                # its arguments before the run (Registry.check_target).
+                if name is not None:
+                    raise ConfigError(
+                        f"'{group}' has both _name ({name}) and _target_ ({values['_target_']}): a component is "
+                        f"a registered name or a _target_ node, not both"
+                    )
+                COMPONENT_REGISTRIES[group].require_target_builder()  # a kind without them: its one-line error
+                locate_target(values["_target_"], group)
+                typed[group] = values
+                continue
             if name is None:
                 if isinstance(values, Mapping) and any(k != "_name" for k in values):
                     raise ConfigError(

@@ -31,6 +31,7 @@ from fairseq_lite.errors import CheckpointError, ConfigError, key, setting
 from fairseq_lite.optim.fp16_optimizer import MEMORY_EFFICIENT_OPTIMIZERS
 from fairseq_lite.optim.precision import check_precision
 from fairseq_lite.registry import COMPONENT_REGISTRIES, cfg_name
+from fairseq_lite.targets import is_target
 from fairseq_lite.training.build import valid_subsets
 from fairseq_lite.utils import select_device
 
@@ -45,6 +46,9 @@ def check_training_config(cfg: Any, resume: bool = True) -> None:
     check_batching(cfg)
     check_device_and_precision(cfg)
     for group in ("task", "model", "criterion", "optimizer", "lr_scheduler"):
+        if is_target(cfg[group]):
+            COMPONENT_REGISTRIES[group].check_target(cfg[group])
+            continue
         check = getattr(component_class(cfg, group), "check_config", None)
         if check is not None:
             check(cfg[group])
@@ -61,7 +65,13 @@ def check_training_config(cfg: Any, resume: bool = True) -> None:
 
 
 def component_class(cfg: Any, group: str) -> Any:
-    return COMPONENT_REGISTRIES[group].get(cfg_name(cfg[group])).cls
+    """The registered class of the component `cfg[group]` names (None for a `_target_` component: its own
+    checks are Registry.check_target's)."""
+    node = cfg[group]
+    if is_target(node):
+        registered = COMPONENT_REGISTRIES[group].registered_config(node)
+        return None if registered is None else COMPONENT_REGISTRIES[group].get(cfg_name(registered)).cls
+    return COMPONENT_REGISTRIES[group].get(cfg_name(node)).cls
 
 
 def check_batching(cfg: Any) -> None:
@@ -85,8 +95,9 @@ def check_device_and_precision(cfg: Any) -> None:
             f"{setting('distributed_training.ddp_backend', 'fully_sharded')} (its shards are already the only "
             f"fp32 copy); use {setting('common.fp16', True)}"
         )
-    optimizer = cfg_name(cfg.optimizer)
-    built_in = component_class(cfg, "optimizer").__module__.startswith("fairseq_lite.")
+    optimizer_class = component_class(cfg, "optimizer")
+    optimizer = getattr(optimizer_class, "__registered_name__", None)
+    built_in = optimizer_class is not None and optimizer_class.__module__.startswith("fairseq_lite.")
     if (
         mode == "fp16"
         and cfg.common.memory_efficient_fp16

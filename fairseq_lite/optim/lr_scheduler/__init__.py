@@ -1,5 +1,6 @@
 """Learning-rate schedulers. Importing this package registers them."""
 
+from fairseq_lite.optim.lr_scheduler import target_scheduler  # noqa: F401  (lr_scheduler: {_target_: ...})
 from fairseq_lite.optim.lr_scheduler.cosine_lr_scheduler import CosineLRSchedule, CosineLRScheduleConfig
 from fairseq_lite.optim.lr_scheduler.fairseq_lr_scheduler import FairseqLRScheduler
 from fairseq_lite.optim.lr_scheduler.fixed_schedule import FixedLRSchedule, FixedLRScheduleConfig

@@ -8,6 +8,7 @@ from fairseq_lite.dataclass.base import FairseqDataclass
 from fairseq_lite.errors import ConfigError, key, setting
 from fairseq_lite.optim.lr_scheduler.fairseq_lr_scheduler import FairseqLRScheduler
 from fairseq_lite.registry import OPTIMIZER_REGISTRY, cfg_name, register_lr_scheduler
+from fairseq_lite.targets import TARGET_KEY, is_target
 
 
 @dataclass
@@ -30,7 +31,13 @@ class PassThroughScheduleSchedule(FairseqLRScheduler):
     def check_optimizer_config(cls, cfg: Any, optimizer_cfg: Any) -> None:
         """Called before the run: the optimizer must bring its own schedule."""
         name = cfg_name(optimizer_cfg)
-        has_own = getattr(OPTIMIZER_REGISTRY.get(name).cls, "has_own_lr_scheduler", None)
+        if is_target(optimizer_cfg):  # a torch optimizer has no schedule of its own
+            registered = OPTIMIZER_REGISTRY.registered_config(optimizer_cfg)
+            name = optimizer_cfg[TARGET_KEY] if registered is None else cfg_name(registered)
+            optimizer_cfg = registered
+        has_own = None
+        if optimizer_cfg is not None:
+            has_own = getattr(OPTIMIZER_REGISTRY.get(name).cls, "has_own_lr_scheduler", None)
         if has_own is None or not has_own(optimizer_cfg):
             raise ConfigError(
                 f"{setting('lr_scheduler._name', 'pass_through')} hands the schedule to the optimizer's own, and "
