@@ -1,5 +1,7 @@
-"""Small helpers every stage shares: which device a run uses, and moving a batch onto it."""
+"""Small helpers every stage shares: which device a run uses, moving a batch onto it, and fairseq's
+helpers that plugins call (get_perplexity)."""
 
+import builtins
 from typing import Any
 
 import torch
@@ -21,3 +23,13 @@ def move_to_device(sample: Any, device: torch.device) -> Any:
     if isinstance(sample, (list, tuple)):
         return type(sample)(move_to_device(v, device) for v in sample)
     return sample
+
+
+def get_perplexity(loss: float | None, round: int = 2, base: float = 2) -> float:
+    """base**loss rounded to `round` digits (inf when it overflows), as fairseq logs ppl."""
+    if loss is None:
+        return 0.0
+    try:
+        return builtins.round(base**loss, round)
+    except OverflowError:
+        return float("inf")

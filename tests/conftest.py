@@ -81,3 +81,24 @@ def tiny_lm_overrides(data: Path, save_dir: Path, max_update: int = 12, extra=()
         "common.log_interval=1",
         *extra,
     ]
+
+
+def reduced_metrics(reduce_metrics, logging_outputs, rounded=False):
+    """What `reduce_metrics(logging_outputs)` (fairseq's contract: it logs with metrics.log_*) logs, as
+    {name: value}: the meters' unrounded averages and sums unless `rounded` (what a log line shows)."""
+    from fairseq_lite.logging import metrics
+    from fairseq_lite.logging.meters import AverageMeter, SumMeter
+
+    with metrics.aggregate(new_root=True) as agg:
+        reduce_metrics(list(logging_outputs))
+    if rounded:
+        return dict(agg.get_smoothed_values())
+    values = {}
+    for name, meter in agg.items():
+        if isinstance(meter, AverageMeter):
+            values[name] = meter.avg
+        elif isinstance(meter, SumMeter):
+            values[name] = meter.sum
+        else:
+            values[name] = agg.get_smoothed_value(name)
+    return values

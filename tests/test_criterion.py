@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+from conftest import reduced_metrics
 from omegaconf import OmegaConf
 
 import fairseq_lite.criterions  # noqa: F401  (registers the criteria)
@@ -107,21 +108,23 @@ def test_reduce_metrics_reports_base_2_like_fairseq():
         logs.append(make_criterion()(model, sample)[2])
     agg = {k: sum(log[k] for log in logs) for k in logs[0]}
     assert CrossEntropyCriterion.logging_outputs_can_be_summed()
-    metrics = CrossEntropyCriterion.reduce_metrics(agg)
-    expected = agg["loss"] / agg["ntokens"] / math.log(2)
+    metrics = reduced_metrics(CrossEntropyCriterion.reduce_metrics, [agg])
+    assert reduced_metrics(CrossEntropyCriterion.reduce_metrics, logs) == pytest.approx(metrics)  # summed or not
+    expected = float(agg["loss"]) / agg["ntokens"] / math.log(2)
     assert metrics["loss"] == pytest.approx(expected)
-    assert metrics["nll_loss"] == pytest.approx(expected)
-    assert metrics["ppl"] == pytest.approx(2**expected)
-    # Perplexity is exp of the mean loss in nats.
-    assert metrics["ppl"] == pytest.approx(math.exp(agg["loss"] / agg["ntokens"]))
+    assert "nll_loss" not in metrics  # the same as loss when sample_size is ntokens: fairseq leaves it out
+    # Perplexity is exp of the mean loss in nats, rounded to 2 digits as fairseq logs it.
+    assert metrics["ppl"] == pytest.approx(math.exp(float(agg["loss"]) / agg["ntokens"]), abs=0.005)
+    shown = reduced_metrics(CrossEntropyCriterion.reduce_metrics, [agg], rounded=True)
+    assert list(shown) == ["loss", "ppl"] and shown["loss"] == round(expected, 3)
 
 
 def test_reduce_metrics_with_sentence_avg():
     agg = {"loss": 120.0, "ntokens": 60, "nsentences": 4, "sample_size": 4}
-    metrics = CrossEntropyCriterion.reduce_metrics(agg)
+    metrics = reduced_metrics(CrossEntropyCriterion.reduce_metrics, [agg])
     assert metrics["loss"] == pytest.approx(120.0 / 4 / math.log(2))
     assert metrics["nll_loss"] == pytest.approx(120.0 / 60 / math.log(2))
-    assert metrics["ppl"] == pytest.approx(math.exp(2.0))
+    assert metrics["ppl"] == pytest.approx(math.exp(2.0), abs=0.005)
 
 
 def test_padding_idx_from_target_dictionary():

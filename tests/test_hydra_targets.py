@@ -211,6 +211,7 @@ def test_a_plain_module_criterion_target(tiny_data_bin, tmp_path):
             """\
             import math
             import torch.nn.functional as F
+            from fairseq_lite import metrics
             from fairseq_lite.criterions.fairseq_criterion import FairseqCriterion
 
             class ScaledCrossEntropy(FairseqCriterion):
@@ -228,8 +229,10 @@ def test_a_plain_module_criterion_target(tiny_data_bin, tmp_path):
                                      "sample_size": n}
 
                 @classmethod
-                def reduce_metrics(cls, agg):
-                    return {"loss": agg["loss"] / agg["sample_size"] / math.log(2)}
+                def reduce_metrics(cls, logging_outputs):
+                    loss = sum(log["loss"] for log in logging_outputs)
+                    size = sum(log["sample_size"] for log in logging_outputs)
+                    metrics.log_scalar("loss", loss / size / math.log(2), size, round=3)
 
                 @staticmethod
                 def logging_outputs_can_be_summed():

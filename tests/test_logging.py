@@ -2,10 +2,11 @@
 
 import json
 import logging
+import time
 
 import pytest
 
-from fairseq_lite.logging.meters import UpdateStats
+from fairseq_lite.logging import metrics
 from fairseq_lite.logging.progress_bar import format_stat, progress_bar
 
 STATS = {
@@ -79,14 +80,42 @@ def test_tensorboard_scalars(tmp_path):
     assert [e.step for e in acc.Scalars("loss")] == [7]
 
 
-def test_update_stats_give_fairseq_fields():
-    stats = UpdateStats()
-    stats.add({"loss": 100.0, "ntokens": 50, "nsentences": 2, "sample_size": 50}, gnorm=2.0, clipped=True)
-    stats.add({"loss": 100.0, "ntokens": 50, "nsentences": 2, "sample_size": 50}, gnorm=4.0, clipped=False)
+def test_metrics_aggregate_as_fairseqs():
+    """fairseq's metrics: weighted averages over the active aggregators, nested and new-root blocks,
+    derived values read late, priorities ordering the fields, rounding as asked, rates per second."""
+    metrics.reset()
+    with metrics.aggregate("train"):
+        for loss, weight in ((2.0, 50), (4.0, 150)):
+            with metrics.aggregate("train_inner"):
+                metrics.log_scalar("loss", loss, weight, round=3)
+                metrics.log_scalar("gnorm", loss / 3, priority=400, round=3)
+                metrics.log_scalar_sum("n", 1)
+                metrics.log_derived("ppl", lambda meters: 2 ** meters["loss"].avg)
+                metrics.log_scalar("num_updates", weight, weight=0, priority=200)
+        with metrics.aggregate(new_root=True) as valid:
+            metrics.log_scalar("loss", 9.0)
+    inner = metrics.get_smoothed_values("train_inner")
+    assert list(inner) == ["loss", "n", "ppl", "num_updates", "gnorm"]
+    assert inner["loss"] == 3.5 and inner["ppl"] == 2**3.5 and inner["n"] == 2 and inner["num_updates"] == 150
+    assert inner["gnorm"] == round(1.0, 3)
+    assert metrics.get_smoothed_values("train")["loss"] == 3.5  # the new root kept validation out
+    assert valid.get_smoothed_values() == {"loss": 9.0}
+    assert metrics.get_smoothed_value("default", "loss") == 3.5
+    metrics.reset_meters("train_inner")
+    assert metrics.get_meter("train_inner", "loss").count == 0 and metrics.get_meter("train", "loss").count == 200
+    state = metrics.state_dict()
+    metrics.reset()
+    metrics.load_state_dict(state)
+    assert metrics.get_smoothed_values("train")["loss"] == 3.5
+    with metrics.aggregate("speed") as agg:
+        metrics.log_speed("wps", 100.0)  # the first value starts the clock
+        time.sleep(0.05)
+        metrics.log_speed("wps", 100.0)
+    assert 0 < agg["wps"].n == 100.0 and agg.get_smoothed_value("wps") < 100 / 0.05
+    metrics.reset()
 
-    def reduce(t):
-        return {"loss": t["loss"] / t["sample_size"]}
 
-    out = stats.stats(reduce)
-    assert out["loss"] == 2.0 and out["wpb"] == 50 and out["bsz"] == 2 and out["wps"] > 0 and out["ups"] > 0
-    assert stats.gnorm_stats(clip_norm=1.0) == {"gnorm": 3.0, "clip": 50.0}
+def test_fairseq_import_paths_of_metrics():
+    from fairseq_lite import metrics as old_home
+
+    assert old_home.log_scalar is metrics.log_scalar and old_home.aggregate is metrics.aggregate

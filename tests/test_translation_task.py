@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import reduced_metrics
 
 from fairseq_lite.errors import DataError
 from fairseq_lite.options.compose import compose_config
@@ -180,9 +181,9 @@ def test_eval_bleu_statistics_sum_to_corpus_bleu(bilingual_bin, tmp_path):
     assert {f"_bleu_counts_{i}" for i in range(4)} <= set(totals) and totals["_bleu_ref_len"] > 0
     expected = sacrebleu.corpus_bleu(hyps, [refs])
     assert totals["_bleu_sys_len"] == expected.sys_len and totals["_bleu_ref_len"] == expected.ref_len
-    stats = task.reduce_metrics(totals, criterion)
+    stats = reduced_metrics(lambda logs: task.reduce_metrics(logs, criterion), [totals])
     assert stats["bleu"] == round(expected.score, 2) == bleu_from_stats(totals)
-    assert "bleu" not in criterion.reduce_metrics(totals)
+    assert "bleu" not in reduced_metrics(criterion.reduce_metrics, [totals])
 
 
 def test_best_checkpoint_by_bleu(bilingual_bin, tmp_path, caplog):

@@ -8,8 +8,11 @@ from fairseq_lite.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterion,
     LabelSmoothedCrossEntropyCriterionConfig,
 )
+from fairseq_lite.registry import CRITERION_REGISTRY, register_criterion
 
 __all__ = [
+    "CRITERION_REGISTRY",
+    "register_criterion",
     "AdaptiveLoss",
     "AdaptiveLossConfig",
     "CrossEntropyCriterion",

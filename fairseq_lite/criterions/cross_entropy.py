@@ -9,11 +9,13 @@ import torch.nn.functional as F
 from omegaconf import II
 from torch import Tensor
 
-from fairseq_lite.criterions.fairseq_criterion import FairseqCriterion
+from fairseq_lite.criterions.fairseq_criterion import FairseqCriterion, sum_logs
 from fairseq_lite.dataclass.base import FairseqDataclass
 from fairseq_lite.kernels.cross_entropy import softmax_cross_entropy
+from fairseq_lite.logging import metrics
 from fairseq_lite.models.fairseq_model import normalizes_with_log_softmax
 from fairseq_lite.registry import register_criterion
+from fairseq_lite.utils import get_perplexity
 
 
 @dataclass
@@ -29,7 +31,7 @@ def _to_number(value: Any) -> Any:
 class CrossEntropyCriterion(FairseqCriterion):
     @classmethod
     def validation_metrics(cls, cfg: Any) -> list[str]:
-        return ["loss", "nll_loss", "ppl"]
+        return ["loss", "ppl"] + (["nll_loss"] if cfg.get("sentence_avg", False) else [])
 
     def __init__(self, cfg: Any, task: Any):
         super().__init__(cfg, task)
@@ -77,20 +79,18 @@ class CrossEntropyCriterion(FairseqCriterion):
         )
 
     @classmethod
-    def reduce_metrics(cls, agg: dict[str, Any]) -> dict[str, float]:
-        """From logging outputs summed over batches/workers to what fairseq logs: base-2 losses
-        ("loss" per sample_size, "nll_loss" per target token) and perplexity 2**nll_loss.
-        (fairseq rounds loss to 3 and ppl to 2 decimals when printing; no rounding here.)"""
-        loss_sum = float(_to_number(agg.get("loss", 0.0)))
-        ntokens = float(_to_number(agg.get("ntokens", 0)))
-        sample_size = float(_to_number(agg.get("sample_size", 0)))
-        loss = loss_sum / sample_size / math.log(2) if sample_size > 0 else 0.0
-        nll_loss = loss_sum / ntokens / math.log(2) if ntokens > 0 else 0.0
-        try:
-            ppl = 2**nll_loss
-        except OverflowError:
-            ppl = float("inf")
-        return {"loss": loss, "nll_loss": nll_loss, "ppl": ppl}
+    def reduce_metrics(cls, logging_outputs: list[dict[str, Any]]) -> None:
+        """fairseq's statistics: "loss" in base 2 per sample_size; with sentence_avg also "nll_loss" per
+        target token; "ppl" is 2**nll_loss (2**loss when they are the same)."""
+        loss_sum = sum_logs(logging_outputs, "loss")
+        ntokens = sum_logs(logging_outputs, "ntokens")
+        sample_size = sum_logs(logging_outputs, "sample_size")
+        metrics.log_scalar("loss", loss_sum / sample_size / math.log(2), sample_size, round=3)
+        if sample_size != ntokens:
+            metrics.log_scalar("nll_loss", loss_sum / ntokens / math.log(2), ntokens, round=3)
+            metrics.log_derived("ppl", lambda meters: get_perplexity(meters["nll_loss"].avg))
+        else:
+            metrics.log_derived("ppl", lambda meters: get_perplexity(meters["loss"].avg))
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

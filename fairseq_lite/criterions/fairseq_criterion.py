@@ -1,16 +1,26 @@
 """Base class of the training criteria (losses)."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch.nn as nn
 from torch import Tensor
 
 
+def sum_logs(logging_outputs: Sequence[dict[str, Any]], key: str) -> float:
+    """The sum of `key` over logging outputs (0 where missing), as a Python number."""
+    total = sum(log.get(key, 0) for log in logging_outputs)
+    return total.item() if hasattr(total, "item") else total
+
+
 class FairseqCriterion(nn.Module):
     """Built as `Criterion(cfg, task)`; `forward(model, sample)` -> (loss, sample_size, logging_output).
 
-    The trainer divides gradients by the summed `sample_size`, and passes logging outputs summed
-    over batches and workers to `reduce_metrics` (when `logging_outputs_can_be_summed()`).
+    fairseq's contract: the trainer divides gradients by the update's summed `sample_size`; after each
+    update (and each validation batch) it hands the logging outputs of all micro-batches and ranks to
+    `reduce_metrics(logging_outputs)`, which logs what the log line shows with `metrics.log_scalar`
+    (weighted averages over the updates of a log interval) and `metrics.log_derived`. When
+    `logging_outputs_can_be_summed()`, the list is one dict: the outputs summed (cheaper across ranks).
     """
 
     @classmethod
@@ -43,7 +53,8 @@ class FairseqCriterion(nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def reduce_metrics(cls, agg: dict[str, Any]) -> dict[str, float]:
+    def reduce_metrics(cls, logging_outputs: list[dict[str, Any]]) -> None:
+        """Log this criterion's statistics (`metrics.log_scalar`) from the logging outputs."""
         raise NotImplementedError
 
     @staticmethod

@@ -20,11 +20,13 @@ from omegaconf import II
 from torch import Tensor
 
 from fairseq_lite.criterions.cross_entropy import normalizes_with_log_softmax
-from fairseq_lite.criterions.fairseq_criterion import FairseqCriterion
+from fairseq_lite.criterions.fairseq_criterion import FairseqCriterion, sum_logs
 from fairseq_lite.dataclass.base import FairseqDataclass, cfg_field
 from fairseq_lite.errors import ConfigError, key
 from fairseq_lite.kernels.cross_entropy import softmax_cross_entropy
+from fairseq_lite.logging import metrics
 from fairseq_lite.registry import register_criterion
+from fairseq_lite.utils import get_perplexity
 
 
 @dataclass
@@ -131,26 +133,28 @@ class LabelSmoothedCrossEntropyCriterion(FairseqCriterion):
         return scores.reshape(-1, scores.size(-1)), target.reshape(-1)
 
     @classmethod
-    def reduce_metrics(cls, agg: dict[str, Any]) -> dict[str, float]:
-        """Summed logging outputs -> fairseq's fields: "loss" in base 2 per sample_size,
-        "nll_loss" in base 2 per target token, "ppl" = 2**nll_loss, and "accuracy" in percent
-        when n_correct/total were logged."""
-        loss_sum = float(_to_number(agg.get("loss", 0.0)))
-        nll_sum = float(_to_number(agg.get("nll_loss", 0.0)))
-        ntokens = float(_to_number(agg.get("ntokens", 0)))
-        sample_size = float(_to_number(agg.get("sample_size", 0)))
-        out = {
-            "loss": loss_sum / sample_size / math.log(2) if sample_size > 0 else 0.0,
-            "nll_loss": nll_sum / ntokens / math.log(2) if ntokens > 0 else 0.0,
-        }
-        try:
-            out["ppl"] = 2 ** out["nll_loss"]
-        except OverflowError:
-            out["ppl"] = float("inf")
-        total = float(_to_number(agg.get("total", 0)))
+    def reduce_metrics(cls, logging_outputs: list[dict[str, Any]]) -> None:
+        """fairseq's statistics: "loss" in base 2 per sample_size, "nll_loss" in base 2 per target token,
+        "ppl" = 2**nll_loss, and "accuracy" in percent when n_correct/total were logged."""
+        loss_sum = sum_logs(logging_outputs, "loss")
+        nll_sum = sum_logs(logging_outputs, "nll_loss")
+        ntokens = sum_logs(logging_outputs, "ntokens")
+        sample_size = sum_logs(logging_outputs, "sample_size")
+        metrics.log_scalar("loss", loss_sum / sample_size / math.log(2), sample_size, round=3)
+        metrics.log_scalar("nll_loss", nll_sum / ntokens / math.log(2), ntokens, round=3)
+        metrics.log_derived("ppl", lambda meters: get_perplexity(meters["nll_loss"].avg))
+        total = sum_logs(logging_outputs, "total")
         if total > 0:
-            out["accuracy"] = round(float(_to_number(agg.get("n_correct", 0))) * 100.0 / total, 3)
-        return out
+            metrics.log_scalar_sum("total", total)
+            metrics.log_scalar_sum("n_correct", sum_logs(logging_outputs, "n_correct"))
+            metrics.log_derived(
+                "accuracy",
+                lambda meters: (
+                    round(meters["n_correct"].sum * 100.0 / meters["total"].sum, 3)
+                    if meters["total"].sum > 0
+                    else float("nan")
+                ),
+            )
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

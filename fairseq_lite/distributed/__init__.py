@@ -1,4 +1,5 @@
 from fairseq_lite.distributed.utils import (
+    all_gather_list,
     all_reduce_sums,
     barrier,
     collective_timeout,
@@ -11,6 +12,7 @@ from fairseq_lite.distributed.utils import (
 )
 
 __all__ = [
+    "all_gather_list",
     "all_reduce_sums",
     "barrier",
     "collective_timeout",

@@ -8,6 +8,7 @@ import datetime
 import logging
 import os
 import socket
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -93,3 +94,14 @@ def all_reduce_sums(values: dict[str, float]) -> dict[str, float]:
         tensor = tensor.cuda()
     dist.all_reduce(tensor)
     return dict(zip(keys, tensor.cpu().tolist()))
+
+
+def all_gather_list(data: Any, group: Any = None, max_size: int | None = None) -> list[Any]:
+    """Every rank's `data` (any picklable object), in rank order, as fairseq's all_gather_list returns
+    it. `max_size` is accepted for fairseq's signature: torch sizes the buffers itself."""
+    world = dist.get_world_size(group) if get_world_size() > 1 else 1
+    if world == 1:
+        return [data]
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(gathered, data, group=group)
+    return gathered

@@ -13,8 +13,12 @@ from fairseq_lite.models.transformer import TransformerConfig, TransformerModel
 from fairseq_lite.models.transformer_decoder import TransformerDecoder
 from fairseq_lite.models.transformer_encoder import TransformerEncoder
 from fairseq_lite.models.transformer_lm import TransformerLanguageModel, TransformerLanguageModelConfig
+from fairseq_lite.registry import MODEL_REGISTRY, register_model, register_model_architecture
 
 __all__ = [
+    "MODEL_REGISTRY",
+    "register_model",
+    "register_model_architecture",
     "BaseFairseqModel",
     "FairseqDecoder",
     "FairseqEncoder",

@@ -12,8 +12,11 @@ from fairseq_lite.optim.fp32_step_optimizer import FP32StepOptimizer
 from fairseq_lite.optim.lamb import LAMB, FairseqLAMB, FairseqLAMBConfig
 from fairseq_lite.optim.nag import NAG, FairseqNAG, FairseqNAGConfig
 from fairseq_lite.optim.sgd import SGD, SGDConfig
+from fairseq_lite.registry import OPTIMIZER_REGISTRY, register_optimizer
 
 __all__ = [
+    "OPTIMIZER_REGISTRY",
+    "register_optimizer",
     "LAMB",
     "NAG",
     "SGD",

@@ -7,9 +7,11 @@ from typing import Any
 
 import torch
 
+from fairseq_lite.criterions.fairseq_criterion import sum_logs
 from fairseq_lite.data import data_utils
 from fairseq_lite.data.iterators import EpochBatchIterator
 from fairseq_lite.errors import DataError, key
+from fairseq_lite.logging import metrics
 from fairseq_lite.registry import CRITERION_REGISTRY, MODEL_REGISTRY
 
 logger = logging.getLogger(__name__)
@@ -160,9 +162,16 @@ class FairseqTask:
         with torch.no_grad():
             return criterion(model, sample)
 
-    def reduce_metrics(self, totals: dict[str, float], criterion) -> dict[str, float]:
-        """Validation statistics from logging outputs summed over batches."""
-        return criterion.reduce_metrics(totals)
+    def reduce_metrics(self, logging_outputs: list[dict[str, Any]], criterion) -> None:
+        """Log an update's (or a validation batch's) statistics, as fairseq's task does: words and
+        sentences per batch ("wpb", "bsz"), words per second ("wps"), then the criterion's."""
+        if any("ntokens" in log for log in logging_outputs):
+            ntokens = sum_logs(logging_outputs, "ntokens")
+            metrics.log_scalar("wpb", ntokens, priority=180, round=1)
+            metrics.log_speed("wps", ntokens, priority=90, round=1)
+        if any("nsentences" in log for log in logging_outputs):
+            metrics.log_scalar("bsz", sum_logs(logging_outputs, "nsentences"), priority=190, round=1)
+        criterion.__class__.reduce_metrics(logging_outputs)
 
     def begin_epoch(self, epoch: int, model) -> None:
         pass

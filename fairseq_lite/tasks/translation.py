@@ -23,11 +23,13 @@ import torch
 from omegaconf import II, MISSING, OmegaConf
 from torch import Tensor
 
+from fairseq_lite.criterions.fairseq_criterion import sum_logs
 from fairseq_lite.data.dictionary import Dictionary
 from fairseq_lite.data.indexed_dataset import MMapIndexedDataset
 from fairseq_lite.data.language_pair_dataset import LanguagePairDataset
 from fairseq_lite.dataclass import FairseqDataclass, cfg_field
 from fairseq_lite.errors import ConfigError, DataError, key, setting
+from fairseq_lite.logging import metrics
 from fairseq_lite.registry import TOKENIZER_REGISTRY, component_node, register_task
 from fairseq_lite.tasks.fairseq_task import FairseqTask
 from fairseq_lite.tasks.language_modeling import split_paths
@@ -360,14 +362,21 @@ class TranslationTask(FairseqTask):
             return sacrebleu.corpus_bleu(hyps, [refs], tokenize="none")
         return sacrebleu.corpus_bleu(hyps, [refs])
 
-    def reduce_metrics(self, agg: dict[str, float], criterion: Any) -> dict[str, float]:
-        """The criterion's statistics, plus "bleu" when validation decoded with eval_bleu."""
-        out = dict(criterion.reduce_metrics(agg))
-        if self.cfg.eval_bleu:
-            bleu = bleu_from_stats(agg)
-            if bleu is not None:
-                out["bleu"] = bleu
-        return out
+    def reduce_metrics(self, logging_outputs: list[dict[str, Any]], criterion: Any) -> None:
+        """The criterion's statistics, plus "bleu" when validation decoded with eval_bleu: sacrebleu's
+        statistics summed over what the aggregator saw, BLEU computed from them when read."""
+        super().reduce_metrics(logging_outputs, criterion)
+        if not self.cfg.eval_bleu:
+            return
+        names = ["_bleu_sys_len", "_bleu_ref_len"] + [
+            f"_bleu_{kind}_{i}" for kind in ("counts", "totals") for i in range(EVAL_BLEU_ORDER)
+        ]
+        sums = {name: sum_logs(logging_outputs, name) for name in names}
+        if max(sums[f"_bleu_totals_{i}"] for i in range(EVAL_BLEU_ORDER)) <= 0:
+            return  # nothing decoded (training updates, or an empty batch)
+        for name, value in sums.items():
+            metrics.log_scalar_sum(name, value)
+        metrics.log_derived("bleu", lambda meters: bleu_from_stats({n: meters[n].sum for n in names if n in meters}))
 
 
 def _data_dirs(cfg: Any) -> list[str]:

@@ -35,8 +35,8 @@ from fairseq_lite.targets import is_target
 from fairseq_lite.training.build import valid_subsets
 from fairseq_lite.utils import select_device
 
-# Statistics every validation reports besides the criterion's (logging/meters.py UpdateStats).
-VALIDATION_STATISTICS = ["wpb", "bsz"]
+# Statistics every validation reports besides the criterion's (the task's reduce_metrics).
+VALIDATION_STATISTICS = ["wps", "wpb", "bsz"]
 
 
 def check_training_config(cfg: Any, resume: bool = True) -> None:

@@ -17,9 +17,10 @@ import torch
 
 from fairseq_lite.checkpoint import CheckpointManager
 from fairseq_lite.data.iterators import GroupedIterator
-from fairseq_lite.distributed import all_reduce_sums, barrier, is_master
+from fairseq_lite.distributed import barrier, is_master
 from fairseq_lite.errors import ConfigError, TrainingInterrupted, setting
-from fairseq_lite.logging.meters import StopwatchMeter, UpdateStats
+from fairseq_lite.logging import metrics
+from fairseq_lite.logging.meters import StopwatchMeter
 from fairseq_lite.logging.progress_bar import progress_bar
 from fairseq_lite.training.build import build_trainer, valid_subsets
 from fairseq_lite.training.checks import check_training_config
@@ -101,6 +102,7 @@ class TrainingLoop:
 
     # --- the run --------------------------------------------------------------------------------
     def run(self, stop_signals: Sequence[int] = DEFAULT_SIGNALS) -> float | None:
+        metrics.reset()  # a run's statistics start empty (another run in this process leaves its own)
         self.clocks.wall.start()
         max_epoch = self.cfg.optimization.max_epoch or math.inf
         lr = self.trainer.get_lr()
@@ -140,26 +142,26 @@ class TrainingLoop:
         trainer.lr_step_begin_epoch(epoch)
         logger.info(f"begin training epoch {epoch}")
 
-        interval, whole_epoch = UpdateStats(), UpdateStats()
         valid_metrics: list[float] = []
         should_stop = False
-        for samples in progress:
-            self.clocks.train_wall.start()
-            out = trainer.train_step(samples)
-            self.clocks.train_wall.stop()
-            if out is not None:
-                gnorm, clipped = out.pop("gnorm"), bool(out.pop("clipped"))
-                interval.add(out, gnorm, clipped)
-                whole_epoch.add(out, gnorm, clipped)
-                if trainer.get_num_updates() % cfg.common.log_interval == 0:
-                    progress.log(self.train_stats(interval), tag="train_inner", step=trainer.get_num_updates())
-                    interval = UpdateStats()
-            valid_metrics, should_stop = self.validate_and_save(end_of_epoch=not itr.has_next())
-            if should_stop:
-                break
-            if self.stop is not None and self.stop.requested():
-                self.save_and_interrupt(self.stop.signum or signal.SIGTERM)
-        progress.print(self.train_stats(whole_epoch), tag="train", step=trainer.get_num_updates())
+        # fairseq's aggregators: "train" for the epoch, "train_inner" for the updates of a log line.
+        metrics.reset_meters("train")
+        with metrics.aggregate("train"):
+            for samples in progress:
+                self.clocks.train_wall.start()
+                with metrics.aggregate("train_inner"):
+                    out = trainer.train_step(samples)
+                self.clocks.train_wall.stop()
+                if out is not None and trainer.get_num_updates() % cfg.common.log_interval == 0:
+                    progress.log(self.train_stats("train_inner"), tag="train_inner", step=trainer.get_num_updates())
+                    metrics.reset_meters("train_inner")
+                valid_metrics, should_stop = self.validate_and_save(end_of_epoch=not itr.has_next())
+                if should_stop:
+                    break
+                if self.stop is not None and self.stop.requested():
+                    self.save_and_interrupt(self.stop.signum or signal.SIGTERM)
+            progress.print(self.train_stats("train"), tag="train", step=trainer.get_num_updates())
+        metrics.reset_meters("train")
         progress.close()
         return valid_metrics, should_stop
 
@@ -175,16 +177,9 @@ class TrainingLoop:
             default_log_format="none" if cfg.common.no_progress_bar else "tqdm",
         )
 
-    def train_stats(self, window: UpdateStats) -> dict[str, float]:
-        trainer = self.trainer
-        stats = window.stats(trainer.criterion.reduce_metrics, training=True)
-        stats["num_updates"] = trainer.get_num_updates()
-        stats["lr"] = trainer.get_lr()
-        for group, lr in (trainer.optimizer.group_lrs() or {}).items():
-            stats[f"lr_{group}"] = lr  # fairseq's names for a composite optimizer's groups
-        stats.update(window.gnorm_stats(self.cfg.optimization.clip_norm))
-        if trainer.loss_scale is not None:
-            stats["loss_scale"] = trainer.loss_scale
+    def train_stats(self, aggregator: str) -> dict[str, float]:
+        """A training log line: what the aggregator holds (by priority), then the clocks."""
+        stats = dict(metrics.get_smoothed_values(aggregator)) if metrics.get_meters(aggregator) is not None else {}
         stats["train_wall"] = self.clocks.train_wall.elapsed_time
         stats["wall"] = self.clocks.wall.elapsed_time
         return stats
@@ -261,7 +256,7 @@ class TrainingLoop:
     def validate(self) -> tuple[list[float], bool]:
         cfg, trainer = self.cfg, self.trainer
         metric_name = cfg.checkpoint.best_checkpoint_metric
-        metrics: list[float] = []
+        values: list[float] = []  # best_checkpoint_metric of each subset
         is_best = False
         rng_state = torch.get_rng_state()
         if cfg.dataset.fixed_validation_seed is not None:
@@ -270,18 +265,12 @@ class TrainingLoop:
             logger.info(f'begin validation on "{subset}" subset')
             itr = trainer.get_valid_iterator(subset).next_epoch_itr(shuffle=False)
             progress = self._progress(itr, epoch=self.epoch_itr.epoch, prefix=f"valid on '{subset}' subset")
-            window = UpdateStats()
-            for step, sample in enumerate(progress):
-                if cfg.dataset.max_valid_steps is not None and step >= cfg.dataset.max_valid_steps:
-                    break
-                out = trainer.valid_step(sample)
-                if out:
-                    out["_batches"] = 1
-                    window.add(out)
-            # The task may add its own statistics (translation: BLEU) to the criterion's.
-            window.totals = all_reduce_sums(window.totals)  # every rank validated its own shard
-            stats = window.stats(lambda totals: self.task.reduce_metrics(totals, trainer.criterion), training=False)
-            stats.pop("wps", None)
+            with metrics.aggregate(new_root=True) as aggregator:  # kept out of "train"
+                for step, sample in enumerate(progress):
+                    if cfg.dataset.max_valid_steps is not None and step >= cfg.dataset.max_valid_steps:
+                        break
+                    trainer.log_valid_batch(trainer.valid_step(sample))
+            stats = dict(aggregator.get_smoothed_values())  # the task's, with the criterion's (and BLEU)
             stats["num_updates"] = trainer.get_num_updates()
             if metric_name not in stats:  # the checks before the run compare with the declared statistics
                 available = ", ".join(k for k in stats if k != "num_updates")
@@ -295,6 +284,6 @@ class TrainingLoop:
             stats[f"best_{metric_name}"] = self.best.best if self.best.best is not None else value
             progress.print(stats, tag=subset, step=trainer.get_num_updates())
             progress.close()
-            metrics.append(value)
+            values.append(value)
         torch.set_rng_state(rng_state)
-        return metrics, is_best
+        return values, is_best

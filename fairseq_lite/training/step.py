@@ -12,9 +12,10 @@ from typing import Any
 import torch
 
 from fairseq_lite.data.iterators import EpochBatchIterator
-from fairseq_lite.distributed import all_reduce_sums, get_rank, get_world_size
+from fairseq_lite.distributed import all_gather_list, all_reduce_sums, get_rank, get_world_size
 from fairseq_lite.distributed.fsdp import load_sharded, save_sharded, to_local_value
 from fairseq_lite.errors import CheckpointError, NonFiniteLossError, OutOfMemoryError, key, setting
+from fairseq_lite.logging import metrics
 from fairseq_lite.optim.fp16_optimizer import build_fp16_optimizer
 from fairseq_lite.optim.precision import GradientOverflow, PrecisionOptimizer, autocast_context, check_precision
 from fairseq_lite.registry import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY
@@ -147,8 +148,10 @@ class Trainer:
 
     # --- steps ----------------------------------------------------------------------------------
     def train_step(self, samples: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """Forward/backward every micro-batch, then one optimizer update. Returns the summed
-        logging outputs plus gnorm, or None when there was nothing to train on."""
+        """Forward/backward every micro-batch, then one optimizer update, logged into the active
+        metrics aggregators. Returns the logging outputs summed over micro-batches and ranks with the
+        update's gradient norm ("gnorm"), or None
+        when no update was made (nothing to train on, an overflow, a skipped batch)."""
         # Dropout draws depend only on (seed, update): an interrupted run resumed from a checkpoint
         # therefore makes exactly the same draws as an uninterrupted one.
         torch.manual_seed(self.cfg.common.seed + self.num_updates)
@@ -156,6 +159,7 @@ class Trainer:
         optimizer.num_updates = self.num_updates
         optimizer.zero_grad()
         totals: dict[str, float] = {}
+        outputs: list[dict[str, Any]] = []  # each micro-batch's, for a criterion whose logs cannot be summed
         sample_size = 0.0
         last_sample = None
         for i, sample in enumerate(samples):
@@ -181,6 +185,7 @@ class Trainer:
                 continue
             last_sample = sample
             sample_size += float(size)
+            outputs.append(logging_output)
             for name, value in logging_output.items():
                 # Tensors stay on the device until the update is done: reading one is a sync that
                 # would stall the GPU between micro-batches.
@@ -212,9 +217,36 @@ class Trainer:
             optimizer.zero_grad()
         self.num_updates += 1
         self.lr_scheduler.step_update(self.num_updates)
-        totals["gnorm"] = gnorm
-        totals["clipped"] = float(clip_norm > 0 and gnorm > clip_norm)
-        return totals
+        self._log_update(totals, outputs, gnorm, clip_norm)
+        return {**totals, "gnorm": gnorm}
+
+    def _log_update(self, totals: dict[str, float], outputs: list[dict[str, Any]], gnorm: float, clip_norm: float):
+        """Log the update into the active metrics aggregators as fairseq's trainer does: its own
+        fields, then the task's and criterion's reduce_metrics of the update's logging outputs."""
+        metrics.log_speed("ups", 1.0, priority=100, round=2)
+        metrics.log_scalar("num_updates", self.num_updates, weight=0, priority=200)
+        metrics.log_scalar("lr", self.get_lr(), weight=0, priority=300)
+        for group, lr in (self.optimizer.group_lrs() or {}).items():
+            metrics.log_scalar(f"lr_{group}", lr, weight=0, priority=300)  # a composite optimizer's groups
+        if math.isfinite(gnorm):
+            metrics.log_scalar("gnorm", gnorm, priority=400, round=3)
+        if clip_norm > 0:
+            metrics.log_scalar("clip", 100.0 if gnorm > clip_norm else 0.0, priority=500, round=1)
+        if self.loss_scale is not None:
+            metrics.log_scalar("loss_scale", self.loss_scale, weight=0, priority=700, round=4)
+        self.reduce_and_log(totals, outputs)
+
+    def reduce_and_log(self, summed: dict[str, float], outputs: list[dict[str, Any]]) -> None:
+        """The task's reduce_metrics of one update's (or validation batch's) logging outputs, over every
+        rank: `summed` (already summed over ranks) when the criterion's logs can be summed, else every
+        rank's `outputs`."""
+        if self.criterion.logging_outputs_can_be_summed():
+            logging_outputs = [summed]
+        else:
+            local = [_to_floats(o) for o in outputs]
+            logging_outputs = [o for rank in all_gather_list(local) for o in rank]
+        if logging_outputs and any(logging_outputs):
+            self.task.reduce_metrics(logging_outputs, self.criterion)
 
     def _out_of_memory(self, oom: BaseException) -> None:
         """Free what the failed step held and skip this update, as fairseq does, a bounded number of
@@ -290,6 +322,13 @@ class Trainer:
         with self.autocast():
             _, _, logging_output = self.task.valid_step(sample, self.model, self.criterion)
         return {k: float(v) for k, v in _to_floats(logging_output).items()}
+
+    def log_valid_batch(self, logging_output: dict[str, float]) -> None:
+        """A validation batch's logging output ({} for a padding batch) into the active aggregators.
+        Every rank calls it for every batch: with several ranks the outputs are summed (or gathered)
+        over them first."""
+        summed = all_reduce_sums(logging_output) if self.criterion.logging_outputs_can_be_summed() else {}
+        self.reduce_and_log(summed, [logging_output] if logging_output else [])
 
     def lr_step(self, epoch: int, val_loss: float | None = None) -> float:
         self.lr_scheduler.step(epoch, val_loss)

@@ -21,8 +21,11 @@ from fairseq_lite.optim.lr_scheduler.reduce_lr_on_plateau import (
 from fairseq_lite.optim.lr_scheduler.step_lr_scheduler import StepLRSchedule, StepLRScheduleConfig
 from fairseq_lite.optim.lr_scheduler.tri_stage_lr_scheduler import TriStageLRSchedule, TriStageLRScheduleConfig
 from fairseq_lite.optim.lr_scheduler.triangular_lr_scheduler import TriangularLRSchedule, TriangularLRScheduleConfig
+from fairseq_lite.registry import LR_SCHEDULER_REGISTRY, register_lr_scheduler
 
 __all__ = [
+    "LR_SCHEDULER_REGISTRY",
+    "register_lr_scheduler",
     "CosineLRSchedule",
     "CosineLRScheduleConfig",
     "FairseqLRScheduler",
