@@ -79,6 +79,25 @@ class Registry:
     def __contains__(self, name: str) -> bool:
         return name in self.entries
 
+    # fairseq's registries are dicts of name -> class (TASK_REGISTRY["translation"]): read as one.
+    def __getitem__(self, name: str) -> Any:
+        return self.get(name).cls
+
+    def __iter__(self):
+        return iter(sorted(self.entries))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def keys(self) -> list[str]:
+        return self.choices()
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(name, self.entries[name].cls) for name in self.choices()]
+
+    def values(self) -> list[Any]:
+        return [self.entries[name].cls for name in self.choices()]
+
     def get(self, name: str) -> Entry:
         if name not in self.entries:
             raise RegistryError(
@@ -233,19 +252,40 @@ register_tokenizer = TOKENIZER_REGISTRY.register
 register_scorer = SCORING_REGISTRY.register
 
 
+class ArchitectureArgs(dict):
+    """What an architecture function is given: the values set so far, read and set as attributes, as on
+    fairseq's argparse Namespace (`args.x = getattr(args, "x", 512)`), or as a dict. A value not set is
+    missing, so getattr's default applies."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 # Named architectures: arch name -> (model name, function filling that architecture's defaults).
-# The function takes a dict of values the user set and fills in those it leaves unset
-# (`args.setdefault(...)`), exactly like fairseq's `@register_model_architecture` functions.
+# The function gets the values the user set and fills in those it leaves unset, exactly like fairseq's
+# `@register_model_architecture` functions (`args.x = getattr(args, "x", default)`).
 @dataclass
 class Architecture:
     name: str
     model: str
-    fill_defaults: Callable[[dict[str, Any]], None]
+    fill_defaults: Callable[[Any], None]
 
     def values(self, user_values: dict[str, Any] | None = None) -> dict[str, Any]:
-        values = dict(user_values or {})
+        values = ArchitectureArgs(user_values or {})
         self.fill_defaults(values)
-        return values
+        return dict(values)
 
 
 ARCH_REGISTRY: dict[str, Architecture] = {}

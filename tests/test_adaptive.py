@@ -106,7 +106,7 @@ def test_loss_is_minus_log_probability_under_the_full_distribution(tiny_data_bin
         net_output = model(**sample["net_input"])
         full = model.get_normalized_probs(net_output, log_probs=True)  # every cluster for every row
         only_targets = model.get_normalized_probs(net_output, log_probs=True, sample=sample)
-        per_position = criterion.compute_loss(model, net_output, sample, reduce=False)
+        per_position, _ = criterion.compute_loss(model, net_output, sample, reduce=False)
     target = sample["target"]
     mask = target.ne(PAD)
     expected = -full.gather(-1, target.unsqueeze(-1)).squeeze(-1)[mask].sum()

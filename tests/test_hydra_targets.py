@@ -216,7 +216,7 @@ def test_a_plain_module_criterion_target(tiny_data_bin, tmp_path):
 
             class ScaledCrossEntropy(FairseqCriterion):
                 def __init__(self, task, scale: float = 1.0):
-                    super().__init__(None, task)
+                    super().__init__(task)
                     self.scale = scale
 
                 def forward(self, model, sample, reduce=True):

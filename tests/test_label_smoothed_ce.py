@@ -75,7 +75,7 @@ def criterion(**values):
     cfg = OmegaConf.merge(
         OmegaConf.structured(LabelSmoothedCrossEntropyCriterionConfig), {"sentence_avg": False, **values}
     )
-    return LabelSmoothedCrossEntropyCriterion(cfg, Task())
+    return LabelSmoothedCrossEntropyCriterion.build_criterion(cfg, Task())
 
 
 def sample():
@@ -85,7 +85,9 @@ def sample():
 def test_no_smoothing_equals_cross_entropy():
     model = FixedModel(logits(torch.float32))
     loss, size, log = criterion()(model, sample())
-    ce_loss, ce_size, ce_log = CrossEntropyCriterion(OmegaConf.create({"sentence_avg": False}), Task())(model, sample())
+    ce_loss, ce_size, ce_log = CrossEntropyCriterion.build_criterion(OmegaConf.create({"sentence_avg": False}), Task())(
+        model, sample()
+    )
     assert size == ce_size == 8
     torch.testing.assert_close(loss, ce_loss, rtol=1e-6, atol=0)
     assert float(log["loss"]) == pytest.approx(float(ce_log["loss"]), rel=1e-6)

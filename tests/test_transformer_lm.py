@@ -366,7 +366,7 @@ def test_tiny_model_overfits_a_batch():
     model = make_model(decoder_normalize_before=True).train()
     tokens = random_tokens(4, 12, seed=5)
     sample = {"net_input": {"src_tokens": tokens[:, :-1]}, "target": tokens[:, 1:], "ntokens": 4 * 11}
-    criterion = CrossEntropyCriterion(OmegaConf.create({"sentence_avg": False}), FakeTask())
+    criterion = CrossEntropyCriterion(FakeTask(), sentence_avg=False)
     optimizer = FairseqAdam(OmegaConf.structured(FairseqAdamConfig(lr=[3e-3])), model.parameters())
     first = None
     for _ in range(50):

@@ -52,7 +52,9 @@ class AdaptiveLoss(CrossEntropyCriterion):
         if model_cfg.get("adaptive_softmax_cutoff") is None:
             raise ConfigError(NO_ADAPTIVE_SOFTMAX)
 
-    def compute_loss(self, model: nn.Module, net_output: Any, sample: dict[str, Any], reduce: bool = True) -> Tensor:
+    def compute_loss(
+        self, model: nn.Module, net_output: Any, sample: dict[str, Any], reduce: bool = True
+    ) -> tuple[Tensor, Tensor]:
         adaptive_softmax = getattr(getattr(model, "decoder", None), "adaptive_softmax", None)
         if adaptive_softmax is None:
             raise ConfigError(NO_ADAPTIVE_SOFTMAX)
@@ -67,11 +69,11 @@ class AdaptiveLoss(CrossEntropyCriterion):
                     loss = loss.index_add(
                         0, idx, F.cross_entropy(scores[part].float(), targets[part], reduction="none")
                     )
-            return loss
+            return loss, loss
         loss = scores[0].new_zeros((), dtype=torch.float32)
         for part_scores, part_target in zip(scores, targets):
             if part_target is not None:
                 loss = loss + F.cross_entropy(
                     part_scores.float(), part_target, ignore_index=self.padding_idx, reduction="sum"
                 )
-        return loss
+        return loss, loss

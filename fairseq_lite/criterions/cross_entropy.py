@@ -33,16 +33,16 @@ class CrossEntropyCriterion(FairseqCriterion):
     def validation_metrics(cls, cfg: Any) -> list[str]:
         return ["loss", "ppl"] + (["nll_loss"] if cfg.get("sentence_avg", False) else [])
 
-    def __init__(self, cfg: Any, task: Any):
-        super().__init__(cfg, task)
-        self.sentence_avg = bool(cfg.sentence_avg)
+    def __init__(self, task: Any, sentence_avg: bool):
+        super().__init__(task)
+        self.sentence_avg = bool(sentence_avg)
 
     def forward(
         self, model: nn.Module, sample: dict[str, Any], reduce: bool = True
     ) -> tuple[Tensor, int, dict[str, Any]]:
         """Loss summed in nats over the non-pad targets (per token when reduce=False)."""
         net_output = model(**sample["net_input"])
-        loss = self.compute_loss(model, net_output, sample, reduce=reduce)
+        loss, _ = self.compute_loss(model, net_output, sample, reduce=reduce)
         target = sample["target"]
         nsentences = target.size(0)
         ntokens = sample.get("ntokens")
@@ -58,25 +58,28 @@ class CrossEntropyCriterion(FairseqCriterion):
         }
         return loss, sample_size, logging_output
 
-    def compute_loss(self, model: nn.Module, net_output: Any, sample: dict[str, Any], reduce: bool = True) -> Tensor:
-        """-log p(target) under model.get_normalized_probs, summed (or per position when not
-        `reduce`, zero at pads), in fp32 even under bf16/fp16 autocast: the log-sum-exp over the
-        vocabulary is where low precision hurts."""
+    def compute_loss(
+        self, model: nn.Module, net_output: Any, sample: dict[str, Any], reduce: bool = True
+    ) -> tuple[Tensor, Tensor]:
+        """(loss, nll_loss), the same here as in fairseq: -log p(target) under model.get_normalized_probs,
+        summed (or per position when not `reduce`, zero at pads), in fp32 even under bf16/fp16 autocast:
+        the log-sum-exp over the vocabulary is where low precision hurts."""
         target = model.get_targets(sample, net_output).reshape(-1)
         if normalizes_with_log_softmax(model):
             logits = net_output[0]
             loss, _ = softmax_cross_entropy(
                 logits.reshape(-1, logits.size(-1)), target, ignore_index=self.padding_idx, reduce=reduce
             )
-            return loss
+            return loss, loss
         # With the sample, an adaptive softmax computes a tail cluster only where a target needs it.
         lprobs = model.get_normalized_probs(net_output, log_probs=True, sample=sample)
-        return F.nll_loss(
+        loss = F.nll_loss(
             lprobs.reshape(-1, lprobs.size(-1)).float(),
             target,
             ignore_index=self.padding_idx,
             reduction="sum" if reduce else "none",
         )
+        return loss, loss
 
     @classmethod
     def reduce_metrics(cls, logging_outputs: list[dict[str, Any]]) -> None:

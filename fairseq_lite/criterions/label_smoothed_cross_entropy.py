@@ -74,12 +74,19 @@ class LabelSmoothedCrossEntropyCriterion(FairseqCriterion):
     def validation_metrics(cls, cfg: Any) -> list[str]:
         return ["loss", "nll_loss", "ppl"] + (["accuracy"] if cfg.report_accuracy else [])
 
-    def __init__(self, cfg: Any, task: Any):
-        super().__init__(cfg, task)
-        self.sentence_avg = bool(cfg.sentence_avg)
-        self.eps = float(cfg.label_smoothing)
-        self.ignore_prefix_size = int(cfg.ignore_prefix_size)
-        self.report_accuracy = bool(cfg.report_accuracy)
+    def __init__(
+        self,
+        task: Any,
+        sentence_avg: bool,
+        label_smoothing: float,
+        ignore_prefix_size: int = 0,
+        report_accuracy: bool = False,
+    ):
+        super().__init__(task)
+        self.sentence_avg = bool(sentence_avg)
+        self.eps = float(label_smoothing)
+        self.ignore_prefix_size = int(ignore_prefix_size)
+        self.report_accuracy = bool(report_accuracy)
 
     def forward(
         self, model: nn.Module, sample: dict[str, Any], reduce: bool = True

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch.utils.data
 
-from fairseq_lite.data import data_utils
+from fairseq_lite.data import batching
 from fairseq_lite.errors import ConfigError
 
 __all__ = ["EpochListening", "FairseqDataset"]
@@ -102,7 +102,7 @@ class FairseqDataset(torch.utils.data.Dataset, EpochListening):
         max_sentences: int | None = None,
         required_batch_size_multiple: int = 1,
     ) -> list[np.ndarray]:
-        """Group ordered ``indices`` into batches; see :func:`data_utils.batch_by_size`."""
+        """Group ordered ``indices`` into batches; see :func:`batching.batch_by_size`."""
         fixed_shapes = self.get_batch_shapes()
         shapes_arr = None
         if fixed_shapes is not None:
@@ -120,7 +120,7 @@ class FairseqDataset(torch.utils.data.Dataset, EpochListening):
             num_tokens_vec = np.asarray(self.num_tokens_vec(indices)).astype(np.int64)
         except NotImplementedError:
             num_tokens_vec = None
-        return data_utils.batch_by_size(
+        return batching.batch_by_size(
             indices,
             num_tokens_fn=self.num_tokens,
             num_tokens_vec=num_tokens_vec,
@@ -160,10 +160,10 @@ class FairseqDataset(torch.utils.data.Dataset, EpochListening):
         if isinstance(sizes, list) and len(sizes) == 1:
             sizes = sizes[0]
         if isinstance(sizes, np.ndarray) and (sizes.ndim == 1 or sizes.ndim == 2):
-            over = data_utils._exceeds(sizes[indices], max_sizes)
+            over = batching._exceeds(sizes[indices], max_sizes)
         else:
             over = np.fromiter(
-                (data_utils.size_exceeds(self.size(i), max_sizes) for i in indices.tolist()),
+                (batching.size_exceeds(self.size(i), max_sizes) for i in indices.tolist()),
                 dtype=bool,
                 count=len(indices),
             )

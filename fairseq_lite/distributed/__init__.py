@@ -1,9 +1,15 @@
 from fairseq_lite.distributed.utils import (
     all_gather_list,
+    all_reduce,
     all_reduce_sums,
     barrier,
     collective_timeout,
     free_port,
+    get_data_parallel_group,
+    get_data_parallel_rank,
+    get_data_parallel_world_size,
+    get_global_rank,
+    get_global_world_size,
     get_rank,
     get_world_size,
     init_distributed,
@@ -12,6 +18,12 @@ from fairseq_lite.distributed.utils import (
 )
 
 __all__ = [
+    "get_global_world_size",
+    "get_global_rank",
+    "get_data_parallel_world_size",
+    "get_data_parallel_rank",
+    "get_data_parallel_group",
+    "all_reduce",
     "all_gather_list",
     "all_reduce_sums",
     "barrier",

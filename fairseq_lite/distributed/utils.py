@@ -24,8 +24,39 @@ def get_world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def is_master() -> bool:
+def is_master(cfg: Any = None) -> bool:
+    """Whether this is rank 0 (fairseq's is_master(cfg) reads the rank from the config; the process
+    group knows it)."""
     return get_rank() == 0
+
+
+# fairseq's names for the data-parallel group: one group, every rank (no model parallelism here).
+def get_data_parallel_group() -> Any:
+    return dist.group.WORLD if dist.is_available() and dist.is_initialized() else None
+
+
+def get_data_parallel_rank() -> int:
+    return get_rank()
+
+
+def get_data_parallel_world_size() -> int:
+    return get_world_size()
+
+
+def get_global_rank() -> int:
+    return get_rank()
+
+
+def get_global_world_size() -> int:
+    return get_world_size()
+
+
+def all_reduce(tensor: torch.Tensor, group: Any = None, op: str = "sum") -> torch.Tensor:
+    """Sum (or "max") `tensor` over the ranks, in place; returned too, as fairseq's."""
+    if get_world_size() > 1:
+        reduce_op = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op]
+        dist.all_reduce(tensor, op=reduce_op, group=group)
+    return tensor
 
 
 def launched_by_torchrun() -> bool:

@@ -1,5 +1,7 @@
 """Models. Importing this package registers every model and named architecture."""
 
+from typing import Any
+
 from fairseq_lite.models import target_model  # noqa: F401  (model: {_target_: ...})
 from fairseq_lite.models.fairseq_model import (
     BaseFairseqModel,
@@ -15,7 +17,14 @@ from fairseq_lite.models.transformer_encoder import TransformerEncoder
 from fairseq_lite.models.transformer_lm import TransformerLanguageModel, TransformerLanguageModelConfig
 from fairseq_lite.registry import MODEL_REGISTRY, register_model, register_model_architecture
 
+
+def build_model(cfg: Any, task: Any, from_checkpoint: bool = False) -> BaseFairseqModel:
+    """The model `cfg` names, built for `task` (fairseq's `models.build_model`)."""
+    return MODEL_REGISTRY.build(cfg, task)
+
+
 __all__ = [
+    "build_model",
     "MODEL_REGISTRY",
     "register_model",
     "register_model_architecture",

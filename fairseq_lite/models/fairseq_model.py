@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from fairseq_lite.incremental_decoding_utils import FairseqIncrementalState
 from fairseq_lite.modules.multihead_attention import IncrementalState
 
 EncoderOut = dict[str, Tensor | None]
@@ -88,7 +89,7 @@ class FairseqDecoder(nn.Module):
         return int(1e6)
 
 
-class FairseqIncrementalDecoder(FairseqDecoder):
+class FairseqIncrementalDecoder(FairseqIncrementalState, FairseqDecoder):
     """A decoder that can generate one step at a time, caching keys/values between steps.
 
     Call it with the whole prefix generated so far and a dict `incremental_state` (start with

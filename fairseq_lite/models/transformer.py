@@ -156,90 +156,93 @@ class TransformerModel(FairseqEncoderDecoderModel):
 
 
 @register_model_architecture("transformer", "transformer")
-def base_architecture(args: dict[str, Any]) -> None:
-    args.setdefault("encoder_embed_dim", 512)
-    args.setdefault("encoder_ffn_embed_dim", 2048)
-    args.setdefault("encoder_layers", 6)
-    args.setdefault("encoder_attention_heads", 8)
-    args.setdefault("encoder_normalize_before", False)
-    args.setdefault("encoder_learned_pos", False)
-    args.setdefault("decoder_embed_dim", args["encoder_embed_dim"])
-    args.setdefault("decoder_ffn_embed_dim", args["encoder_ffn_embed_dim"])
-    args.setdefault("decoder_layers", 6)
-    args.setdefault("decoder_attention_heads", 8)
-    args.setdefault("decoder_normalize_before", False)
-    args.setdefault("decoder_learned_pos", False)
-    args.setdefault("attention_dropout", 0.0)
-    args.setdefault("activation_dropout", 0.0)
-    args.setdefault("activation_fn", "relu")
-    args.setdefault("dropout", 0.1)
-    args.setdefault("share_decoder_input_output_embed", False)
-    args.setdefault("share_all_embeddings", False)
-    args.setdefault("no_token_positional_embeddings", False)
-    args.setdefault("no_cross_attention", False)
-    args.setdefault("no_scale_embedding", False)
-    args.setdefault("layernorm_embedding", False)
-    args.setdefault("checkpoint_activations", False)
+def base_architecture(args: Any) -> None:
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 512)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 2048)
+    args.encoder_layers = getattr(args, "encoder_layers", 6)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 8)
+    args.encoder_normalize_before = getattr(args, "encoder_normalize_before", False)
+    args.encoder_learned_pos = getattr(args, "encoder_learned_pos", False)
+    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", args.encoder_embed_dim)
+    args.decoder_ffn_embed_dim = getattr(args, "decoder_ffn_embed_dim", args.encoder_ffn_embed_dim)
+    args.decoder_layers = getattr(args, "decoder_layers", 6)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", 8)
+    args.decoder_normalize_before = getattr(args, "decoder_normalize_before", False)
+    args.decoder_learned_pos = getattr(args, "decoder_learned_pos", False)
+    args.attention_dropout = getattr(args, "attention_dropout", 0.0)
+    args.activation_dropout = getattr(args, "activation_dropout", 0.0)
+    args.activation_fn = getattr(args, "activation_fn", "relu")
+    args.dropout = getattr(args, "dropout", 0.1)
+    args.share_decoder_input_output_embed = getattr(args, "share_decoder_input_output_embed", False)
+    args.share_all_embeddings = getattr(args, "share_all_embeddings", False)
+    args.no_token_positional_embeddings = getattr(args, "no_token_positional_embeddings", False)
+    args.no_cross_attention = getattr(args, "no_cross_attention", False)
+    args.no_scale_embedding = getattr(args, "no_scale_embedding", False)
+    args.layernorm_embedding = getattr(args, "layernorm_embedding", False)
+    args.checkpoint_activations = getattr(args, "checkpoint_activations", False)
 
 
 @register_model_architecture("transformer", "transformer_tiny")
-def transformer_tiny(args: dict[str, Any]) -> None:
-    args.setdefault("encoder_embed_dim", 64)
-    args.setdefault("encoder_ffn_embed_dim", 64)
-    args.setdefault("encoder_layers", 2)
-    args.setdefault("encoder_attention_heads", 2)
-    args.setdefault("decoder_layers", 2)
-    args.setdefault("decoder_attention_heads", 2)
+def transformer_tiny(args: Any) -> None:
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 64)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 64)
+    args.encoder_layers = getattr(args, "encoder_layers", 2)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 2)
+    args.decoder_layers = getattr(args, "decoder_layers", 2)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", 2)
     base_architecture(args)
 
 
+tiny_architecture = transformer_tiny  # fairseq's name for the function
+
+
 @register_model_architecture("transformer", "transformer_iwslt_de_en")
-def transformer_iwslt_de_en(args: dict[str, Any]) -> None:
-    args.setdefault("encoder_embed_dim", 512)
-    args.setdefault("encoder_ffn_embed_dim", 1024)
-    args.setdefault("encoder_attention_heads", 4)
-    args.setdefault("encoder_layers", 6)
-    args.setdefault("decoder_embed_dim", 512)
-    args.setdefault("decoder_ffn_embed_dim", 1024)
-    args.setdefault("decoder_attention_heads", 4)
-    args.setdefault("decoder_layers", 6)
+def transformer_iwslt_de_en(args: Any) -> None:
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 512)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 1024)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 4)
+    args.encoder_layers = getattr(args, "encoder_layers", 6)
+    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", 512)
+    args.decoder_ffn_embed_dim = getattr(args, "decoder_ffn_embed_dim", 1024)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", 4)
+    args.decoder_layers = getattr(args, "decoder_layers", 6)
     base_architecture(args)
 
 
 @register_model_architecture("transformer", "transformer_wmt_en_de")
-def transformer_wmt_en_de(args: dict[str, Any]) -> None:
+def transformer_wmt_en_de(args: Any) -> None:
     base_architecture(args)
 
 
 @register_model_architecture("transformer", "transformer_vaswani_wmt_en_de_big")
-def transformer_vaswani_wmt_en_de_big(args: dict[str, Any]) -> None:
-    args.setdefault("encoder_embed_dim", 1024)
-    args.setdefault("encoder_ffn_embed_dim", 4096)
-    args.setdefault("encoder_attention_heads", 16)
-    args.setdefault("encoder_normalize_before", False)
-    args.setdefault("decoder_embed_dim", 1024)
-    args.setdefault("decoder_ffn_embed_dim", 4096)
-    args.setdefault("decoder_attention_heads", 16)
-    args.setdefault("dropout", 0.3)
+def transformer_vaswani_wmt_en_de_big(args: Any) -> None:
+    args.encoder_embed_dim = getattr(args, "encoder_embed_dim", 1024)
+    args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 4096)
+    args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 16)
+    args.encoder_normalize_before = getattr(args, "encoder_normalize_before", False)
+    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", 1024)
+    args.decoder_ffn_embed_dim = getattr(args, "decoder_ffn_embed_dim", 4096)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", 16)
+    args.dropout = getattr(args, "dropout", 0.3)
     base_architecture(args)
 
 
 @register_model_architecture("transformer", "transformer_vaswani_wmt_en_fr_big")
-def transformer_vaswani_wmt_en_fr_big(args: dict[str, Any]) -> None:
-    args.setdefault("dropout", 0.1)
+def transformer_vaswani_wmt_en_fr_big(args: Any) -> None:
+    args.dropout = getattr(args, "dropout", 0.1)
     transformer_vaswani_wmt_en_de_big(args)
 
 
 @register_model_architecture("transformer", "transformer_wmt_en_de_big")
-def transformer_wmt_en_de_big(args: dict[str, Any]) -> None:
-    args.setdefault("attention_dropout", 0.1)
+def transformer_wmt_en_de_big(args: Any) -> None:
+    args.attention_dropout = getattr(args, "attention_dropout", 0.1)
     transformer_vaswani_wmt_en_de_big(args)
 
 
 @register_model_architecture("transformer", "transformer_wmt_en_de_big_t2t")
-def transformer_wmt_en_de_big_t2t(args: dict[str, Any]) -> None:
-    args.setdefault("encoder_normalize_before", True)
-    args.setdefault("decoder_normalize_before", True)
-    args.setdefault("attention_dropout", 0.1)
-    args.setdefault("activation_dropout", 0.1)
+def transformer_wmt_en_de_big_t2t(args: Any) -> None:
+    args.encoder_normalize_before = getattr(args, "encoder_normalize_before", True)
+    args.decoder_normalize_before = getattr(args, "decoder_normalize_before", True)
+    args.attention_dropout = getattr(args, "attention_dropout", 0.1)
+    args.activation_dropout = getattr(args, "activation_dropout", 0.1)
     transformer_vaswani_wmt_en_de_big(args)

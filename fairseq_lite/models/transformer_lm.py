@@ -222,104 +222,104 @@ def input_output_dims(cfg: Any) -> tuple[int, int]:
 
 
 @register_model_architecture("transformer_lm", "transformer_lm")
-def transformer_lm(args: dict[str, Any]) -> None:
+def transformer_lm(args: Any) -> None:
     # In fairseq this name is a no-op: the plain model keeps the config's defaults (post-norm, and
     # 512-wide embeddings and output layer whatever decoder_embed_dim is).
     pass
 
 
-def base_lm_architecture(args: dict[str, Any]) -> None:
-    args.setdefault("dropout", 0.1)
-    args.setdefault("attention_dropout", 0.0)
-    args.setdefault("decoder_embed_dim", 512)
-    args.setdefault("decoder_ffn_embed_dim", 2048)
-    args.setdefault("decoder_layers", 6)
-    args.setdefault("decoder_attention_heads", 8)
-    args.setdefault("adaptive_softmax_cutoff", None)
-    args.setdefault("adaptive_softmax_dropout", 0.0)
-    args.setdefault("adaptive_softmax_factor", 4.0)
-    args.setdefault("decoder_learned_pos", False)
-    args.setdefault("activation_fn", "relu")
-    args.setdefault("decoder_layerdrop", 0.0)
-    args.setdefault("no_token_positional_embeddings", False)
-    args.setdefault("share_decoder_input_output_embed", False)
+def base_lm_architecture(args: Any) -> None:
+    args.dropout = getattr(args, "dropout", 0.1)
+    args.attention_dropout = getattr(args, "attention_dropout", 0.0)
+    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", 512)
+    args.decoder_ffn_embed_dim = getattr(args, "decoder_ffn_embed_dim", 2048)
+    args.decoder_layers = getattr(args, "decoder_layers", 6)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", 8)
+    args.adaptive_softmax_cutoff = getattr(args, "adaptive_softmax_cutoff", None)
+    args.adaptive_softmax_dropout = getattr(args, "adaptive_softmax_dropout", 0.0)
+    args.adaptive_softmax_factor = getattr(args, "adaptive_softmax_factor", 4.0)
+    args.decoder_learned_pos = getattr(args, "decoder_learned_pos", False)
+    args.activation_fn = getattr(args, "activation_fn", "relu")
+    args.decoder_layerdrop = getattr(args, "decoder_layerdrop", 0.0)
+    args.no_token_positional_embeddings = getattr(args, "no_token_positional_embeddings", False)
+    args.share_decoder_input_output_embed = getattr(args, "share_decoder_input_output_embed", False)
     # A named architecture's embeddings and output layer are as wide as the model (fairseq's rule).
-    args.setdefault("decoder_output_dim", args["decoder_embed_dim"])
-    args.setdefault("decoder_input_dim", args["decoder_embed_dim"])
+    args.decoder_output_dim = getattr(args, "decoder_output_dim", args.decoder_embed_dim)
+    args.decoder_input_dim = getattr(args, "decoder_input_dim", args.decoder_embed_dim)
     # fairseq: "Model training is not stable without this" (it even overrides an explicit False;
     # here an explicit value is respected).
-    args.setdefault("decoder_normalize_before", True)
-    args.setdefault("no_decoder_final_norm", False)
-    args.setdefault("adaptive_input", False)
-    args.setdefault("adaptive_input_factor", 4.0)
-    args.setdefault("adaptive_input_cutoff", None)
-    args.setdefault("tie_adaptive_weights", False)
-    args.setdefault("tie_adaptive_proj", False)
-    args.setdefault("no_scale_embedding", False)
-    args.setdefault("layernorm_embedding", False)
-    args.setdefault("checkpoint_activations", False)
+    args.decoder_normalize_before = getattr(args, "decoder_normalize_before", True)
+    args.no_decoder_final_norm = getattr(args, "no_decoder_final_norm", False)
+    args.adaptive_input = getattr(args, "adaptive_input", False)
+    args.adaptive_input_factor = getattr(args, "adaptive_input_factor", 4.0)
+    args.adaptive_input_cutoff = getattr(args, "adaptive_input_cutoff", None)
+    args.tie_adaptive_weights = getattr(args, "tie_adaptive_weights", False)
+    args.tie_adaptive_proj = getattr(args, "tie_adaptive_proj", False)
+    args.no_scale_embedding = getattr(args, "no_scale_embedding", False)
+    args.layernorm_embedding = getattr(args, "layernorm_embedding", False)
+    args.checkpoint_activations = getattr(args, "checkpoint_activations", False)
 
 
 @register_model_architecture("transformer_lm", "transformer_lm_big")
-def transformer_lm_big(args: dict[str, Any]) -> None:
-    args.setdefault("decoder_layers", 12)
-    args.setdefault("decoder_embed_dim", 1024)
-    args.setdefault("decoder_ffn_embed_dim", 4096)
-    args.setdefault("decoder_attention_heads", 16)
+def transformer_lm_big(args: Any) -> None:
+    args.decoder_layers = getattr(args, "decoder_layers", 12)
+    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", 1024)
+    args.decoder_ffn_embed_dim = getattr(args, "decoder_ffn_embed_dim", 4096)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", 16)
     base_lm_architecture(args)
 
 
 @register_model_architecture("transformer_lm", "transformer_lm_wiki103")
 @register_model_architecture("transformer_lm", "transformer_lm_baevski_wiki103")
-def transformer_lm_baevski_wiki103(args: dict[str, Any]) -> None:
+def transformer_lm_baevski_wiki103(args: Any) -> None:
     """Baevski & Auli (2019)'s WikiText-103 model: 16 layers, adaptive input and a tied adaptive softmax."""
-    args.setdefault("decoder_layers", 16)
-    args.setdefault("decoder_attention_heads", 8)
-    args.setdefault("dropout", 0.3)
-    args.setdefault("adaptive_input", True)
-    args.setdefault("tie_adaptive_weights", True)
-    args.setdefault("adaptive_input_cutoff", "20000,60000")
-    args.setdefault("adaptive_softmax_cutoff", "20000,60000")
-    args.setdefault("adaptive_softmax_dropout", 0.2)
-    args.setdefault("attention_dropout", 0.1)
-    args.setdefault("activation_dropout", 0.1)
-    args.setdefault("no_decoder_final_norm", True)
-    args.setdefault("tie_adaptive_proj", True)
+    args.decoder_layers = getattr(args, "decoder_layers", 16)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", 8)
+    args.dropout = getattr(args, "dropout", 0.3)
+    args.adaptive_input = getattr(args, "adaptive_input", True)
+    args.tie_adaptive_weights = getattr(args, "tie_adaptive_weights", True)
+    args.adaptive_input_cutoff = getattr(args, "adaptive_input_cutoff", "20000,60000")
+    args.adaptive_softmax_cutoff = getattr(args, "adaptive_softmax_cutoff", "20000,60000")
+    args.adaptive_softmax_dropout = getattr(args, "adaptive_softmax_dropout", 0.2)
+    args.attention_dropout = getattr(args, "attention_dropout", 0.1)
+    args.activation_dropout = getattr(args, "activation_dropout", 0.1)
+    args.no_decoder_final_norm = getattr(args, "no_decoder_final_norm", True)
+    args.tie_adaptive_proj = getattr(args, "tie_adaptive_proj", True)
     transformer_lm_big(args)
 
 
 @register_model_architecture("transformer_lm", "transformer_lm_gbw")
 @register_model_architecture("transformer_lm", "transformer_lm_baevski_gbw")
-def transformer_lm_baevski_gbw(args: dict[str, Any]) -> None:
+def transformer_lm_baevski_gbw(args: Any) -> None:
     """Baevski & Auli (2019)'s One Billion Word model (use it with adaptive input/softmax cutoffs)."""
-    args.setdefault("decoder_embed_dim", 512)
-    args.setdefault("dropout", 0.1)
-    args.setdefault("attention_dropout", 0.1)
-    args.setdefault("no_decoder_final_norm", True)
+    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", 512)
+    args.dropout = getattr(args, "dropout", 0.1)
+    args.attention_dropout = getattr(args, "attention_dropout", 0.1)
+    args.no_decoder_final_norm = getattr(args, "no_decoder_final_norm", True)
     transformer_lm_big(args)
 
 
-def _gpt_architecture(args: dict[str, Any], embed_dim: int, ffn_dim: int, layers: int, heads: int) -> None:
-    args.setdefault("decoder_embed_dim", embed_dim)
-    args.setdefault("decoder_ffn_embed_dim", ffn_dim)
-    args.setdefault("decoder_layers", layers)
-    args.setdefault("decoder_attention_heads", heads)
-    args.setdefault("dropout", 0.1)
-    args.setdefault("attention_dropout", 0.1)
-    args.setdefault("activation_fn", "gelu")
+def _gpt_architecture(args: Any, embed_dim: int, ffn_dim: int, layers: int, heads: int) -> None:
+    args.decoder_embed_dim = getattr(args, "decoder_embed_dim", embed_dim)
+    args.decoder_ffn_embed_dim = getattr(args, "decoder_ffn_embed_dim", ffn_dim)
+    args.decoder_layers = getattr(args, "decoder_layers", layers)
+    args.decoder_attention_heads = getattr(args, "decoder_attention_heads", heads)
+    args.dropout = getattr(args, "dropout", 0.1)
+    args.attention_dropout = getattr(args, "attention_dropout", 0.1)
+    args.activation_fn = getattr(args, "activation_fn", "gelu")
     base_lm_architecture(args)
 
 
 @register_model_architecture("transformer_lm", "transformer_lm_gpt")
-def transformer_lm_gpt(args: dict[str, Any]) -> None:
+def transformer_lm_gpt(args: Any) -> None:
     _gpt_architecture(args, embed_dim=768, ffn_dim=3072, layers=12, heads=12)
 
 
 @register_model_architecture("transformer_lm", "transformer_lm_gpt2_small")
-def transformer_lm_gpt2_small(args: dict[str, Any]) -> None:
+def transformer_lm_gpt2_small(args: Any) -> None:
     _gpt_architecture(args, embed_dim=1024, ffn_dim=4096, layers=24, heads=16)
 
 
 @register_model_architecture("transformer_lm", "transformer_lm_gpt2_medium")
-def transformer_lm_gpt2_medium(args: dict[str, Any]) -> None:
+def transformer_lm_gpt2_medium(args: Any) -> None:
     _gpt_architecture(args, embed_dim=1280, ffn_dim=5120, layers=36, heads=20)

@@ -1,5 +1,11 @@
-"""Building blocks shared by the models."""
+"""Building blocks shared by the models, under fairseq's names (`fairseq.modules`)."""
 
+from fairseq_lite.modules.adaptive_input import AdaptiveInput
+from fairseq_lite.modules.adaptive_softmax import AdaptiveSoftmax
+from fairseq_lite.modules.checkpoint_activations import checkpoint_wrapper
+from fairseq_lite.modules.fairseq_dropout import FairseqDropout
+from fairseq_lite.modules.grad_multiply import GradMultiply
+from fairseq_lite.modules.layer_norm import Fp32LayerNorm, LayerNorm
 from fairseq_lite.modules.multihead_attention import MultiheadAttention
 from fairseq_lite.modules.positional_embedding import (
     LearnedPositionalEmbedding,
@@ -8,8 +14,18 @@ from fairseq_lite.modules.positional_embedding import (
     make_positions,
 )
 from fairseq_lite.modules.transformer_layer import TransformerDecoderLayer, TransformerEncoderLayer
+from fairseq_lite.modules.transpose_last import SamePad, TransposeLast
 
 __all__ = [
+    "AdaptiveInput",
+    "AdaptiveSoftmax",
+    "FairseqDropout",
+    "Fp32LayerNorm",
+    "GradMultiply",
+    "LayerNorm",
+    "SamePad",
+    "TransposeLast",
+    "checkpoint_wrapper",
     "LearnedPositionalEmbedding",
     "MultiheadAttention",
     "PositionalEmbedding",

@@ -12,11 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def make_positions(tokens: Tensor, padding_idx: int) -> Tensor:
-    """Positions of the non-pad tokens, counted from padding_idx + 1; pads get padding_idx."""
-    mask = tokens.ne(padding_idx).long()
-    return torch.cumsum(mask, dim=1) * mask + padding_idx
+from fairseq_lite.utils import make_positions
 
 
 def _positions(tokens: Tensor, padding_idx: int, incremental: bool) -> Tensor:

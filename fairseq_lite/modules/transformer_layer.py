@@ -5,37 +5,16 @@ Pre-norm (`normalize_before`, tensor2tensor): LayerNorm -> sublayer -> dropout -
 the stack then needs a final LayerNorm, which the encoder/decoder owns.
 """
 
-import math
 from collections.abc import Callable
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from fairseq_lite.modules.multihead_attention import IncrementalState, MultiheadAttention
+from fairseq_lite.utils import gelu_accurate, get_activation_fn, get_available_activation_fns  # noqa: F401
 
-ACTIVATION_FNS = ["relu", "gelu", "gelu_fast", "gelu_accurate", "tanh", "linear"]
-
-
-def gelu_accurate(x: Tensor) -> Tensor:
-    # The tanh approximation of GELU (fairseq's `gelu_accurate`, originally from BERT/GPT).
-    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * torch.pow(x, 3))))
-
-
-def get_activation_fn(name: str) -> Callable[[Tensor], Tensor]:
-    name = str(name)
-    if name == "relu":
-        return F.relu
-    if name == "gelu":
-        return F.gelu  # the exact (erf) form, as fairseq's `gelu`
-    if name in ("gelu_fast", "gelu_accurate"):  # fairseq renamed gelu_fast to gelu_accurate
-        return gelu_accurate
-    if name == "tanh":
-        return torch.tanh
-    if name == "linear":
-        return lambda x: x
-    raise ValueError(f"activation_fn '{name}' not supported; choose from: {', '.join(ACTIVATION_FNS)}")
+ACTIVATION_FNS = get_available_activation_fns()
 
 
 class _LayerBase(nn.Module):

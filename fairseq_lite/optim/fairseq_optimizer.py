@@ -124,3 +124,12 @@ def fused_or_foreach(params: Sequence[Tensor]) -> dict[str, bool]:
     if params and all(p.is_floating_point() and p.device.type in devices for p in params):
         return {"fused": True}
     return {"foreach": True}
+
+
+class LegacyFairseqOptimizer(FairseqOptimizer):
+    """fairseq's optimizer of the older style: `__init__(args, params)` with the flat `args` Namespace
+    (its values as `self.args.lr`, ...), flags from `add_args(parser)`."""
+
+    def __init__(self, args: Any):
+        super().__init__(args)
+        self.args = args

@@ -7,17 +7,16 @@ bundled YAML (config/model/transformer_lm/<arch>.yaml) layers an architecture's 
 
 import importlib
 import logging
-import os
-import sys
 from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 
 import fairseq_lite
 from fairseq_lite.dataclass.configs import FairseqConfig
-from fairseq_lite.errors import ConfigError, key
+from fairseq_lite.errors import ConfigError
 from fairseq_lite.options.yaml_source import register as register_yaml_source
 from fairseq_lite.registry import COMPONENT_REGISTRIES, component_node
+from fairseq_lite.utils import import_user_module
 
 logger = logging.getLogger(__name__)
 
@@ -40,29 +39,6 @@ def import_components(user_dir: str | None = None) -> None:
         importlib.import_module(package)
     if user_dir:
         import_user_module(user_dir)
-
-
-def import_user_module(user_dir: str) -> None:
-    path = Path(os.path.expanduser(user_dir)).resolve()
-    if not path.exists():
-        raise ConfigError(f"{key('common.user_dir')}: '{user_dir}' does not exist")
-    name = path.name
-    if (
-        name in sys.modules
-        and getattr(sys.modules[name], "__file__", None)
-        and Path(sys.modules[name].__file__).resolve().parent == path
-    ):
-        return  # already imported: importing twice would re-run its registrations
-    if name in sys.modules:
-        raise ConfigError(
-            f"{key('common.user_dir')}: cannot import '{path}' as module '{name}', a different module "
-            f"of that name is already imported; rename the directory"
-        )
-    sys.path.insert(0, str(path.parent))
-    try:
-        importlib.import_module(name)
-    finally:
-        sys.path.remove(str(path.parent))
 
 
 # fairseq's log line format for Hydra runs (selected by fairseq-hydra-train as hydra/job_logging=fairseq_lite),

@@ -175,3 +175,16 @@ class FairseqTask:
 
     def begin_epoch(self, epoch: int, model) -> None:
         pass
+
+
+class LegacyFairseqTask(FairseqTask):
+    """fairseq's task of the older style: flags from `add_args(parser)`, built with the flat `args`
+    Namespace (dataclass/legacy.py), kept as `self.args` (and `self.cfg`, for the base class)."""
+
+    def __init__(self, args):
+        super().__init__(args)
+        self.args = args
+
+    @classmethod
+    def setup_task(cls, args, **kwargs):
+        return cls(args, **kwargs)

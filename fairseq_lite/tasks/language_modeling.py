@@ -15,6 +15,7 @@ from fairseq_lite.dataclass import ChoiceEnum, FairseqDataclass, cfg_field
 from fairseq_lite.errors import ConfigError, DataError, key, setting
 from fairseq_lite.registry import register_task
 from fairseq_lite.tasks.fairseq_task import FairseqTask
+from fairseq_lite.utils import split_paths
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +42,14 @@ class LanguageModelingConfig(FairseqDataclass):
     seed: int = II("common.seed")
 
 
-def split_paths(paths: str):
-    return [p for p in str(paths).split(os.pathsep) if p]
+def data_paths(data: str) -> list[str]:
+    """task.data's directories (several joined by ':'), empty parts dropped."""
+    return [p for p in split_paths(str(data)) if p]
 
 
 def data_dirs(cfg) -> list[str]:
     """task.data's directories (several joined by ':'), each checked to exist."""
-    paths = split_paths(cfg.data)
+    paths = data_paths(cfg.data)
     if not paths:
         raise DataError(f"{key('task.data')} is empty: give the directory fairseq-preprocess wrote (--destdir)")
     for path in paths:
@@ -115,7 +117,7 @@ class LanguageModelingTask(FairseqTask):
         return cls(cfg, dictionary, targets=targets)
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> None:
-        paths = split_paths(self.cfg.data)
+        paths = data_paths(self.cfg.data)
         data_path = paths[(epoch - 1) % len(paths)]
         dataset = MMapIndexedDataset(split_prefix(data_path, split))
         break_mode = str(self.cfg.sample_break_mode)

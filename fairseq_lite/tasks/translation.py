@@ -32,7 +32,7 @@ from fairseq_lite.errors import ConfigError, DataError, key, setting
 from fairseq_lite.logging import metrics
 from fairseq_lite.registry import TOKENIZER_REGISTRY, component_node, register_task
 from fairseq_lite.tasks.fairseq_task import FairseqTask
-from fairseq_lite.tasks.language_modeling import split_paths
+from fairseq_lite.tasks.language_modeling import data_paths
 
 logger = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ class TranslationTask(FairseqTask):
         return cls(cfg, src_dict, tgt_dict)
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs: Any) -> None:
-        paths = split_paths(self.cfg.data)
+        paths = data_paths(self.cfg.data)
         if split != self.cfg.train_subset:
             paths = paths[:1]  # valid and test data always come from the first directory
         data_path = paths[(epoch - 1) % len(paths)]
@@ -380,7 +380,7 @@ class TranslationTask(FairseqTask):
 
 
 def _data_dirs(cfg: Any) -> list[str]:
-    paths = split_paths(cfg.data)
+    paths = data_paths(cfg.data)
     if not paths:
         raise DataError(f"{key('task.data')} is empty: give the directory fairseq-preprocess wrote (--destdir)")
     for path in paths:

@@ -51,7 +51,7 @@ class LSTMLanguageModel(FairseqLanguageModel):
 
 
 @register_model_architecture("lstm_lm", "lstm_lm_tiny")
-def lstm_lm_tiny(args: dict) -> None:
-    args.setdefault("embed_dim", 32)
-    args.setdefault("num_layers", 1)
-    args.setdefault("dropout", 0.0)
+def lstm_lm_tiny(args) -> None:
+    args.embed_dim = getattr(args, "embed_dim", 32)
+    args.num_layers = getattr(args, "num_layers", 1)
+    args.dropout = getattr(args, "dropout", 0.0)

@@ -56,3 +56,15 @@ class FairseqLRScheduler:
 
     def step_update(self, num_updates: int) -> float:
         return self.optimizer.get_lr()
+
+
+class LegacyFairseqLRScheduler(FairseqLRScheduler):
+    """fairseq's schedule of the older style: `__init__(args, optimizer)`, flags from `add_args(parser)`."""
+
+    def __init__(self, args: Any, optimizer: FairseqOptimizer):
+        if optimizer is not None and not isinstance(optimizer, FairseqOptimizer):
+            raise TypeError("optimizer must be a FairseqOptimizer")
+        self.args = args
+        self.cfg = args
+        self.optimizer = optimizer
+        self.best: float | None = None
