@@ -16,7 +16,7 @@ TRAIN_GROUPS = ("common", "distributed_training", "dataset", "optimization", "ch
 TRAIN_COMPONENTS = ("task", "model", "criterion", "optimizer", "lr_scheduler")
 # fairseq's defaults where it has them; optimizer has none in fairseq ("optimizer is required!").
 TRAIN_DEFAULTS = {
-    "task": "language_modeling",
+    "task": "translation",  # fairseq's default: fairseq-train without --task trains a translation model
     "criterion": "cross_entropy",
     "optimizer": "adam",
     "lr_scheduler": "fixed",

@@ -4,6 +4,7 @@
 is assembled *from* these registries (fairseq_lite/dataclass/configs.py), never the other way round.
 """
 
+import argparse
 import copy
 import dataclasses
 import difflib
@@ -14,8 +15,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fairseq_lite.dataclass.base import FairseqDataclass
+from fairseq_lite.dataclass.legacy import dataclass_from_add_args, extend_dataclass, has_add_args, legacy_namespace
 from fairseq_lite.errors import ConfigError, RegistryError, key
 from fairseq_lite.targets import RESERVED_KEYS, TARGET_KEY, accepts, check_target, is_target, locate_target
+
+# Kinds whose components may be written in fairseq's older add_args style (dataclass/legacy.py).
+LEGACY_KINDS = ("task", "model", "criterion", "optimizer", "lr_scheduler")
 
 
 @dataclass
@@ -23,6 +28,7 @@ class Entry:
     name: str
     cls: Any
     dataclass: type[FairseqDataclass] | None
+    legacy: bool = False  # registered without a dataclass: its config made from add_args, built with `args`
 
 
 def did_you_mean(name: str, choices: list[str]) -> str:
@@ -57,7 +63,7 @@ class Registry:
                 if getattr(existing.cls, "__qualname__", None) == getattr(cls, "__qualname__", None) and getattr(
                     existing.cls, "__module__", None
                 ) == getattr(cls, "__module__", None):
-                    self.entries[name] = Entry(name, cls, dataclass)
+                    self.entries[name] = self._entry(name, cls, dataclass)
                     return cls
                 raise RegistryError(
                     f"cannot register duplicate {self.kind} '{name}' "
@@ -67,11 +73,17 @@ class Registry:
                 raise RegistryError(
                     f"{self.kind} '{name}': dataclass {dataclass.__name__} must extend FairseqDataclass"
                 )
-            self.entries[name] = Entry(name, cls, dataclass)
+            self.entries[name] = self._entry(name, cls, dataclass)
             cls.__registered_name__ = name  # lets an instance say what it is called
             return cls
 
         return decorator
+
+    def _entry(self, name: str, cls: Any, dataclass: type[FairseqDataclass] | None) -> Entry:
+        if dataclass is None and self.kind in LEGACY_KINDS and has_add_args(cls):
+            # fairseq's older style: flags from add_args(parser), the component built with `args`.
+            return Entry(name, cls, dataclass_from_add_args(cls), legacy=True)
+        return Entry(name, cls, dataclass)
 
     def choices(self) -> list[str]:
         return sorted(self.entries)
@@ -122,10 +134,26 @@ class Registry:
                 else f"no {self.kind} selected"
             )
         entry = self.get(name)
+        if entry.legacy:
+            cfg = self.legacy_args(cfg)
         builder = getattr(entry.cls, f"build_{self.kind}", None)
         if builder is not None:
             return builder(cfg, *args, **kwargs)
         return entry.cls(cfg, *args, **kwargs)
+
+    def legacy_args(self, cfg: Any) -> argparse.Namespace:
+        """fairseq's flat `args` for a legacy component configured by `cfg` (a node of the run's config:
+        every group's values are in it; a detached node gives its own only)."""
+        root = cfg._get_root() if isinstance(cfg, DictConfig) else cfg
+        if root is cfg:
+            root = {self.kind: cfg}
+        by_group = {}
+        for kind, registry in COMPONENT_REGISTRIES.items():
+            node = root.get(kind) if hasattr(root, "get") else None
+            name = cfg_name(node) if node is not None else None
+            if name is not None and name in registry:
+                by_group[kind] = registry.get(name).dataclass
+        return legacy_namespace(root, self.kind, by_group)
 
     # --- `_target_` components -----------------------------------------------------------------------
     def require_target_builder(self) -> TargetBuilder:
@@ -300,9 +328,24 @@ def register_model_architecture(model_name: str, arch_name: str) -> Callable:
         ):
             raise RegistryError(f"cannot register duplicate architecture '{arch_name}'")
         ARCH_REGISTRY[arch_name] = Architecture(arch_name, model_name, fn)
+        _extend_legacy_model_config(model_name, fn)
         return fn
 
     return decorator
+
+
+def _extend_legacy_model_config(model_name: str, fn: Callable[[Any], None]) -> None:
+    """A legacy model's architecture may set attributes that are no add_args flag (fairseq's Namespace
+    takes any): they become fields of its config, found by running the function on nothing set."""
+    entry = MODEL_REGISTRY.entries.get(model_name)
+    if entry is None or not entry.legacy:
+        return
+    values = ArchitectureArgs()
+    try:
+        fn(values)
+    except Exception:  # it reads a value only a real run has: what it set until then still counts
+        pass
+    entry.dataclass = extend_dataclass(entry.dataclass, values)
 
 
 def get_architecture(arch_name: str) -> Architecture:

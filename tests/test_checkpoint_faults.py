@@ -22,6 +22,8 @@ from fairseq_lite.options.compose import compose_config
 from fairseq_lite.training import train
 
 LEGACY_TINY = [
+    "--task",
+    "language_modeling",
     "--arch",
     "transformer_lm_gpt",
     "--decoder-layers",

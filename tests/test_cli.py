@@ -196,7 +196,19 @@ def test_sigkill_then_rerun_resumes_to_identical_weights(data_bin, tmp_path, uni
             ["fairseq-train", "{data}", "--arch", "transformer_lm_gtp", "--max-tokens", "256"],
             "unknown architecture 'transformer_lm_gtp'",
         ),
-        (["fairseq-train", "{tmp}/missing", "--arch", "transformer_lm", "--max-tokens", "256"], "does not exist"),
+        (
+            [
+                "fairseq-train",
+                "{tmp}/missing",
+                "--task",
+                "language_modeling",
+                "--arch",
+                "transformer_lm",
+                "--max-tokens",
+                "256",
+            ],
+            "does not exist",
+        ),
         (
             [
                 "fairseq-hydra-train",

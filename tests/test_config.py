@@ -115,6 +115,8 @@ def test_legacy_list_and_tuple_flags():
         legacy_overrides(
             [
                 "DATA",
+                "--task",
+                "language_modeling",
                 "--arch",
                 "transformer_lm",
                 "--adam-betas",

@@ -20,9 +20,9 @@ BASE = (
     "dataset.max_tokens=256 dataset.num_workers=0 optimization.max_update=1 checkpoint.save_dir=TMP/ckpt"
 )
 LEGACY = (
-    "DATA --arch transformer_lm --decoder-layers 1 --decoder-embed-dim 32 --decoder-ffn-embed-dim 64 "
-    "--decoder-attention-heads 2 --tokens-per-sample 32 --max-tokens 256 --num-workers 0 --max-update 1 "
-    "--save-dir TMP/ckpt"
+    "DATA --task language_modeling --arch transformer_lm --decoder-layers 1 --decoder-embed-dim 32 "
+    "--decoder-ffn-embed-dim 64 --decoder-attention-heads 2 --tokens-per-sample 32 --max-tokens 256 "
+    "--num-workers 0 --max-update 1 --save-dir TMP/ckpt"
 )
 
 

@@ -7,7 +7,7 @@ from fairseq_lite.optim.adagrad import Adagrad, AdagradConfig
 from fairseq_lite.optim.adam import Adam, FairseqAdam, FairseqAdamConfig
 from fairseq_lite.optim.adamax import Adamax, FairseqAdamax, FairseqAdamaxConfig
 from fairseq_lite.optim.composite import CompositeOptimizerConfig, FairseqCompositeOptimizer
-from fairseq_lite.optim.fairseq_optimizer import FairseqOptimizer
+from fairseq_lite.optim.fairseq_optimizer import FairseqOptimizer, LegacyFairseqOptimizer
 from fairseq_lite.optim.fp32_step_optimizer import FP32StepOptimizer
 from fairseq_lite.optim.lamb import LAMB, FairseqLAMB, FairseqLAMBConfig
 from fairseq_lite.optim.nag import NAG, FairseqNAG, FairseqNAGConfig
@@ -15,6 +15,7 @@ from fairseq_lite.optim.sgd import SGD, SGDConfig
 from fairseq_lite.registry import OPTIMIZER_REGISTRY, register_optimizer
 
 __all__ = [
+    "LegacyFairseqOptimizer",
     "OPTIMIZER_REGISTRY",
     "register_optimizer",
     "LAMB",

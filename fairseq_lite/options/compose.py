@@ -8,10 +8,11 @@
 """
 
 import os
+import re
 from collections.abc import Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import InterpolationKeyError, OmegaConfBaseException
 
 from fairseq_lite.errors import ConfigError, flag_name
 from fairseq_lite.options.initialize import CONFIG_NAME, bundled_config_dir, hydra_init, import_components
@@ -130,9 +131,45 @@ def finalize_config(cfg: DictConfig, choices: dict[str, str] | None = None) -> D
                 f"fairseq-train)" + (f"; also missing: {', '.join(missing[1:])}" if len(missing) > 1 else "")
             )
         OmegaConf.resolve(cfg)
+    except InterpolationKeyError as e:
+        raise ConfigError(_missing_interpolation_message(cfg, e)) from e
     except OmegaConfBaseException as e:
         raise ConfigError(hydra_message(e)) from e
     return cfg
+
+
+def _key_holding(values: object, text: str, prefix: str = "") -> str | None:
+    """The dotted key whose raw value is `text` (an interpolation), or None."""
+    if isinstance(values, dict):
+        for k, v in values.items():
+            found = _key_holding(v, text, f"{prefix}{k}.")
+            if found:
+                return found
+    elif values == text:
+        return prefix[:-1]
+    return None
+
+
+def _missing_interpolation_message(cfg: DictConfig, error: InterpolationKeyError) -> str:
+    """`model.add_bos_token` follows `${task.add_bos_token}` and the selected task has no such field: say
+    which components have it (the model belongs with another task), instead of OmegaConf's words."""
+    match = re.search(r"Interpolation key '([\w.]+)' not found", str(error))
+    if match is None:
+        return hydra_message(error)
+    target = match.group(1)
+    where = error.full_key or _key_holding(OmegaConf.to_container(cfg, resolve=False), "${" + target + "}") or "a value"
+    group, _, field = target.partition(".")
+    registry = COMPONENT_REGISTRIES.get(group)
+    if registry is None or not field:
+        return f"{where} follows {target}, which is not set"
+    selected = cfg_name(cfg.get(group)) if group in cfg else None
+    having = [
+        name
+        for name in registry.choices()
+        if registry.get(name).dataclass is not None and field in registry.get(name).dataclass.__dataclass_fields__
+    ]
+    hint = f"; {group}s that have it: {', '.join(having)} ({group}=NAME, or {flag_name(group)} NAME)" if having else ""
+    return f"{where} follows {target}, which {group} '{selected}' does not have{hint}"
 
 
 def name_components_by_their_option(cfg: DictConfig, choices: dict[str, str]) -> DictConfig:

@@ -6,66 +6,18 @@ and composed exactly like `fairseq-hydra-train` would, so both commands always a
 
 import argparse
 import dataclasses
-import types
-import typing
 from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
-from fairseq_lite.dataclass.base import FairseqDataclass, eval_str_list
 from fairseq_lite.dataclass.configs import SETTINGS_GROUPS
-from fairseq_lite.errors import ConfigError
+from fairseq_lite.dataclass.utils import argparse_kwargs, field_default, field_flags, is_interpolation
+from fairseq_lite.errors import ConfigError, flag_name
 from fairseq_lite.options.initialize import import_components
 from fairseq_lite.registry import COMPONENT_REGISTRIES, get_architecture
 
 # Component-choosing flags, fairseq's names -> config group.
 COMPONENT_FLAGS = {"task": "task", "criterion": "criterion", "optimizer": "optimizer", "lr_scheduler": "lr_scheduler"}
-
-
-def flag_name(field_name: str) -> str:
-    return "--" + field_name.replace("_", "-")
-
-
-def _is_interpolation(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith("${")
-
-
-def _unwrap_optional(tp):
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp
-
-
-def _argparse_kwargs(f: dataclasses.Field, default: Any) -> dict[str, Any]:
-    tp = _unwrap_optional(f.type)
-    kwargs: dict[str, Any] = {"help": f.metadata.get("help", ""), "default": argparse.SUPPRESS}
-    if tp is bool:
-        kwargs["action"] = "store_false" if default is True else "store_true"
-        return kwargs
-    if isinstance(tp, type) and issubclass(tp, Enum):
-        kwargs["choices"] = [m.value for m in tp]
-        kwargs["type"] = str
-    elif typing.get_origin(tp) in (list,):
-        (inner,) = typing.get_args(tp) or (str,)
-        kwargs["type"] = lambda s, inner=inner: _parse_list(s, inner)
-        kwargs["metavar"] = "LIST"
-    elif tp in (int, float, str):
-        kwargs["type"] = tp
-    else:
-        kwargs["type"] = str
-    shown = default.value if isinstance(default, Enum) else default
-    if shown is not None and not _is_interpolation(shown) and shown is not dataclasses.MISSING:
-        kwargs["help"] += f" (default: {shown})"
-    return kwargs
-
-
-def _parse_list(text: str, inner: type) -> list[Any]:
-    try:
-        return eval_str_list(text, inner)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 class LegacyParser:
@@ -153,18 +105,21 @@ class LegacyParser:
 
     def _add_fields(self, group_parser, group: str, dc: type, targets: dict[str, list[str]]) -> None:
         for f in dataclasses.fields(dc):
-            if f.name.startswith("_") or (group.startswith("task") and f.name == "data" and self.positional_data):
+            if (
+                f.name.startswith("_")
+                or f.metadata.get("no_flag")  # set by an architecture function: no flag, as in fairseq
+                or (group.startswith("task") and f.name == "data" and self.positional_data)
+            ):
                 continue
-            default = dc.field_default(f.name) if issubclass(dc, FairseqDataclass) else f.default
-            if _is_interpolation(default):
+            default = field_default(dc, f)
+            if is_interpolation(default):
                 continue  # follows another group's value, which has its own flag
             dest = f.name
             if dest in targets:
                 targets[dest].append(f"{group}.{f.name}")  # fairseq's namespace is flat: one flag sets both
                 continue
             targets[dest] = [f"{group}.{f.name}"]
-            names = [flag_name(f.name)] + ([f.metadata["argparse_alias"]] if "argparse_alias" in f.metadata else [])
-            group_parser.add_argument(*names, dest=dest, **_argparse_kwargs(f, default))
+            group_parser.add_argument(*field_flags(f), dest=dest, **argparse_kwargs(f, default))
 
     def to_overrides(self, argv: Sequence[str]) -> list[str]:
         selectors, given, targets = self.parse(argv)

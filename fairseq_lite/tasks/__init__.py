@@ -7,7 +7,7 @@ from fairseq_lite.tasks import (
     language_modeling,  # noqa: F401
     translation,  # noqa: F401
 )
-from fairseq_lite.tasks.fairseq_task import FairseqTask
+from fairseq_lite.tasks.fairseq_task import FairseqTask, LegacyFairseqTask
 
 
 def setup_task(cfg: Any, **kwargs: Any) -> FairseqTask:
@@ -21,4 +21,4 @@ def get_task(name: str) -> type[FairseqTask]:
     return TASK_REGISTRY.get(name).cls
 
 
-__all__ = ["TASK_REGISTRY", "FairseqTask", "get_task", "register_task", "setup_task"]
+__all__ = ["LegacyFairseqTask", "TASK_REGISTRY", "FairseqTask", "get_task", "register_task", "setup_task"]

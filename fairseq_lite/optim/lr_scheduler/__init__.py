@@ -2,7 +2,7 @@
 
 from fairseq_lite.optim.lr_scheduler import target_scheduler  # noqa: F401  (lr_scheduler: {_target_: ...})
 from fairseq_lite.optim.lr_scheduler.cosine_lr_scheduler import CosineLRSchedule, CosineLRScheduleConfig
-from fairseq_lite.optim.lr_scheduler.fairseq_lr_scheduler import FairseqLRScheduler
+from fairseq_lite.optim.lr_scheduler.fairseq_lr_scheduler import FairseqLRScheduler, LegacyFairseqLRScheduler
 from fairseq_lite.optim.lr_scheduler.fixed_schedule import FixedLRSchedule, FixedLRScheduleConfig
 from fairseq_lite.optim.lr_scheduler.inverse_square_root_schedule import (
     InverseSquareRootLRScheduleConfig,
@@ -24,6 +24,7 @@ from fairseq_lite.optim.lr_scheduler.triangular_lr_scheduler import TriangularLR
 from fairseq_lite.registry import LR_SCHEDULER_REGISTRY, register_lr_scheduler
 
 __all__ = [
+    "LegacyFairseqLRScheduler",
     "LR_SCHEDULER_REGISTRY",
     "register_lr_scheduler",
     "CosineLRSchedule",
