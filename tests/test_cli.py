@@ -307,7 +307,7 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_finishes_identically(data_bin,
     )
     # Wait for training to be under way (a logged update), then ask it to stop as SLURM would.
     for line in proc.stdout:
-        if '"num_updates": 3' in line:
+        if '"num_updates": "3"' in line:
             break
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)

@@ -148,3 +148,35 @@ def test_architecture_functions_fill_a_namespace_as_fairseqs():
     tiny = argparse.Namespace()
     tiny_architecture(tiny)
     assert (tiny.encoder_embed_dim, tiny.encoder_layers) == (64, 2)  # fairseq 0.12.2
+
+
+def test_options_give_fairseqs_script_namespace():
+    """fairseq's script recipe: a generation parser, parse_args_and_arch, setup_task, load_model_ensemble."""
+    from fairseq_lite import options, tasks
+
+    parser = options.get_generation_parser(default_task="language_modeling")
+    parser.add_argument("--my-script-flag", type=int, default=3)
+    lm = str(FIXTURES / "checkpoints" / "transformer_lm.pt")
+    args = options.parse_args_and_arch(parser, [str(FIXTURES / "mono"), "--path", lm, "--beam", "2"])
+    assert (args.task, args.data, args.path, args.beam, args.my_script_flag) == (
+        "language_modeling",
+        str(FIXTURES / "mono"),
+        lm,
+        2,
+        3,
+    )
+    task = tasks.setup_task(args)
+    models, _ = checkpoint_utils.load_model_ensemble([args.path], task=task)
+    assert models[0].decoder.dictionary is task.target_dictionary
+
+    train_args = options.parse_args_and_arch(
+        options.get_training_parser(),
+        ["DATA", "--task", "language_modeling", "--arch", "transformer_lm_gpt", "--decoder-layers", "2"],
+    )
+    # The architecture filled what was not given; what was given stayed (fairseq 0.12.2's values).
+    assert (train_args.decoder_layers, train_args.decoder_embed_dim, train_args.decoder_attention_heads) == (2, 768, 12)
+    assert train_args.arch == "transformer_lm_gpt" and train_args.data == "DATA"
+    args, extra = options.parse_args_and_arch(
+        options.get_training_parser(), ["DATA", "--unknown", "1"], parse_known=True
+    )
+    assert extra == ["--unknown", "1"] and args.task == "translation"  # fairseq's default task

@@ -33,7 +33,7 @@ def _default(field):
 def changed_value(name: str, field):
     """A value of the field's type that differs from its default."""
     tp, default = _unwrap(field.type), _default(field)
-    if default == "???":  # required (omegaconf's MISSING): any value of its type
+    if default == "???" or (isinstance(default, str) and default.startswith("${")):  # required, or follows another
         default = None
     if tp is bool:
         return not default
@@ -57,7 +57,9 @@ def settable_fields(schema):
         if (
             f.name.startswith("_")
             or default is dataclasses.MISSING
-            or (isinstance(default, str) and default.startswith("${"))
+            # a field following the same name in another group (model.sentence_avg) has no flag of its own;
+            # one following another name (model.max_target_positions: ${task.tokens_per_sample}) has
+            or (isinstance(default, str) and default.startswith("${") and default[2:-1].rsplit(".", 1)[-1] == f.name)
             or typing.get_origin(_unwrap(f.type)) is dict  # a mapping (composite's groups): no flag in fairseq either
         ):
             continue

@@ -207,3 +207,55 @@ def test_args_is_a_namespace_as_in_fairseq(tiny_data_bin):
     assert isinstance(args, argparse.Namespace)
     assert args.data == str(tiny_data_bin) and args.lr == [0.1] and args.arch == "legacy_gru_lm"
     assert args.task == "language_modeling" and args.optimizer == "legacy_sgd"
+
+
+def test_arch_takes_a_model_name_that_has_no_architecture(tiny_data_bin, tmp_path):
+    flags = legacy_train(tiny_data_bin, tmp_path / "ck", "--gru-embed-dim", "6", "--max-update", "1")
+    flags[flags.index("gru_tiny")] = "legacy_gru_lm"
+    assert run(flags, cwd=tmp_path).returncode == 0
+    state = load_checkpoint_to_cpu(str(tmp_path / "ck" / "checkpoint_last.pt"))
+    assert state["cfg"]["model"]["_name"] == "legacy_gru_lm" and state["cfg"]["model"]["gru_embed_dim"] == 6
+
+
+def test_a_checkpoint_finds_its_plugin_or_says_which_is_missing(tiny_data_bin, tmp_path):
+    import shutil
+
+    shutil.copytree(PLUGIN, tmp_path / "old" / "moved_legacy_plugin")
+    flags = legacy_train(tiny_data_bin, tmp_path / "ck", "--max-update", "1")
+    flags[flags.index(str(PLUGIN))] = str(tmp_path / "old" / "moved_legacy_plugin")
+    assert run(flags, cwd=tmp_path).returncode == 0
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    evaluate = [
+        command("fairseq-eval-lm"),
+        str(tiny_data_bin),
+        "--path",
+        str(tmp_path / "ck" / "checkpoint_last.pt"),
+        *SMALL,
+    ]
+    missing = run(evaluate, cwd=tmp_path, check=False)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert (
+        missing.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"was trained with the plugin {tmp_path / 'old' / 'moved_legacy_plugin'} (--user-dir), which is not there "
+            "any more: give the plugin's path with --user-dir"
+        )
+    )
+    found = run([*evaluate, "--user-dir", str(tmp_path / "new" / "moved_legacy_plugin")], cwd=tmp_path)
+    assert "Perplexity" in found.stdout + found.stderr
+
+
+def test_model_overrides_change_the_rebuilt_model(tiny_data_bin, tmp_path):
+    from fairseq_lite.checkpoint.inference import load_model_for_inference, parse_model_overrides
+    from fairseq_lite.errors import CheckpointError, ConfigError
+
+    assert run(legacy_train(tiny_data_bin, tmp_path / "ck", "--max-update", "1"), cwd=tmp_path).returncode == 0
+    path = str(tmp_path / "ck" / "checkpoint_last.pt")
+    overrides = parse_model_overrides('{"gru_dropout": 0.5, "gru_tie": True}')
+    cfg, _, model = load_model_for_inference(path, user_dir=str(PLUGIN), model_overrides=overrides)
+    assert cfg.model.gru_dropout == 0.5 and model.decoder.dropout.p == 0.5 and cfg.model.gru_tie is True
+    with pytest.raises(CheckpointError, match="'gru_dropoutt' is not a setting"):
+        load_model_for_inference(path, user_dir=str(PLUGIN), model_overrides={"gru_dropoutt": 0.5})
+    with pytest.raises(ConfigError, match="--model-overrides"):
+        parse_model_overrides("mem_len=640")

@@ -9,28 +9,30 @@ import pytest
 from fairseq_lite.logging import metrics
 from fairseq_lite.logging.progress_bar import format_stat, progress_bar
 
+# What the metrics aggregators hand over: already rounded by their meters, as fairseq's are.
 STATS = {
-    "loss": 5.123456,
-    "ppl": 34.87654,
+    "loss": 5.123,
+    "ppl": 34.88,
     "wps": 1234.6,
-    "ups": 1.2345,
+    "ups": 1.23,
     "wpb": 2047.7,
     "bsz": 15.9,
     "num_updates": 10,
     "lr": 0.0005,
-    "gnorm": 1.23456,
-    "train_wall": 12.7,
-    "wall": 14.2,
+    "gnorm": 1.235,
+    "train_wall": 13,
+    "wall": 14,
 }
 
 
-def test_stats_are_rounded_like_fairseq():
-    assert format_stat("loss", 5.123456) == "5.123"
-    assert format_stat("ppl", 34.87654) == "34.88"
-    assert format_stat("wps", 1234.6) == "1235"
-    assert format_stat("num_updates", 10) == 10
-    assert format_stat("lr", 0.0005) == "0.0005"
-    assert format_stat("valid_loss", 2.00049) == "2.0"
+def test_stats_are_written_like_fairseq():
+    # fairseq 0.12.2's format_stat: "{:g}" of every number.
+    assert format_stat("loss", 5.123) == "5.123"
+    assert format_stat("wps", 13120.1) == "13120.1"
+    assert format_stat("avg_span", 33.0) == "33"
+    assert format_stat("num_updates", 10) == "10"
+    assert format_stat("lr", 8.75e-06) == "8.75e-06"
+    assert format_stat("valid_loss", 2.0) == "2"
 
 
 def test_json_lines(caplog):
@@ -41,7 +43,7 @@ def test_json_lines(caplog):
             bar.log(STATS, tag="train_inner", step=10)
     bar.print(STATS, tag="valid", step=10)
     inner, end = [json.loads(r.getMessage()) for r in caplog.records]
-    assert inner["epoch"] == 2 and inner["update"] == 1.5 and inner["loss"] == "5.123" and inner["num_updates"] == 10
+    assert inner["epoch"] == 2 and inner["update"] == 1.5 and inner["loss"] == "5.123" and inner["num_updates"] == "10"
     assert end["epoch"] == 2 and end["valid_loss"] == "5.123" and end["valid_ppl"] == "34.88"
 
 
@@ -53,8 +55,8 @@ def test_simple_lines(caplog):
     bar.log({"loss": 1.0}, step=1)
     bar.print({"loss": 1.0, "ppl": 2.0})
     log_line, print_line = [r.getMessage() for r in caplog.records]
-    assert "loss=1.0" in log_line and "10 / 10" in log_line
-    assert print_line == "epoch 001 | valid on 'valid' subset | loss 1.0 | ppl 2.0"
+    assert "loss=1" in log_line and "10 / 10" in log_line
+    assert print_line == "epoch 001 | valid on 'valid' subset | loss 1 | ppl 2"
 
 
 def test_none_prints_nothing(caplog):

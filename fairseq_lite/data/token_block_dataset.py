@@ -126,7 +126,7 @@ class TokenBlockDataset(FairseqDataset):
         dataset: indexable dataset of 1-D LongTensors (one per sentence).
         sizes: length of every sentence in ``dataset``.
         block_size: maximum block size (ignored in ``eos`` mode).
-        pad, eos: pad and end-of-sentence symbol ids.
+        pad, eos: pad and end-of-sentence symbol ids (None when include_targets is off: unused then).
         break_mode: ``none``/None: the token stream is cut into equal blocks of ``block_size``
             (the last may be shorter), crossing sentence boundaries; ``complete``: blocks of
             whole sentences up to ``block_size`` (a longer sentence makes a block of its own);
@@ -146,8 +146,8 @@ class TokenBlockDataset(FairseqDataset):
         dataset: Any,
         sizes: Any,
         block_size: int | None,
-        pad: int,
-        eos: int,
+        pad: int | None,
+        eos: int | None,
         break_mode: str | None = None,
         include_targets: bool = False,
         document_sep_len: int = 1,
@@ -179,8 +179,15 @@ class TokenBlockDataset(FairseqDataset):
         np.cumsum(sizes_arr, out=self._offsets[1:])
         self._sentence_starts = self._offsets[:-1]
         self._sentence_ends = self._offsets[1:]
-        self._eos_tensor = torch.tensor([eos], dtype=torch.long)
-        self._pad_eos_tensor = torch.tensor([pad, eos], dtype=torch.long)
+        if include_targets and (pad is None or eos is None):
+            raise ConfigError(
+                "TokenBlockDataset(include_targets=True) needs pad and eos: the shifted sources start with them"
+            )
+        # pad/eos only start the shifted copies of include_targets; without it they may be None (fairseq's).
+        self._eos_tensor = torch.tensor([eos if eos is not None else 0], dtype=torch.long)
+        self._pad_eos_tensor = torch.tensor(
+            [pad if pad is not None else 0, eos if eos is not None else 0], dtype=torch.long
+        )
 
     # -- block geometry ----------------------------------------------------------------------
 

@@ -22,6 +22,11 @@ def is_interpolation(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("${")
 
 
+def interpolated_name(value: str) -> str:
+    """The field an interpolation follows: `${dataset.batch_size}` -> "batch_size"."""
+    return value[2:-1].rsplit(".", 1)[-1]
+
+
 def unwrap_optional(tp: Any) -> Any:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -69,7 +74,10 @@ def argparse_kwargs(f: dataclasses.Field, default: Any, suppress_default: bool =
         kwargs["type"] = str
     if "metavar" in f.metadata:
         kwargs["metavar"] = f.metadata["metavar"]
-    if shown is not None and not is_interpolation(shown):
+    if is_interpolation(shown):  # follows another field: its help says which; argparse has no value for it
+        if not suppress_default:
+            kwargs["default"] = None
+    elif shown is not None:
         kwargs["help"] += f" (default: {shown})"
     return kwargs
 

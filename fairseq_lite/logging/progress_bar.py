@@ -1,7 +1,8 @@
 """Progress bars and log lines in fairseq's formats: json, simple, tqdm, none; plus tensorboard.
 
 `log()` is called every `log_interval` updates with running stats, `print()` once at the end of an
-epoch or validation. Both take plain numbers; rounding here keeps log lines what fairseq users parse.
+epoch or validation. Both take what the metrics aggregators hold, rounded by their meters as fairseq's
+are, and write numbers as fairseq does, so log lines stay what fairseq users parse.
 """
 
 import json
@@ -13,35 +14,14 @@ from numbers import Number
 
 logger = logging.getLogger(__name__)
 
-# Decimal places per stat, as fairseq rounds them; anything else gets 3.
-ROUNDING = {
-    "loss": 3,
-    "nll_loss": 3,
-    "ppl": 2,
-    "wps": 0,
-    "ups": 2,
-    "wpb": 0,
-    "bsz": 0,
-    "gnorm": 3,
-    "clip": 0,
-    "train_wall": 0,
-    "wall": 0,
-    "loss_scale": 4,
-    "gb_free": 1,
-}
-INTEGER_STATS = {"num_updates", "epoch", "update"}
-
 
 def format_stat(name: str, value) -> object:
-    base = name.split("_", 1)[1] if name.startswith(("train_", "valid_")) and name not in ROUNDING else name
-    if base in INTEGER_STATS or isinstance(value, bool):
-        return value
-    if isinstance(value, Number):
-        if base == "lr":
-            return f"{value:g}"
-        digits = ROUNDING.get(base, 3)
-        rounded = round(float(value), digits)
-        return str(int(rounded)) if digits == 0 else str(rounded)
+    """A value as fairseq writes it in a log line: numbers in "{:g}" form (the meters have rounded them
+    already, as the criterion and trainer asked: `loss 10.269`, `wps 13120.1`, `num_updates 3`)."""
+    if isinstance(value, Number) and not isinstance(value, bool):
+        return f"{value:g}"
+    if hasattr(value, "tolist"):
+        return value.tolist()
     return value
 
 

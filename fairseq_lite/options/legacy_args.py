@@ -11,10 +11,16 @@ from enum import Enum
 from typing import Any
 
 from fairseq_lite.dataclass.configs import SETTINGS_GROUPS
-from fairseq_lite.dataclass.utils import argparse_kwargs, field_default, field_flags, is_interpolation
+from fairseq_lite.dataclass.utils import (
+    argparse_kwargs,
+    field_default,
+    field_flags,
+    interpolated_name,
+    is_interpolation,
+)
 from fairseq_lite.errors import ConfigError, flag_name
 from fairseq_lite.options.initialize import import_components
-from fairseq_lite.registry import COMPONENT_REGISTRIES, get_architecture
+from fairseq_lite.registry import ARCH_REGISTRY, COMPONENT_REGISTRIES, MODEL_REGISTRY, Architecture, get_architecture
 
 # Component-choosing flags, fairseq's names -> config group.
 COMPONENT_FLAGS = {"task": "task", "criterion": "criterion", "optimizer": "optimizer", "lr_scheduler": "lr_scheduler"}
@@ -100,7 +106,7 @@ class LegacyParser:
 
     def _selected_name(self, kind: str, selectors: argparse.Namespace) -> str | None:
         if kind == "model":
-            return get_architecture(selectors.arch).model if selectors.arch else None
+            return selected_architecture(selectors.arch).model if selectors.arch else None
         return getattr(selectors, kind)
 
     def _add_fields(self, group_parser, group: str, dc: type, targets: dict[str, list[str]]) -> None:
@@ -112,8 +118,8 @@ class LegacyParser:
             ):
                 continue
             default = field_default(dc, f)
-            if is_interpolation(default):
-                continue  # follows another group's value, which has its own flag
+            if is_interpolation(default) and interpolated_name(default) == f.name:
+                continue  # the same name in another group (model.sentence_avg follows optimization's): one flag
             dest = f.name
             if dest in targets:
                 targets[dest].append(f"{group}.{f.name}")  # fairseq's namespace is flat: one flag sets both
@@ -136,7 +142,7 @@ class LegacyParser:
         if "model" in self.components:
             if not selectors.arch:
                 raise ConfigError("--arch is required (e.g. --arch transformer_lm_gpt)")
-            arch = get_architecture(selectors.arch)
+            arch = selected_architecture(selectors.arch)
             overrides.append(f"model={arch.model}")
             user_model_values = {
                 t.split(".", 1)[1]: v for dest, v in given.items() for t in targets[dest] if t.startswith("model.")
@@ -148,6 +154,14 @@ class LegacyParser:
             for key in targets[dest]:
                 overrides.append(f"{key}={format_override_value(value)}")
         return overrides
+
+
+def selected_architecture(name: str) -> Architecture:
+    """--arch NAME: a named architecture, or (as fairseq accepts) a model registered without one, which
+    then keeps its config's defaults."""
+    if name not in ARCH_REGISTRY and name in MODEL_REGISTRY:
+        return Architecture(name, name, lambda args: None)
+    return get_architecture(name)
 
 
 def format_override_value(value: Any) -> str:

@@ -180,8 +180,8 @@ class TrainingLoop:
     def train_stats(self, aggregator: str) -> dict[str, float]:
         """A training log line: what the aggregator holds (by priority), then the clocks."""
         stats = dict(metrics.get_smoothed_values(aggregator)) if metrics.get_meters(aggregator) is not None else {}
-        stats["train_wall"] = self.clocks.train_wall.elapsed_time
-        stats["wall"] = self.clocks.wall.elapsed_time
+        stats["train_wall"] = round(self.clocks.train_wall.elapsed_time)  # whole seconds, as fairseq's
+        stats["wall"] = round(self.clocks.wall.elapsed_time)
         return stats
 
     # --- validation and checkpoints -------------------------------------------------------------
