@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from fairseq_lite.data.binarizer import binarize_file
 from fairseq_lite.data.dictionary import Dictionary, tokenize_line
 from fairseq_lite.errors import ConfigError, DataError
-from fairseq_lite.file_io import remove_stale_temp_files
+from fairseq_lite.file_io import atomic_write, remove_stale_temp_files
 
 logger = logging.getLogger("fairseq_cli.preprocess")
 
-# Every --dataset-impl fairseq knows; only "mmap" (its default) is implemented here.
+# Every --dataset-impl fairseq knows; "mmap" (its default) and "raw" (the text copied, for tasks that
+# read text themselves, as fairseq's classifying-names tutorial does) are implemented here.
 FAIRSEQ_DATASET_IMPLS = ("raw", "lazy", "cached", "mmap", "fasta", "huffman")
 
 
@@ -61,9 +62,11 @@ def _splits(args: argparse.Namespace) -> list[tuple[str, str, str]]:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    if args.dataset_impl != "mmap":
+    if args.dataset_impl not in ("mmap", "raw"):
         known = "is not supported by fairseq-lite" if args.dataset_impl in FAIRSEQ_DATASET_IMPLS else "is unknown"
-        raise ConfigError(f"--dataset-impl {args.dataset_impl!r} {known}; the only supported format is 'mmap'")
+        raise ConfigError(f"--dataset-impl {args.dataset_impl!r} {known}; supported formats: mmap, raw")
+    if args.dataset_impl == "raw" and args.only_source:
+        raise ConfigError("--dataset-impl raw copies a language pair's text (-s/-t); with --only-source use mmap")
     if args.alignfile:
         raise ConfigError("--alignfile is not supported by fairseq-lite")
     if args.align_suffix:
@@ -167,6 +170,12 @@ def _make_all(lang: str | None, vocab: Dictionary, args: argparse.Namespace) -> 
     for _, prefix, name in _splits(args):
         logger.info(f"[{lang}] Dictionary: {len(vocab)} types")
         input_file = _lang_file(prefix, lang)
+        if args.dataset_impl == "raw":  # the text itself, under the pair's name: train.input-label.input
+            with open(input_file, "rb") as source, atomic_write(dataset_dest_prefix(args, name, lang), "wb") as f:
+                while chunk := source.read(1 << 20):
+                    f.write(chunk)
+            logger.info(f"[{lang}] {input_file}: copied as text (--dataset-impl raw)")
+            continue
         summary = binarize_file(input_file, vocab, dataset_dest_prefix(args, name, lang), num_workers=args.workers)
         logger.info(f"[{lang}] {input_file}: {summary} (by {vocab.unk_word})")
 

@@ -129,3 +129,24 @@ def test_reduce_metrics_with_sentence_avg():
 
 def test_padding_idx_from_target_dictionary():
     assert make_criterion().padding_idx == PAD
+
+
+def test_a_model_returning_a_plain_tensor_trains_with_cross_entropy():
+    """fairseq's BaseFairseqModel contract: forward may return the scores themselves ([B, C], as the
+    classifying-names tutorial's model does), and the criterion normalizes them."""
+
+    class Classifier(BaseFairseqModel):
+        def __init__(self, scores):
+            super().__init__()
+            self.scores = nn.Parameter(scores)
+
+        def forward(self, src_tokens, src_lengths):
+            return torch.log_softmax(self.scores, dim=-1)
+
+    scores = torch.randn(3, 7)
+    target = torch.tensor([[4], [5], [6]])
+    sample = {"net_input": {"src_tokens": torch.zeros(3, 2), "src_lengths": torch.tensor([2, 2, 2])}}
+    sample.update(target=target, ntokens=3)
+    loss, size, _ = make_criterion()(Classifier(scores), sample)
+    expected = -torch.log_softmax(scores, -1).gather(1, target).sum()
+    assert size == 3 and loss.item() == pytest.approx(expected.item(), rel=1e-5)

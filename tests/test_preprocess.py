@@ -207,13 +207,28 @@ def test_destdir_not_writable(tmp_path, capsys, in_fixtures):
     assert "not writable" in err
 
 
-@pytest.mark.parametrize("impl,words", [("lazy", "not supported"), ("bogus", "unknown")])
+@pytest.mark.parametrize(
+    "impl,words", [("lazy", "not supported"), ("bogus", "unknown"), ("raw", "copies a language pair's text")]
+)
 def test_dataset_impl(impl, words, tmp_path, capsys, in_fixtures):
     err = run_cli(
         ["--only-source", "--trainpref", "inputs/train.txt", "--dataset-impl", impl, "--destdir", str(tmp_path / "o")],
         capsys,
     )
     assert impl in err and words in err and "mmap" in err
+
+
+def test_raw_copies_each_language_file_under_the_pair_name(tmp_path, in_fixtures):
+    """fairseq's --dataset-impl raw: the dictionaries, and each split's text as it was, named as fairseq
+    names it (train.en-es.en), for a task that reads the text itself."""
+    args = ["-s", "en", "-t", "es", "--trainpref", "inputs/bi.train", "--validpref", "inputs/bi.valid"]
+    preprocess.cli_main([*args, "--dataset-impl", "raw", "--destdir", str(tmp_path / "o")])
+    written = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert written == ["dict.en.txt", "dict.es.txt", "preprocess.log"] + [
+        f"{split}.en-es.{lang}" for split in ("train", "valid") for lang in ("en", "es")
+    ]
+    assert (tmp_path / "o" / "valid.en-es.es").read_bytes() == open("inputs/bi.valid.es", "rb").read()
+    assert (tmp_path / "o" / "dict.en.txt").read_text() == (FIXTURES / "bi" / "dict.en.txt").read_text()
 
 
 @pytest.mark.parametrize(

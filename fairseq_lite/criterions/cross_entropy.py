@@ -13,7 +13,7 @@ from fairseq_lite.criterions.fairseq_criterion import FairseqCriterion, sum_logs
 from fairseq_lite.dataclass.base import FairseqDataclass
 from fairseq_lite.kernels.cross_entropy import softmax_cross_entropy
 from fairseq_lite.logging import metrics
-from fairseq_lite.models.fairseq_model import normalizes_with_log_softmax
+from fairseq_lite.models.fairseq_model import normalizes_with_log_softmax, output_logits
 from fairseq_lite.registry import register_criterion
 from fairseq_lite.utils import get_perplexity
 
@@ -66,7 +66,7 @@ class CrossEntropyCriterion(FairseqCriterion):
         the log-sum-exp over the vocabulary is where low precision hurts."""
         target = model.get_targets(sample, net_output).reshape(-1)
         if normalizes_with_log_softmax(model):
-            logits = net_output[0]
+            logits = output_logits(net_output)
             loss, _ = softmax_cross_entropy(
                 logits.reshape(-1, logits.size(-1)), target, ignore_index=self.padding_idx, reduce=reduce
             )

@@ -19,7 +19,7 @@ import torch.nn as nn
 from omegaconf import II
 from torch import Tensor
 
-from fairseq_lite.criterions.cross_entropy import normalizes_with_log_softmax
+from fairseq_lite.criterions.cross_entropy import normalizes_with_log_softmax, output_logits
 from fairseq_lite.criterions.fairseq_criterion import FairseqCriterion, sum_logs
 from fairseq_lite.dataclass.base import FairseqDataclass, cfg_field
 from fairseq_lite.errors import ConfigError, key
@@ -131,7 +131,7 @@ class LabelSmoothedCrossEntropyCriterion(FairseqCriterion):
     def get_logits_and_target(self, model: nn.Module, net_output: Any, sample: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Flattened logits (N x V, in the model's dtype: the fused loss works in fp32 internally) and
         targets (N), without the ignored prefix."""
-        return self._flatten_without_prefix(net_output[0], model.get_targets(sample, net_output))
+        return self._flatten_without_prefix(output_logits(net_output), model.get_targets(sample, net_output))
 
     def _flatten_without_prefix(self, scores: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         if self.ignore_prefix_size > 0:

@@ -11,6 +11,7 @@ encoder-decoder model (`FairseqEncoderDecoderModel`), which passes `encoder_out`
 
 from typing import Any
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
@@ -40,7 +41,7 @@ class BaseFairseqModel(nn.Module):
         self, net_output: DecoderOut, log_probs: bool, sample: dict[str, Any] | None = None
     ) -> Tensor:
         # Normalize in fp32: softmax over a large vocabulary in bf16/fp16 loses too much.
-        logits = net_output[0].float()
+        logits = output_logits(net_output).float()
         return F.log_softmax(logits, dim=-1) if log_probs else F.softmax(logits, dim=-1)
 
     def max_positions(self) -> Any | None:
@@ -229,6 +230,12 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def _inherits_method(obj: Any, name: str, base_impl: Any) -> bool:
     return name not in vars(obj) and getattr(type(obj), name, None) is base_impl
+
+
+def output_logits(net_output: Any) -> Tensor:
+    """The scores a model returned: a decoder's (logits, extra) pair, or a plain tensor, as a model built
+    on BaseFairseqModel may return (fairseq's classifying-names tutorial does)."""
+    return net_output if torch.is_tensor(net_output) else net_output[0]
 
 
 def normalizes_with_log_softmax(model: nn.Module) -> bool:
