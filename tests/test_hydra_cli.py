@@ -272,3 +272,28 @@ def test_importing_a_plugin_twice_is_harmless():
     import_user_module(str(PLUGIN))
     import_user_module(str(PLUGIN))
     assert "lstm_lm" in MODEL_REGISTRY
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is unavailable")
+def test_user_dir_plugin_on_two_ranks(data_bin, tmp_path):
+    """The dataclass plugin (examples/user_dir) on 2 DDP ranks: every spawned worker imports it."""
+    run(
+        [
+            command("fairseq-hydra-train"),
+            "--config-dir",
+            str(PLUGIN_CONFIG),
+            f"common.user_dir={PLUGIN}",
+            "task=language_modeling",
+            f"task.data={data_bin}",
+            "model=lstm_lm/lstm_lm_tiny",
+            *TINY,
+            "optimization.max_update=2",
+            "common.cpu=true",
+            "distributed_training.distributed_world_size=2",
+            f"hydra.run.dir={tmp_path / 'hydra'}",
+        ],
+        cwd=tmp_path,
+    )
+    state = ckpt(tmp_path / "hydra" / "checkpoints" / "checkpoint_last.pt")
+    assert state["cfg"]["distributed_training"]["distributed_world_size"] == 2 and state["num_updates"] == 2
+    assert state["cfg"]["model"]["_name"] == "lstm_lm"
