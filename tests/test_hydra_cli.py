@@ -297,3 +297,13 @@ def test_user_dir_plugin_on_two_ranks(data_bin, tmp_path):
     state = ckpt(tmp_path / "hydra" / "checkpoints" / "checkpoint_last.pt")
     assert state["cfg"]["distributed_training"]["distributed_world_size"] == 2 and state["num_updates"] == 2
     assert state["cfg"]["model"]["_name"] == "lstm_lm"
+
+
+def test_help_shows_a_dataclass_plugins_flags_with_their_help(data_bin, tmp_path):
+    out = run(
+        [command("fairseq-train"), str(data_bin), "--user-dir", str(PLUGIN), "--task", "language_modeling"]
+        + ["--arch", "lstm_lm_tiny", "--help"],
+        cwd=tmp_path,
+    ).stdout
+    assert "model (lstm_lm):" in out and "--embed-dim EMBED_DIM" in out
+    assert "embedding and hidden size (default: 256)" in out and "--share-embeddings" in out
