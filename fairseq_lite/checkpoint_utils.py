@@ -15,7 +15,7 @@ from typing import Any
 import torch.nn as nn
 
 from fairseq_lite.checkpoint.io import load_checkpoint_to_cpu as _read_state
-from fairseq_lite.checkpoint.io import model_weights
+from fairseq_lite.checkpoint.io import load_model_weights
 from fairseq_lite.errors import CheckpointError
 from fairseq_lite.models.fairseq_model import FairseqDecoder, FairseqEncoder
 from fairseq_lite.options.compose import config_from_dict
@@ -66,12 +66,7 @@ def load_model_ensemble_and_task(
         if task is None:
             task = TASK_REGISTRY.build(cfg.task)
         model = task.build_model(cfg.model)
-        try:
-            model.load_state_dict(model_weights(file_state, path, model), strict=strict)
-        except RuntimeError as e:
-            raise CheckpointError(
-                f"{path}: weights do not fit the model its config describes ({str(e).splitlines()[0]})"
-            ) from e
+        load_model_weights(model, file_state, path, strict=strict)
         models.append(model)
         first_cfg = first_cfg if first_cfg is not None else cfg
     return models, first_cfg, task

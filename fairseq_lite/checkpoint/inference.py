@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from fairseq_lite.checkpoint.io import load_checkpoint_to_cpu, model_weights
+from fairseq_lite.checkpoint.io import load_checkpoint_to_cpu, load_model_weights
 from fairseq_lite.dataclass.configs import SETTINGS_GROUPS
 from fairseq_lite.errors import CheckpointError, ConfigError
 from fairseq_lite.options.compose import config_from_dict
@@ -51,12 +51,7 @@ def load_model_for_inference(
         cfg.task[key] = value
     task = TASK_REGISTRY.build(cfg.task)
     model = task.build_model(cfg.model)
-    try:
-        model.load_state_dict(model_weights(state, path, model), strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(
-            f"{path}: weights do not fit the model its config describes ({str(e).splitlines()[0]})"
-        ) from e
+    load_model_weights(model, state, path, strict=True)
     return cfg, task, model
 
 

@@ -102,3 +102,14 @@ def model_weights(state: dict[str, Any], path: str, model: torch.nn.Module) -> d
     if not os.path.isdir(directory):
         raise CheckpointError(f"{path} keeps its weights in {directory}, which is missing")
     return load_full_model_state(directory, model)
+
+
+def load_model_weights(model: torch.nn.Module, state: dict[str, Any], path: str, strict: bool = True) -> None:
+    """Load a checkpoint's weights (model_weights) into the model its config built; weights that do not
+    fit are one line naming the checkpoint."""
+    try:
+        model.load_state_dict(model_weights(state, path, model), strict=strict)
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{path}: weights do not fit the model its config describes ({str(e).splitlines()[0]})"
+        ) from e

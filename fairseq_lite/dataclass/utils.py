@@ -97,17 +97,28 @@ def field_default(dc: type, f: dataclasses.Field) -> Any:
 
 
 def gen_parser_from_dataclass(
-    parser: Any, dataclass_instance: Any, delete_default: bool = False, with_prefix: str | None = None
+    parser: Any,
+    dataclass_instance: Any,
+    delete_default: bool = False,
+    with_prefix: str | None = None,
+    taken: set[str] | None = None,
 ) -> None:
     """Add a flag to `parser` for every field of the dataclass (an instance or the class), as fairseq's
-    function of that name. `delete_default` leaves defaults out of the parsed namespace; `with_prefix`
-    puts a prefix before each flag name (`--<prefix>-<name>`)."""
+    function of that name; a field named `data` is the positional data directory. `delete_default`
+    leaves defaults out of the parsed namespace; `with_prefix` puts a prefix before each flag name
+    (`--<prefix>-<name>`); `taken`: names that already have a flag (fairseq's namespace is flat: one
+    flag per name), updated with the ones added."""
     dc = dataclass_instance if isinstance(dataclass_instance, type) else type(dataclass_instance)
+    taken = set() if taken is None else taken
     for f in dataclasses.fields(dc):
-        if f.name.startswith("_") or f.metadata.get("no_flag"):
+        if f.name.startswith("_") or f.name in taken or f.metadata.get("no_flag"):
             continue
         default = field_default(dc, f)
         if is_interpolation(default):
+            continue
+        taken.add(f.name)
+        if f.name == "data":
+            parser.add_argument("data", nargs="?", default=argparse.SUPPRESS if delete_default else None)
             continue
         flags = field_flags(f)
         if with_prefix:

@@ -12,12 +12,10 @@ imported first.
 """
 
 import argparse
-import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from fairseq_lite.dataclass.configs import SETTINGS_GROUPS
-from fairseq_lite.dataclass.utils import argparse_kwargs, field_default, field_flags, is_interpolation
+from fairseq_lite.dataclass.utils import gen_parser_from_dataclass
 from fairseq_lite.options.initialize import import_components
 from fairseq_lite.options.legacy_args import selected_architecture
 from fairseq_lite.registry import COMPONENT_REGISTRIES, ArchitectureArgs
@@ -47,25 +45,7 @@ class FairseqArgumentParser(argparse.ArgumentParser):
         if "model" in components:
             self.add_argument("--arch", "-a", default=None, metavar="ARCH", help="model architecture")
         for group in groups:
-            add_dataclass_flags(self.add_argument_group(group), SETTINGS_GROUPS[group], self.dests)
-
-
-def add_dataclass_flags(parser: Any, dc: type, dests: set[str], suppress_defaults: bool = False) -> None:
-    """Flags for the dataclass's fields with their defaults, skipping names already taken (fairseq's
-    namespace is flat: one flag per name) and fields that follow another group's value."""
-    for f in dataclasses.fields(dc):
-        if f.name.startswith("_") or f.name in dests or f.metadata.get("no_flag"):
-            continue
-        default = field_default(dc, f)
-        if is_interpolation(default):
-            continue
-        dests.add(f.name)
-        if f.name == "data":  # fairseq's positional data directory
-            parser.add_argument("data", nargs="?", default=None if not suppress_defaults else argparse.SUPPRESS)
-            continue
-        parser.add_argument(
-            *field_flags(f), dest=f.name, **argparse_kwargs(f, default, suppress_default=suppress_defaults)
-        )
+            gen_parser_from_dataclass(self.add_argument_group(group), SETTINGS_GROUPS[group], taken=self.dests)
 
 
 def get_parser(desc: str, default_task: str = "translation") -> FairseqArgumentParser:
@@ -109,7 +89,7 @@ def parse_args_and_arch(
             # Model flags leave unset values out, so that the architecture's defaults apply (as fairseq's
             # argument_default=SUPPRESS model group does).
             group = parser.add_argument_group(f"{kind}-specific configuration")
-            add_dataclass_flags(group, entry.dataclass, parser.dests, suppress_defaults=kind == "model")
+            gen_parser_from_dataclass(group, entry.dataclass, delete_default=kind == "model", taken=parser.dests)
     if modify_parser is not None:
         modify_parser(parser)
     if parse_known:
