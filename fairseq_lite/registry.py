@@ -64,6 +64,7 @@ class Registry:
                     existing.cls, "__module__", None
                 ) == getattr(cls, "__module__", None):
                     self.entries[name] = self._entry(name, cls, dataclass)
+                    _record_dataclass(cls, dataclass)
                     return cls
                 raise RegistryError(
                     f"cannot register duplicate {self.kind} '{name}' "
@@ -75,6 +76,7 @@ class Registry:
                 )
             self.entries[name] = self._entry(name, cls, dataclass)
             cls.__registered_name__ = name  # lets an instance say what it is called
+            _record_dataclass(cls, dataclass)
             return cls
 
         return decorator
@@ -82,7 +84,7 @@ class Registry:
     def _entry(self, name: str, cls: Any, dataclass: type[FairseqDataclass] | None) -> Entry:
         if dataclass is None and self.kind in LEGACY_KINDS and has_add_args(cls):
             # fairseq's older style: flags from add_args(parser), the component built with `args`.
-            return Entry(name, cls, dataclass_from_add_args(cls), legacy=True)
+            return Entry(name, cls, dataclass_from_add_args(cls, suppress_unset=self.kind == "model"), legacy=True)
         return Entry(name, cls, dataclass)
 
     def choices(self) -> list[str]:
@@ -195,6 +197,13 @@ class Registry:
         target = locate_target(cfg[TARGET_KEY], self.kind)
         passed = ["task"] if builder.task and accepts(target, "task") else []
         check_target(cfg, self.kind, passed=passed, positional=builder.positional)
+
+
+def _record_dataclass(cls: Any, dataclass: type[FairseqDataclass] | None) -> None:
+    """fairseq's `cls.__dataclass`: the base classes' `add_args` gives its flags, so a subclass registered
+    without a dataclass keeps its parent's options."""
+    if dataclass is not None:
+        setattr(cls, "__dataclass", dataclass)
 
 
 def resolved_component_node(

@@ -319,3 +319,35 @@ def import_user_module(args: Any) -> None:
         importlib.import_module(name)
     finally:
         sys.path.remove(str(path.parent))
+
+
+def get_token_to_word_mapping(tokens: Tensor, exclude_list: list[int]) -> dict[int, int]:
+    """Position -> 1-based index of the word it belongs to, counting only tokens not in exclude_list."""
+    counts = torch.cumsum(torch.tensor([int(int(t) not in exclude_list) for t in tokens]), dim=0)
+    return dict(enumerate(counts.tolist()))
+
+
+def extract_hard_alignment(attn: Tensor, src_sent: Tensor, tgt_sent: Tensor, pad: int, eos: int) -> list[tuple]:
+    """fairseq's hard alignment: for each target token (not pad/eos), the source token (not pad/eos) it
+    attends to most, as (source index, target index) pairs of 0-based positions among the real tokens.
+    attn: target length x source length."""
+    tgt_valid = ((tgt_sent != pad) & (tgt_sent != eos)).nonzero(as_tuple=False).squeeze(dim=-1)
+    src_invalid = ((src_sent == pad) | (src_sent == eos)).nonzero(as_tuple=False).squeeze(dim=-1)
+    if len(tgt_valid) == 0 or len(src_invalid) >= len(src_sent):
+        return []
+    src_word = get_token_to_word_mapping(src_sent, [eos, pad])
+    tgt_word = get_token_to_word_mapping(tgt_sent, [eos, pad])
+    scores = attn[tgt_valid].clone()
+    scores[:, src_invalid] = float("-inf")
+    best = scores.argmax(dim=1)
+    return [(src_word[int(s)] - 1, tgt_word[int(t)] - 1) for t, s in zip(tgt_valid, best)]
+
+
+def extract_soft_alignment(attn: Tensor, src_sent: Tensor, tgt_sent: Tensor, pad: int, eos: int) -> list[list[str]]:
+    """fairseq's soft alignment: for each non-pad target token, its attention over the non-pad source
+    tokens, as strings with 6 decimals. attn: target length x source length."""
+    tgt_valid = (tgt_sent != pad).nonzero(as_tuple=False)
+    src_valid = (src_sent != pad).nonzero(as_tuple=False).squeeze(dim=-1)
+    if len(tgt_valid) == 0 or len(src_valid) == 0:
+        return []
+    return [[f"{p:.6f}" for p in row.tolist()] for row in attn[tgt_valid, src_valid]]

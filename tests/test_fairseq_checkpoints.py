@@ -88,6 +88,33 @@ def test_generate_gives_fairseqs_translations_on_a_fairseq_translation_model(cap
         assert float(ours[sample_id][1]) == pytest.approx(float(score), abs=1e-4)
 
 
+@pytest.mark.parametrize("mode", ["hard", "soft"])
+def test_print_alignment_gives_fairseqs_alignments(capsys, mode):
+    """--print-alignment hard|soft: the A- lines fairseq 0.12.2 prints for its own model."""
+    from fairseq_cli.generate import main as generate
+
+    generate(
+        [str(FIXTURES / "joined"), "--path", str(MT), "--gen-subset", "valid", "--beam", "4", "--max-len-b", "12"]
+        + ["--batch-size", "16", "--num-workers", "0", "--cpu", "--print-alignment", mode]
+    )
+    ours = {values[0]: values[1] for kind, values in parse(capsys.readouterr().out) if kind == "A"}
+    theirs = dict(
+        line.split("\t", 1)
+        for line in (CHECKPOINTS / f"transformer_iwslt_de_en.generate_valid.align_{mode}.txt")
+        .read_text(encoding="utf-8")
+        .splitlines()
+    )
+    assert len(theirs) == 40 and len(ours) == 40
+    for tag, alignment in theirs.items():
+        if mode == "hard":
+            assert ours[tag[2:]] == alignment
+        else:
+            rows = [[float(p) for p in row.split(",")] for row in alignment.split()]
+            our_rows = [[float(p) for p in row.split(",")] for row in ours[tag[2:]].split()]
+            assert len(our_rows) == len(rows) and all(len(a) == len(b) for a, b in zip(our_rows, rows))
+            assert max(abs(a - b) for r, q in zip(our_rows, rows) for a, b in zip(r, q)) <= 2e-6
+
+
 def test_only_fairseqs_bookkeeping_is_dropped_from_the_weights():
     raw = fairseq_state(MT)["model"]
     converted = load_checkpoint_to_cpu(str(MT))

@@ -20,6 +20,8 @@ LINE_FORMATS = {
     "H": re.compile(rf"H-(\d+)\t({SCORE})\t(.*)"),
     "D": re.compile(rf"D-(\d+)\t({SCORE})\t(.*)"),
     "P": re.compile(r"P-(\d+)\t(-?\d+\.\d{4}(?: -?\d+\.\d{4})*)"),
+    # --print-alignment: hard "src-tgt" pairs, or soft rows of source probabilities (6 decimals)
+    "A": re.compile(r"A-(\d+)\t((?:\d+-\d+(?: \d+-\d+)*)?|\d\.\d{6}(?:[, ]\d\.\d{6})*)"),
 }
 
 

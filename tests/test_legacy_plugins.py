@@ -53,16 +53,24 @@ def test_flags_become_a_config_with_fairseqs_defaults():
             parser.add_argument("--betas", type=float, nargs="+", default=[0.9, 0.98], help="betas")
             parser.add_argument("--mode", choices=["a", "b"], default="a", help="mode")
 
-    fields = {f.name: f for f in dataclasses.fields(dataclass_from_add_args(Component))}
+    # A model's flags, as on fairseq's model-specific group (argument_default=SUPPRESS): a flag without a
+    # default, switches included, is unset until given, so that an architecture's getattr default applies.
+    model_dc = dataclass_from_add_args(Component, suppress_unset=True)
+    fields = {f.name: f for f in dataclasses.fields(model_dc)}
     assert fields["embed_dim"].default is None and fields["embed_dim"].metadata[UNSET]
-    assert fields["drop"].default == 0.1 and fields["tie"].default is False and fields["bias"].default is True
+    assert fields["tie"].metadata[UNSET] and fields["bias"].metadata[UNSET]
+    assert fields["drop"].default == 0.1 and not fields["drop"].metadata.get(UNSET)
     assert fields["betas"].default_factory() == [0.9, 0.98] and fields["mode"].metadata["choices"] == ["a", "b"]
+    # Any other component's, as on fairseq's main parser: no default is None, a switch is off.
+    fields = {f.name: f for f in dataclasses.fields(dataclass_from_add_args(Component))}
+    assert fields["embed_dim"].default is None and not fields["embed_dim"].metadata.get(UNSET)
+    assert fields["tie"].default is False and fields["bias"].default is True
     # fairseq's flat args: unset flags are absent (getattr's default applies), the own group wins.
     root = {
         "task": {"_name": "language_modeling", "drop": 0.5},
         "model": {"_name": "m", "embed_dim": None, "drop": 0.2},
     }
-    args = legacy_namespace(root, "model", {"model": dataclass_from_add_args(Component)})
+    args = legacy_namespace(root, "model", {"model": model_dc})
     assert not hasattr(args, "embed_dim") and args.drop == 0.2 and args.task == "language_modeling"
     assert args.arch == "m"
 

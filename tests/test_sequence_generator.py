@@ -54,13 +54,17 @@ class TinyEncoder(nn.Module):
         self.proj = nn.Linear(DIM, DIM)
 
     def forward(self, src_tokens, src_lengths=None):
+        # fairseq's layout: lists of one tensor, the output time-first
         return {
-            "encoder_out": torch.tanh(self.proj(self.embed(src_tokens))),
-            "encoder_padding_mask": src_tokens.eq(self.pad),
+            "encoder_out": [torch.tanh(self.proj(self.embed(src_tokens))).transpose(0, 1)],
+            "encoder_padding_mask": [src_tokens.eq(self.pad)],
         }
 
     def reorder_encoder_out(self, encoder_out, new_order):
-        return {k: v.index_select(0, new_order) for k, v in encoder_out.items()}
+        return {
+            "encoder_out": [encoder_out["encoder_out"][0].index_select(1, new_order)],
+            "encoder_padding_mask": [encoder_out["encoder_padding_mask"][0].index_select(0, new_order)],
+        }
 
 
 class TinyModel(nn.Module):

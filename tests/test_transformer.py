@@ -69,10 +69,11 @@ def test_encoder_output_does_not_depend_on_padding(variant):
     model = tiny_model(**variant)
     alone = model.encoder(torch.LongTensor([SHORT]), torch.LongTensor([len(SHORT)]))
     batch = model.encoder(left_pad([LONG, SHORT]), torch.LongTensor([len(LONG), len(SHORT)]))
-    assert batch["encoder_out"].shape == (2, len(LONG), 16)
-    mask = batch["encoder_padding_mask"]
+    # fairseq's layout: lists of one tensor, the output time-first.
+    assert batch["encoder_out"][0].shape == (len(LONG), 2, 16)
+    (mask,) = batch["encoder_padding_mask"]
     assert mask.dtype == torch.bool and mask[1].tolist() == [True] * 3 + [False] * 5 and not mask[0].any()
-    torch.testing.assert_close(batch["encoder_out"][1, 3:], alone["encoder_out"][0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batch["encoder_out"][0][3:, 1], alone["encoder_out"][0][:, 0], atol=1e-5, rtol=1e-5)
 
     prev = torch.LongTensor([[2, 4, 9, 13], [2, 7, 7, 20]])
     full, _ = model(left_pad([LONG, SHORT]), torch.LongTensor([8, 5]), prev)
@@ -113,7 +114,8 @@ def test_reorder_encoder_out_and_incremental_state_follow_beams():
             model.decoder(prev[:, :t], encoder_out=encoder_out, incremental_state=state)
         model.decoder.reorder_incremental_state(state, new_order)
         reordered = model.encoder.reorder_encoder_out(encoder_out, new_order)
-        assert torch.equal(reordered["encoder_padding_mask"], encoder_out["encoder_padding_mask"][new_order])
+        assert torch.equal(reordered["encoder_padding_mask"][0], encoder_out["encoder_padding_mask"][0][new_order])
+        assert torch.equal(reordered["encoder_out"][0], encoder_out["encoder_out"][0][:, new_order])
         step, _ = model.decoder(prev[new_order], encoder_out=reordered, incremental_state=state)
         full, _ = model(src[new_order], lengths[new_order], prev[new_order])
     torch.testing.assert_close(step[:, 0], full[:, -1], atol=1e-5, rtol=1e-5)

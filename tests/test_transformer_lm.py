@@ -393,7 +393,7 @@ def test_decoder_with_encoder_attention_incremental_and_reorder():
     src_padding[1, :2] = True
     with torch.no_grad():
         enc = encoder_layer(torch.randn(2, 5, 32), encoder_padding_mask=src_padding)
-    encoder_out = {"encoder_out": enc, "encoder_padding_mask": src_padding}
+    encoder_out = {"encoder_out": [enc.transpose(0, 1)], "encoder_padding_mask": [src_padding]}
     tokens = random_tokens(2, 6)
     with torch.no_grad():
         full, _ = decoder(tokens, encoder_out=encoder_out)
@@ -402,7 +402,7 @@ def test_decoder_with_encoder_attention_incremental_and_reorder():
         assert torch.allclose(torch.cat(steps, 1), full[:, :3], atol=1e-5)
         order = torch.tensor([1, 0])
         decoder.reorder_incremental_state(state, order)
-        reordered_out = {"encoder_out": enc[order], "encoder_padding_mask": src_padding[order]}
+        reordered_out = {"encoder_out": [enc[order].transpose(0, 1)], "encoder_padding_mask": [src_padding[order]]}
         rest = [
             decoder(tokens[order][:, : t + 1], encoder_out=reordered_out, incremental_state=state)[0]
             for t in range(3, 6)

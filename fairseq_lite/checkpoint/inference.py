@@ -38,13 +38,7 @@ def load_model_for_inference(
         for group in groups:
             group[name] = value
     common = dict(stored.get("common") or {})
-    if user_dir:
-        common["user_dir"] = user_dir
-    elif common.get("user_dir") and not os.path.exists(os.path.expanduser(common["user_dir"])):
-        raise CheckpointError(
-            f"{path} was trained with the plugin {common['user_dir']} (--user-dir), which is not there any more: "
-            f"give the plugin's path with --user-dir"
-        )
+    common["user_dir"] = plugin_dir(path, common, user_dir)
     stored["common"] = common
     cfg = config_from_dict(stored)
     for key, value in (task_overrides or {}).items():
@@ -53,6 +47,20 @@ def load_model_for_inference(
     model = task.build_model(cfg.model)
     load_model_weights(model, state, path, strict=True)
     return cfg, task, model
+
+
+def plugin_dir(path: str, stored_common: Any, user_dir: str | None = None) -> str | None:
+    """The plugin (--user-dir) to import for the checkpoint at `path`: `user_dir` when given, else the one
+    it was trained with (its common.user_dir); one that is not there any more is a one-line error."""
+    if user_dir:
+        return user_dir
+    stored = (stored_common or {}).get("user_dir")
+    if stored and not os.path.exists(os.path.expanduser(stored)):
+        raise CheckpointError(
+            f"{path} was trained with the plugin {stored} (--user-dir), which is not there any more: "
+            f"give the plugin's path with --user-dir"
+        )
+    return stored or None
 
 
 def parse_model_overrides(text: Any) -> dict[str, Any]:

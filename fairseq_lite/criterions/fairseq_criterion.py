@@ -7,6 +7,7 @@ from typing import Any
 import torch.nn as nn
 from torch import Tensor
 
+from fairseq_lite.dataclass.utils import add_registered_args
 from fairseq_lite.errors import ConfigError
 
 
@@ -26,6 +27,11 @@ class FairseqCriterion(nn.Module):
     (weighted averages over the updates of a log interval) and `metrics.log_derived`. When
     `logging_outputs_can_be_summed()`, the list is one dict: the outputs summed (cheaper across ranks).
     """
+
+    @classmethod
+    def add_args(cls, parser: Any) -> None:
+        """fairseq's: the flags of the criterion's config, for a subclass's own add_args to extend."""
+        add_registered_args(cls, parser)
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:

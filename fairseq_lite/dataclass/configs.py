@@ -224,6 +224,13 @@ class GenerationConfig(FairseqDataclass):
     unnormalized: bool = cfg_field(False, "compare unnormalized hypothesis scores")
     match_source_len: bool = cfg_field(False, "generations should match the source length")
     no_early_stop: bool = cfg_field(False, "deprecated")
+    print_alignment: str | None = cfg_field(
+        None,
+        "if set, uses attention feedback to compute and print alignment to source tokens (valid options are: "
+        "hard, soft, otherwise treated as hard alignment)",
+        choices=["hard", "soft"],
+        argparse_const="hard",
+    )
 
 
 @dataclass

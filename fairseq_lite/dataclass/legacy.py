@@ -31,10 +31,12 @@ def has_add_args(cls: Any) -> bool:
     return callable(getattr(cls, "add_args", None))
 
 
-def _flag_actions(cls: Any) -> list[argparse.Action]:
-    # argument_default=SUPPRESS, as fairseq's model-specific group: a flag without default= has none,
-    # which is how "no default" is told apart from an explicit default=None.
-    parser = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS, allow_abbrev=False)
+def _flag_actions(cls: Any, suppress: bool) -> list[argparse.Action]:
+    # suppress: argument_default=SUPPRESS, as fairseq's model-specific group, where a flag without
+    # default= has none (absent from args until set), so an architecture's getattr default applies. Other
+    # kinds' flags go on fairseq's main parser, where no default means None.
+    default = argparse.SUPPRESS if suppress else None
+    parser = argparse.ArgumentParser(add_help=False, argument_default=default, allow_abbrev=False)
     cls.add_args(parser)
     return [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
 
@@ -45,8 +47,9 @@ def _field_for(action: argparse.Action) -> tuple[str, Any, dataclasses.Field]:
         metadata["metavar"] = action.metavar
     default = action.default
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-        tp: Any = bool
-        default = isinstance(action, argparse._StoreFalseAction) if default is argparse.SUPPRESS else default
+        # A suppressed switch is unset until given (fairseq's model flags), so that an architecture's
+        # `getattr(args, "x", True)` still applies.
+        tp: Any = bool | None if default is argparse.SUPPRESS else bool
     elif isinstance(action, argparse._StoreAction):
         convert = action.type or str
         inner = convert if convert in PLAIN_TYPES else Any
@@ -70,9 +73,13 @@ def _field_for(action: argparse.Action) -> tuple[str, Any, dataclasses.Field]:
     return action.dest, tp, dataclasses.field(default=default, metadata=metadata)
 
 
-def dataclass_from_add_args(cls: Any, base: type[FairseqDataclass] = FairseqDataclass) -> type[FairseqDataclass]:
-    """The config dataclass of a component that declares its flags with `add_args(parser)`."""
-    fields = [_field_for(a) for a in _flag_actions(cls)]
+def dataclass_from_add_args(
+    cls: Any, suppress_unset: bool = False, base: type[FairseqDataclass] = FairseqDataclass
+) -> type[FairseqDataclass]:
+    """The config dataclass of a component that declares its flags with `add_args(parser)`.
+    `suppress_unset`: a flag without a default is left out of args until set (fairseq does so for
+    models); otherwise it is None."""
+    fields = [_field_for(a) for a in _flag_actions(cls, suppress_unset)]
     seen: set[str] = set()
     unique = [f for f in fields if not (f[0] in seen or seen.add(f[0]))]
     made = dataclasses.make_dataclass(f"{cls.__name__}Config", unique, bases=(base,))

@@ -72,6 +72,9 @@ def argparse_kwargs(f: dataclasses.Field, default: Any, suppress_default: bool =
         kwargs["type"] = f.metadata["legacy_type"]
     else:
         kwargs["type"] = str
+    if "argparse_const" in f.metadata:  # the flag alone means this value (fairseq's `--print-alignment`)
+        kwargs["nargs"] = "?"
+        kwargs["const"] = f.metadata["argparse_const"]
     if "metavar" in f.metadata:
         kwargs["metavar"] = f.metadata["metavar"]
     if is_interpolation(shown):  # follows another field: its help says which; argparse has no value for it
@@ -124,3 +127,12 @@ def gen_parser_from_dataclass(
         if with_prefix:
             flags = [f"--{with_prefix}-{flag.lstrip('-')}" for flag in flags[:1]]
         parser.add_argument(*flags, dest=f.name, **argparse_kwargs(f, default, suppress_default=delete_default))
+
+
+def add_registered_args(cls: Any, parser: Any, delete_default: bool = False) -> None:
+    """fairseq's `Component.add_args(parser)`: the flags of the dataclass `cls` (or the registered class it
+    extends) was registered with; none for a class registered without one. `delete_default`, as
+    fairseq's models: only flags the user gave reach `args`, so architecture defaults still apply."""
+    dc = getattr(cls, "__dataclass", None)
+    if dc is not None:
+        gen_parser_from_dataclass(parser, dc, delete_default=delete_default)

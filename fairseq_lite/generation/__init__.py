@@ -44,6 +44,9 @@ def build_generator(
         raise ConfigError("--sampling-topk/--sampling-topp need --sampling")
     if topp > 1:
         raise ConfigError(f"--sampling-topp must be in (0, 1], got {topp}")
+    print_alignment = _get(cfg, "print_alignment", None)
+    if print_alignment not in (None, "hard", "soft"):
+        raise ConfigError(f"--print-alignment={print_alignment!r} is invalid: it must be one of: hard, soft")
     tgt_dict = task.target_dictionary
     search: Search
     if sampling:
@@ -68,6 +71,7 @@ def build_generator(
         no_repeat_ngram_size=int(_get(cfg, "no_repeat_ngram_size", 0)),
         search_strategy=search,
         use_incremental=use_incremental,
+        print_alignment=print_alignment,
         **extra,
     )
 

@@ -20,6 +20,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from fairseq_lite.generation.search import BeamSearch, NGramRepeatBlock, Search
+from fairseq_lite.models.fairseq_model import accepts_grouped_encoder_out, reorder_encoder_out
+from fairseq_lite.utils import extract_hard_alignment, extract_soft_alignment
 
 Hypothesis = dict[str, Any]
 
@@ -35,9 +37,32 @@ class EnsembleModel(nn.Module):
             hasattr(getattr(m, "decoder", None), "reorder_incremental_state") for m in models
         )
         # One encoder output per sentence, shared by its hypotheses (see FairseqDecoder).
-        self.grouped_encoder_out = self.has_encoder and all(
-            getattr(m.decoder, "supports_grouped_encoder_out", False) for m in models
-        )
+        self.grouped_encoder_out = self.has_encoder and all(accepts_grouped_encoder_out(m.decoder) for m in models)
+
+    def forward_align(self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor) -> Tensor:
+        """The encoder attention of a teacher-forced forward pass over `prev_output_tokens` (N x T x S,
+        averaged over the models), from each decoder's extra["attn"]: fairseq's EnsembleModelWithAlignment.
+        A decoder with a `need_attn` switch (ours) is asked for it for this pass."""
+        total = None
+        for m in self.models:
+            decoder = m.decoder
+            asked = getattr(decoder, "need_attn", None)
+            if asked is not None:
+                decoder.need_attn = True
+            try:
+                _, extra = m(src_tokens, src_lengths, prev_output_tokens)
+            finally:
+                if asked is not None:
+                    decoder.need_attn = asked
+            attn = (extra or {}).get("attn") if isinstance(extra, dict) else None
+            attn = attn[0] if isinstance(attn, list) and attn else attn
+            if attn is None:
+                raise ValueError(
+                    f"--print-alignment needs the decoder's attention: {type(decoder).__name__} returns no "
+                    f'extra["attn"]'
+                )
+            total = attn.float() if total is None else total + attn.float()
+        return total / len(self.models)
 
     def max_decoder_positions(self) -> int:
         limits = []
@@ -93,8 +118,7 @@ def _reorder_encoder_out(model: nn.Module, encoder_out: dict[str, Any], new_orde
     reorder = getattr(model.encoder, "reorder_encoder_out", None)
     if reorder is not None:
         return reorder(encoder_out, new_order)
-    # Batch-first tensors: select rows.
-    return {k: (v.index_select(0, new_order) if torch.is_tensor(v) else v) for k, v in encoder_out.items()}
+    return reorder_encoder_out(encoder_out, new_order)
 
 
 class SequenceGenerator(nn.Module):
@@ -117,6 +141,7 @@ class SequenceGenerator(nn.Module):
         eos: int | None = None,
         symbols_to_strip_from_output: set | None = None,
         use_incremental: bool = True,
+        print_alignment: str | None = None,
     ):
         """
         max_len_a/b: outputs are at most a * source length + b tokens (eos not counted), and at
@@ -125,6 +150,8 @@ class SequenceGenerator(nn.Module):
         len_penalty: finalized scores are divided by length**len_penalty; >1 favours longer outputs.
         unk_penalty: subtracted from unk's log-probability; >0 produces fewer unks.
         use_incremental: False recomputes the whole prefix at every step (slow; for comparisons).
+        print_alignment: "hard" or "soft": each hypothesis gets "attention" (source x target) and
+            "alignment" (fairseq's hard pairs or soft rows) from the decoder's encoder attention.
         """
         super().__init__()
         models = list(models) if isinstance(models, (list, tuple, nn.ModuleList)) else [models]
@@ -150,6 +177,11 @@ class SequenceGenerator(nn.Module):
         self.match_source_len = match_source_len
         self.repeat_ngram_blocker = NGramRepeatBlock(no_repeat_ngram_size) if no_repeat_ngram_size > 0 else None
         self.search = search_strategy if search_strategy is not None else BeamSearch(tgt_dict)
+        if print_alignment not in (None, "hard", "soft"):
+            raise ValueError(f"--print-alignment must be hard or soft, got {print_alignment!r}")
+        if print_alignment is not None and not self.model.has_encoder:
+            raise ValueError("--print-alignment needs a model with an encoder (it aligns to the source)")
+        self.print_alignment = print_alignment
         self.model.eval()
 
     @property
@@ -175,7 +207,34 @@ class SequenceGenerator(nn.Module):
             raise TypeError("generate(sample, prefix_tokens=..., bos_token=...) takes keyword options")
         if kwargs.get("constraints") is not None:
             raise NotImplementedError("lexically constrained decoding is not supported")
-        return self._generate(sample, prefix_tokens, bos_token)
+        finalized = self._generate(sample, prefix_tokens, bos_token)
+        if self.print_alignment is not None:
+            self._add_alignments(sample, finalized)
+        return finalized
+
+    def _add_alignments(self, sample: dict[str, Any], finalized: list[list[Hypothesis]]) -> None:
+        """Give each hypothesis the attention of one teacher-forced pass over it (equal to what the search's
+        steps computed, without slowing them down) and its alignment (fairseq's SequenceGeneratorWithAlignment)."""
+        hypos = [(row, h) for row, sentence in enumerate(finalized) for h in sentence]
+        if not hypos:
+            return
+        src_tokens = sample["net_input"]["src_tokens"]
+        rows = torch.tensor([row for row, _ in hypos], device=src_tokens.device)
+        src_lengths = sample["net_input"].get("src_lengths")
+        if src_lengths is None:
+            src_lengths = src_tokens.ne(self.pad).long().sum(dim=1)
+        width = max(len(h["tokens"]) for _, h in hypos)
+        prev = src_tokens.new_full((len(hypos), width), self.pad)
+        for i, (_, h) in enumerate(hypos):
+            tokens = h["tokens"]
+            prev[i, 0] = self.eos  # fairseq's move_eos_to_beginning
+            prev[i, 1 : len(tokens)] = tokens[:-1]
+        attn = self.model.forward_align(src_tokens.index_select(0, rows), src_lengths.index_select(0, rows), prev)
+        extract = extract_hard_alignment if self.print_alignment == "hard" else extract_soft_alignment
+        for i, (row, h) in enumerate(hypos):
+            hypo_attn = attn[i, : len(h["tokens"])].cpu()
+            h["attention"] = hypo_attn.t()  # source x target, as fairseq's
+            h["alignment"] = extract(hypo_attn, src_tokens[row].cpu(), h["tokens"].cpu(), self.pad, self.eos)
 
     def _generate(
         self, sample: dict[str, Any], prefix_tokens: Tensor | None, bos_token: int | None

@@ -12,7 +12,7 @@ import torch
 from fairseq_lite.file_io import atomic_write
 from fairseq_lite.generation import inference_step
 from fairseq_lite.inference.loading import GenerationSetup
-from fairseq_lite.inference.output import hypothesis_lines, resolve_max_positions, strip_pad
+from fairseq_lite.inference.output import alignment_line, hypothesis_lines, resolve_max_positions, strip_pad
 from fairseq_lite.scoring import build_scorer
 from fairseq_lite.utils import move_to_device
 
@@ -107,7 +107,7 @@ def _generate(setup: GenerationSetup, out: TextIO) -> dict[str, Any]:
                 lines.append(f"T-{sample_id}\t{target_str}")
             for j, hypo in enumerate(hypos[i][: cfg.generation.nbest]):
                 hypo_lines, _, detok = hypothesis_lines(sample_id, hypo, tgt_dict, post_process, strip, decode_fn)
-                lines += hypo_lines
+                lines += hypo_lines + alignment_line(sample_id, hypo, cfg.generation.print_alignment)
                 if has_target and j == 0:
                     # Token-level BLEU compares ids, unless the text was changed by --post-process.
                     if hasattr(scorer, "add") and post_process is None:

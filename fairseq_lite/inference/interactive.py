@@ -13,7 +13,7 @@ from fairseq_lite.data.data_utils import collate_tokens
 from fairseq_lite.errors import ConfigError
 from fairseq_lite.generation import inference_step
 from fairseq_lite.inference.loading import GenerationSetup
-from fairseq_lite.inference.output import hypothesis_lines
+from fairseq_lite.inference.output import alignment_line, hypothesis_lines
 from fairseq_lite.utils import move_to_device
 
 logger = logging.getLogger("fairseq_cli.interactive")
@@ -102,6 +102,7 @@ def interactive(setup: GenerationSetup, start_time: float | None = None) -> int:
             out = [f"S-{line_id}\t{src_dict.string(src_tokens, post_process)}", f"W-{line_id}\t{seconds:.3f}\tseconds"]
             for hypo in hypos[: min(len(hypos), cfg.generation.nbest)]:
                 out += hypothesis_lines(line_id, hypo, tgt_dict, post_process, strip, setup.decode_fn)[0]
+                out += alignment_line(line_id, hypo, cfg.generation.print_alignment)
             print("\n".join(out), flush=True)
         start_id += len(lines)
         count += len(lines)

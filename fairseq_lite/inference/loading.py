@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from fairseq_lite.checkpoint.inference import load_for_command
+from fairseq_lite.checkpoint.inference import load_for_command, plugin_dir
 from fairseq_lite.checkpoint.io import read_checkpoint
 from fairseq_lite.errors import CheckpointError, ConfigError
 from fairseq_lite.generation import build_generator
@@ -66,13 +66,16 @@ def _flag_value(argv: Sequence[str], flag: str) -> str | None:
     return None
 
 
-def checkpoint_task_name(path: str) -> str:
-    """The task a checkpoint was trained with, read without loading its weights into memory."""
+def checkpoint_task_name(path: str, user_dir: str | None = None) -> str:
+    """The task a checkpoint was trained with, read without loading its weights into memory; the plugin
+    it was trained with (or `user_dir`) is imported first, as that task may be the plugin's."""
     state = read_checkpoint(path, mmap=True)
     try:
-        return str(state["cfg"]["task"]["_name"])
+        name = str(state["cfg"]["task"]["_name"])
     except (KeyError, TypeError) as e:  # a foreign file: say so in one line
         raise CheckpointError(f"{path} is not a fairseq-lite checkpoint (its config names no task)") from e
+    import_components(plugin_dir(path, state["cfg"].get("common"), user_dir))
+    return name
 
 
 def build_component(kind: str, name: str | None, values: dict[str, Any]) -> Any:
@@ -97,11 +100,12 @@ def prepare(prog: str, description: str, argv: Sequence[str], groups: Sequence[s
         raise ConfigError("--path is required: the checkpoint to generate with (e.g. checkpoints/checkpoint_best.pt)")
     if path and os.pathsep in path and not os.path.isfile(path):
         raise ConfigError(f"--path {path}: generating with an ensemble of checkpoints is not supported; give one file")
-    import_components(_flag_value(argv, "--user-dir"))
+    user_dir = _flag_value(argv, "--user-dir")
+    import_components(user_dir)
     for package in ("fairseq_lite.scoring", "fairseq_lite.data.encoders"):
         importlib.import_module(package)  # registers scorers and bpe, were start-up not to
     # The checkpoint decides the task, so its flags (--source-lang, --sample-break-mode, ...) exist.
-    task_name = checkpoint_task_name(path) if path else "translation"
+    task_name = checkpoint_task_name(path, user_dir) if path else "translation"
     parser = LegacyParser(
         prog,
         description,

@@ -46,5 +46,15 @@ def hypothesis_lines(
     return lines, hypo_str, detok
 
 
+def alignment_line(sample_id: int, hypo: dict[str, Any], mode: str | None) -> list[str]:
+    """fairseq's A- line with --print-alignment: hard "src-tgt" pairs, or soft rows of source probabilities."""
+    alignment = hypo.get("alignment")
+    if mode is None or alignment is None:
+        return []
+    if mode == "hard":
+        return [f"A-{sample_id}\t" + " ".join(f"{src}-{tgt}" for src, tgt in alignment)]
+    return [f"A-{sample_id}\t" + " ".join(",".join(probs) for probs in alignment)]
+
+
 def strip_pad(tokens: torch.Tensor, pad: int) -> torch.Tensor:
     return tokens[tokens.ne(pad)]

@@ -5,8 +5,11 @@ outputs as `(logits, extra)` and knows how to turn them into (log-)probabilities
 shared: the same `FairseqIncrementalDecoder` serves a language model (no encoder) and an
 encoder-decoder model (`FairseqEncoderDecoderModel`), which passes `encoder_out` through to it.
 
-`encoder_out`, when present, is a dict (batch-first, unlike fairseq's time-first tensors):
-  {"encoder_out": B x S x C tensor, "encoder_padding_mask": B x S bool tensor (True at pads) or None}
+`encoder_out`, when present, is fairseq's dict of lists (each list holds one tensor, or none):
+  "encoder_out": [S x B x C]  "encoder_padding_mask": [B x S bool, True at pads]
+  "encoder_embedding": [B x S x C]  "encoder_states": [S x B x C per layer] (with return_all_hiddens)
+  "src_tokens": [], "src_lengths": [B x 1]
+The time-first tensors are transposed views of the batch-first tensors the layers compute (no copies).
 """
 
 from typing import Any
@@ -16,14 +19,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from fairseq_lite.dataclass.utils import add_registered_args
 from fairseq_lite.incremental_decoding_utils import FairseqIncrementalState
 from fairseq_lite.modules.multihead_attention import IncrementalState
 
-EncoderOut = dict[str, Tensor | None]
+EncoderOut = dict[str, Any]
+# Entries of fairseq's encoder output that are time-first (S x B x C): their batch dimension is 1.
+TIME_FIRST_ENCODER_OUT = ("encoder_out", "encoder_states")
 DecoderOut = tuple[Tensor, dict[str, Any]]
 
 
 class BaseFairseqModel(nn.Module):
+    @classmethod
+    def add_args(cls, parser: Any) -> None:
+        """fairseq's: the flags of the model's config, without defaults (an architecture fills those),
+        for a subclass's own add_args to extend (`TransformerModel.add_args(parser)`)."""
+        add_registered_args(cls, parser, delete_default=True)
+
     @classmethod
     def check_config(cls, cfg: Any) -> None:
         """Reject a model config that cannot make this model (heads that do not divide the width, ...)
@@ -40,6 +52,15 @@ class BaseFairseqModel(nn.Module):
     def get_normalized_probs(
         self, net_output: DecoderOut, log_probs: bool, sample: dict[str, Any] | None = None
     ) -> Tensor:
+        return self.get_normalized_probs_scriptable(net_output, log_probs, sample)
+
+    def get_normalized_probs_scriptable(
+        self, net_output: DecoderOut, log_probs: bool, sample: dict[str, Any] | None = None
+    ) -> Tensor:
+        """fairseq's split: a subclass may override either; get_normalized_probs calls this one."""
+        decoder = getattr(self, "decoder", None)
+        if isinstance(decoder, FairseqDecoder):
+            return decoder.get_normalized_probs(net_output, log_probs, sample)
         # Normalize in fp32: softmax over a large vocabulary in bf16/fp16 loses too much.
         logits = output_logits(net_output).float()
         return F.log_softmax(logits, dim=-1) if log_probs else F.softmax(logits, dim=-1)
@@ -55,7 +76,9 @@ class BaseFairseqModel(nn.Module):
 class FairseqDecoder(nn.Module):
     # True when the decoder accepts an encoder_out with fewer rows than prev_output_tokens, B = g * B_enc,
     # rows i*g ... i*g+g-1 reading encoder row i. Beam search then keeps one encoder output per sentence
-    # (not one per hypothesis) and reorders it only when sentences finish.
+    # (not one per hypothesis) and reorders it only when sentences finish. It counts only where the
+    # decoder's own class sets it (see accepts_grouped_encoder_out): a subclass, which may read encoder_out
+    # itself, gets fairseq's one row per hypothesis unless it opts in again.
     supports_grouped_encoder_out: bool = False
 
     def __init__(self, dictionary: Any):
@@ -75,6 +98,11 @@ class FairseqDecoder(nn.Module):
         raise NotImplementedError
 
     def get_normalized_probs(
+        self, net_output: DecoderOut, log_probs: bool, sample: dict[str, Any] | None = None
+    ) -> Tensor:
+        return self.get_normalized_probs_scriptable(net_output, log_probs, sample)
+
+    def get_normalized_probs_scriptable(
         self, net_output: DecoderOut, log_probs: bool, sample: dict[str, Any] | None = None
     ) -> Tensor:
         adaptive_softmax = getattr(self, "adaptive_softmax", None)
@@ -128,10 +156,10 @@ class FairseqEncoder(nn.Module):
         raise NotImplementedError
 
     def reorder_encoder_out(self, encoder_out: EncoderOut, new_order: Tensor) -> EncoderOut:
-        """Select/duplicate batch rows (dim 0 of every tensor), e.g. to expand to beam size."""
-        return {
-            key: value.index_select(0, new_order) if value is not None else None for key, value in encoder_out.items()
-        }
+        """Select/duplicate batch rows, e.g. to expand to beam size: in fairseq's layout, dim 1 of the
+        time-first entries ("encoder_out", "encoder_states"), dim 0 of every other tensor; lists entry by
+        entry. An encoder with another layout overrides it."""
+        return reorder_encoder_out(encoder_out, new_order)
 
     def max_positions(self) -> int:
         return int(1e6)
@@ -170,11 +198,6 @@ class FairseqEncoderDecoderModel(BaseFairseqModel):
     def output_layer(self, features: Tensor) -> Tensor:
         return self.decoder.output_layer(features)
 
-    def get_normalized_probs(
-        self, net_output: DecoderOut, log_probs: bool, sample: dict[str, Any] | None = None
-    ) -> Tensor:
-        return self.decoder.get_normalized_probs(net_output, log_probs, sample)
-
     def max_positions(self) -> tuple[int, int]:
         return (self.encoder.max_positions(), self.decoder.max_positions())
 
@@ -201,11 +224,6 @@ class FairseqLanguageModel(BaseFairseqModel):
     def output_layer(self, features: Tensor) -> Tensor:
         return self.decoder.output_layer(features)
 
-    def get_normalized_probs(
-        self, net_output: DecoderOut, log_probs: bool, sample: dict[str, Any] | None = None
-    ) -> Tensor:
-        return self.decoder.get_normalized_probs(net_output, log_probs, sample)
-
     def max_positions(self) -> int:
         return self.decoder.max_positions()
 
@@ -215,6 +233,28 @@ class FairseqLanguageModel(BaseFairseqModel):
     @property
     def supported_targets(self) -> set:
         return {"future"}
+
+
+def reorder_encoder_out(encoder_out: EncoderOut, new_order: Tensor) -> EncoderOut:
+    """Rows `new_order` of an encoder output in fairseq's layout (FairseqEncoder.reorder_encoder_out)."""
+    return {
+        key: _select_rows(value, 1 if key in TIME_FIRST_ENCODER_OUT else 0, new_order)
+        for key, value in encoder_out.items()
+    }
+
+
+def _select_rows(value: Any, dim: int, order: Tensor) -> Any:
+    if torch.is_tensor(value):
+        return value.index_select(dim, order)
+    if isinstance(value, list):
+        return [_select_rows(v, dim, order) for v in value]
+    return value
+
+
+def accepts_grouped_encoder_out(decoder: nn.Module) -> bool:
+    """Whether beam search may give `decoder` one encoder row per sentence (FairseqDecoder's
+    supports_grouped_encoder_out), declared by the decoder's own class, not inherited."""
+    return bool(vars(type(decoder)).get("supports_grouped_encoder_out", False))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -246,16 +286,16 @@ def normalizes_with_log_softmax(model: nn.Module) -> bool:
     its own normalization (an adaptive softmax, a temperature, a copy mechanism...) keeps the
     log-probabilities path."""
     model = _unwrap(model)
-    if _inherits_method(model, "get_normalized_probs", BaseFairseqModel.get_normalized_probs):
-        return True
-    delegates_to_decoder = any(
-        _inherits_method(model, "get_normalized_probs", cls.get_normalized_probs)
-        for cls in (FairseqEncoderDecoderModel, FairseqLanguageModel)
-    )
+    if not _inherits_normalization(model, BaseFairseqModel):
+        return False
     decoder = getattr(model, "decoder", None)
-    return (
-        delegates_to_decoder
-        and isinstance(decoder, FairseqDecoder)
-        and _inherits_method(decoder, "get_normalized_probs", FairseqDecoder.get_normalized_probs)
-        and getattr(decoder, "adaptive_softmax", None) is None
+    if not isinstance(decoder, FairseqDecoder):
+        return True
+    return _inherits_normalization(decoder, FairseqDecoder) and getattr(decoder, "adaptive_softmax", None) is None
+
+
+def _inherits_normalization(obj: Any, base: type) -> bool:
+    return all(
+        _inherits_method(obj, name, getattr(base, name))
+        for name in ("get_normalized_probs", "get_normalized_probs_scriptable")
     )

@@ -5,12 +5,15 @@ Field names are fairseq's flat legacy names (encoder_embed_dim, decoder_layers, 
 `model=transformer/transformer_iwslt_de_en model.encoder_layers=3` mean the same thing.
 """
 
+import argparse
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import II
 
 from fairseq_lite.dataclass.base import ChoiceEnum, FairseqDataclass, cfg_field
+from fairseq_lite.dataclass.utils import is_interpolation
 from fairseq_lite.errors import ConfigError, key
 from fairseq_lite.models.fairseq_model import FairseqEncoderDecoderModel
 from fairseq_lite.models.transformer_decoder import Embedding, TransformerDecoder
@@ -87,9 +90,21 @@ class TransformerModel(FairseqEncoderDecoderModel):
     def __init__(self, cfg: Any, encoder: TransformerEncoder, decoder: TransformerDecoder):
         super().__init__(encoder, decoder)
         self.cfg = cfg
+        self.args = cfg  # fairseq's legacy TransformerModel keeps its `args`
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
+        # A subclass in the add_args style leaves unset what its architecture does not fill: those get
+        # the config's defaults when it is built (complete_legacy_args), so they are checked as such here.
+        unset = {f.name: TransformerConfig.field_default(f.name) for f in dataclasses.fields(TransformerConfig)}
+        cfg = _WithOverrides(
+            cfg,
+            **{
+                name: default
+                for name, default in unset.items()
+                if getattr(cfg, name, None) is None and not is_interpolation(default)
+            },
+        )
         for side in ("encoder", "decoder"):
             for name in ("embed_dim", "ffn_embed_dim", "layers", "attention_heads"):
                 value = getattr(cfg, f"{side}_{name}")
@@ -119,6 +134,8 @@ class TransformerModel(FairseqEncoderDecoderModel):
 
     @classmethod
     def build_model(cls, cfg: Any, task: Any) -> "TransformerModel":
+        if isinstance(cfg, argparse.Namespace):
+            cfg = complete_legacy_args(cfg)
         cls.check_config(cfg)
         if cfg.share_all_embeddings and task.source_dictionary != task.target_dictionary:
             raise ConfigError(
@@ -149,6 +166,18 @@ class TransformerModel(FairseqEncoderDecoderModel):
     @classmethod
     def build_decoder(cls, cfg: Any, tgt_dict: Any, embed_tokens: Any) -> TransformerDecoder:
         return TransformerDecoder(cfg, tgt_dict, embed_tokens, no_encoder_attn=bool(cfg.no_cross_attention))
+
+
+def complete_legacy_args(args: argparse.Namespace) -> argparse.Namespace:
+    """What fairseq's legacy TransformerModel.build_model does with the `args` of a subclass written in the
+    add_args style: base_architecture fills what is unset, then the config's defaults whatever is still
+    missing (in place, as fairseq: the subclass sees the values its model was built with)."""
+    base_architecture(args)
+    for f in dataclasses.fields(TransformerConfig):
+        if not hasattr(args, f.name):
+            default = TransformerConfig.field_default(f.name)
+            setattr(args, f.name, None if is_interpolation(default) else default)
+    return args
 
 
 # Named architectures: each fills only the values the user left unset, then chains to the base.

@@ -53,6 +53,23 @@ def _get(cfg: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
+def encoder_tensors(encoder_out: EncoderOut | None) -> tuple[Tensor | None, Tensor | None]:
+    """The batch-first encoder output (B x S x C) and its padding mask from fairseq's encoder_out dict."""
+    outputs = None if encoder_out is None else encoder_out.get("encoder_out")
+    if torch.is_tensor(outputs):
+        raise TypeError(
+            'encoder_out["encoder_out"] must be a list holding one S x B x C tensor (fairseq\'s layout), not a tensor'
+        )
+    if not outputs:
+        return None, None
+    enc = outputs[0].transpose(0, 1)
+    masks = encoder_out.get("encoder_padding_mask") or []
+    mask = masks[0] if len(masks) > 0 else None
+    if mask is not None and not bool(mask.any()):
+        mask = None  # no pads: lets SDPA take its fused kernels
+    return enc, mask
+
+
 class TransformerDecoder(FairseqIncrementalDecoder):
     supports_grouped_encoder_out = True  # see MultiheadAttention: its encoder attention shares rows
 
@@ -101,6 +118,9 @@ class TransformerDecoder(FairseqIncrementalDecoder):
             ]
         )
         self.num_layers = len(self.layers)
+        # fairseq computes the last layer's encoder attention at every step; here only when asked (this, or
+        # alignment_layer), so that attention stays on SDPA's fused kernels otherwise.
+        self.need_attn = False
         # Pre-norm leaves the residual stream unnormalized; the final LayerNorm fixes that.
         self.layer_norm = (
             nn.LayerNorm(embed_dim) if cfg.decoder_normalize_before and not cfg.no_decoder_final_norm else None
@@ -136,10 +156,23 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         encoder_out: EncoderOut | None = None,
         incremental_state: IncrementalState | None = None,
         features_only: bool = False,
-        **kwargs: Any,
+        full_context_alignment: bool = False,
+        alignment_layer: int | None = None,
+        alignment_heads: int | None = None,
+        src_lengths: Tensor | None = None,
+        return_all_hiddens: bool = False,
     ) -> DecoderOut:
-        """prev_output_tokens: B x T. Returns logits B x T x V (B x 1 x V when incremental)."""
-        x, extra = self.extract_features(prev_output_tokens, encoder_out, incremental_state)
+        """prev_output_tokens: B x T. Returns (logits B x T x V, or B x 1 x V when incremental, extra), extra
+        being fairseq's {"attn": [B x T x S or None], "inner_states": [T x B x C per layer]} (see
+        extract_features_scriptable)."""
+        x, extra = self.extract_features(
+            prev_output_tokens,
+            encoder_out,
+            incremental_state,
+            full_context_alignment=full_context_alignment,
+            alignment_layer=alignment_layer,
+            alignment_heads=alignment_heads,
+        )
         if not features_only:
             x = self.output_layer(x)
         return x, extra
@@ -149,8 +182,30 @@ class TransformerDecoder(FairseqIncrementalDecoder):
         prev_output_tokens: Tensor,
         encoder_out: EncoderOut | None = None,
         incremental_state: IncrementalState | None = None,
-        **kwargs: Any,
+        full_context_alignment: bool = False,
+        alignment_layer: int | None = None,
+        alignment_heads: int | None = None,
     ) -> DecoderOut:
+        return self.extract_features_scriptable(
+            prev_output_tokens, encoder_out, incremental_state, full_context_alignment, alignment_layer, alignment_heads
+        )
+
+    def extract_features_scriptable(
+        self,
+        prev_output_tokens: Tensor,
+        encoder_out: EncoderOut | None = None,
+        incremental_state: IncrementalState | None = None,
+        full_context_alignment: bool = False,
+        alignment_layer: int | None = None,
+        alignment_heads: int | None = None,
+    ) -> DecoderOut:
+        """The decoder's features (B x T x C) and fairseq's `extra`:
+        "attn": [the encoder attention of layer `alignment_layer` (negative counts from the last),
+          averaged over its first `alignment_heads` heads (all by default): B x T x S], computed only when
+          alignment_layer is given or `self.need_attn` is set (it costs SDPA's fused kernels); else [None].
+        "inner_states": the input of the first layer and each layer's output, T x B x C views.
+        full_context_alignment: no causal mask (each position attends to the whole target), as fairseq's
+        alignment training uses."""
         incremental = incremental_state is not None
         positions = None
         if self.embed_positions is not None:
@@ -169,28 +224,40 @@ class TransformerDecoder(FairseqIncrementalDecoder):
 
         padding_mask = tokens.eq(self.padding_idx)
         self_attn_padding_mask = padding_mask if padding_mask.any() else None
-        enc, enc_padding_mask = None, None
-        if encoder_out is not None:
-            enc, enc_padding_mask = encoder_out.get("encoder_out"), encoder_out.get("encoder_padding_mask")
+        enc, enc_padding_mask = encoder_tensors(encoder_out)
 
-        inner_states = [x]
+        if alignment_layer is None and self.need_attn and enc is not None:
+            alignment_layer = self.num_layers - 1
+        if alignment_layer is not None and alignment_layer < 0:
+            alignment_layer += self.num_layers
+        causal = not full_context_alignment
+        attn: Tensor | None = None
+        inner_states = [x.transpose(0, 1)]
         # LayerDrop (Fan et al., 2019): in training, each layer is skipped with probability p.
         skip = torch.rand(len(self.layers)) < self.layerdrop if self.training and self.layerdrop > 0 else None
         for i, layer in enumerate(self.layers):
             if skip is not None and skip[i]:
                 continue
-            if self.checkpoint_activations and self.training and not incremental:
+            if i == alignment_layer:
+                x, layer_attn = layer(
+                    x, enc, enc_padding_mask, incremental_state, self_attn_padding_mask, causal, need_attn=True
+                )
+                if layer_attn is not None:
+                    attn = layer_attn[:, :alignment_heads].float().mean(dim=1).to(x)
+            elif self.checkpoint_activations and self.training and not incremental:
                 # Recompute activations in the backward pass instead of storing them.
-                x = checkpoint(layer, x, enc, enc_padding_mask, None, self_attn_padding_mask, use_reentrant=False)
+                x = checkpoint(
+                    layer, x, enc, enc_padding_mask, None, self_attn_padding_mask, causal, use_reentrant=False
+                )
             else:
-                x = layer(x, enc, enc_padding_mask, incremental_state, self_attn_padding_mask)
-            inner_states.append(x)
+                x = layer(x, enc, enc_padding_mask, incremental_state, self_attn_padding_mask, causal)
+            inner_states.append(x.transpose(0, 1))
 
         if self.layer_norm is not None:
             x = self.layer_norm(x)
         if self.project_out_dim is not None:
             x = self.project_out_dim(x)
-        return x, {"inner_states": inner_states}
+        return x, {"attn": [attn], "inner_states": inner_states}
 
     def output_layer(self, features: Tensor) -> Tensor:
         if self.adaptive_softmax is not None:

@@ -84,12 +84,14 @@ class MultiheadAttention(nn.Module):
         key_padding_mask: Tensor | None = None,
         incremental_state: IncrementalState | None = None,
         causal: bool = False,
-    ) -> Tensor:
+        need_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """
         query: B x T x C. key: B_enc x S x kdim, the encoder output (B_enc divides B; ignored for
         self-attention, and after the first step of incremental decoding). key_padding_mask: B_enc x S
         (or B x T for the new self-attention steps), True at pads. causal: mask future positions
-        (self-attention). Returns B x T x C.
+        (self-attention). Returns B x T x C; with need_weights, (output, attention probabilities per head
+        B x H x T x S), computed without SDPA's fused kernels (which never form them), so only when asked.
         """
         bsz, tgt_len, _ = query.shape
         cache = None
@@ -123,16 +125,21 @@ class MultiheadAttention(nn.Module):
         elif causal and q_len > 1:
             attn_mask = _build_mask(q_len, src_len, None, causal, device=q.device)
         # (A single new step with no padding may attend to every cached key: no mask at all.)
-        out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=attn_mask,
-            is_causal=is_causal,
-            dropout_p=self.dropout if self.training else 0.0,
-        )
+        dropout_p = self.dropout if self.training else 0.0
+        if need_weights:
+            if is_causal:
+                attn_mask = _build_mask(q_len, src_len, None, causal, device=q.device)
+            out, weights = _attention_with_weights(q, k, v, attn_mask, dropout_p)
+            # Back to one row per query sentence: B_enc x H x (g*T) x S -> B x H x T x S.
+            rows = weights.size(0)
+            group = bsz // rows
+            weights = weights.view(rows, self.num_heads, group, tgt_len, src_len).transpose(1, 2)
+            weights = weights.reshape(bsz, self.num_heads, tgt_len, src_len)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, dropout_p=dropout_p)
         out = out.transpose(1, 2).reshape(bsz, tgt_len, self.embed_dim)
-        return self.out_proj(out)
+        out = self.out_proj(out)
+        return (out, weights) if need_weights else out
 
     def _self_attention_kv(
         self, query: Tensor, key_padding_mask: Tensor | None, cache: dict[str, Any] | None
@@ -199,6 +206,19 @@ class MultiheadAttention(nn.Module):
                 return  # the hypotheses moved within their sentences only: nothing to do
         cache["prev_key"] = cache["prev_key"].index_select(0, order)
         cache["prev_value"] = cache["prev_value"].index_select(0, order)
+
+
+def _attention_with_weights(
+    q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None, dropout_p: float
+) -> tuple[Tensor, Tensor]:
+    """What SDPA computes, with the probabilities it computes on the way (before dropout, as fairseq
+    returns them); softmax in fp32."""
+    scores = torch.matmul(q, k.transpose(-2, -1)) * (q.size(-1) ** -0.5)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    weights = torch.softmax(scores.float(), dim=-1)
+    out = torch.matmul(F.dropout(weights, p=dropout_p).type_as(v), v)
+    return out, weights
 
 
 def _gather_and_append(prev: Tensor, new: Tensor, order: Tensor | None) -> Tensor:

@@ -155,11 +155,14 @@ class TransformerDecoderLayer(_LayerBase):
         incremental_state: IncrementalState | None = None,
         self_attn_padding_mask: Tensor | None = None,
         causal: bool = True,
-    ) -> Tensor:
+        need_attn: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor | None]:
         """
         x: B x T x C (T = 1 new step when decoding incrementally).
         encoder_out: B x S x encoder_embed_dim; encoder_padding_mask: B x S, True at pads.
         self_attn_padding_mask: B x T, True at pads (None when the batch has no padding).
+        need_attn: also return the encoder attention's probabilities per head (B x H x T x S; None without
+        encoder attention), as (x, attn).
         """
         x = self._sublayer(
             x,
@@ -168,12 +171,22 @@ class TransformerDecoderLayer(_LayerBase):
                 h, key_padding_mask=self_attn_padding_mask, incremental_state=incremental_state, causal=causal
             ),
         )
+        attn = None
         if self.encoder_attn is not None:
-            x = self._sublayer(
-                x,
-                self.encoder_attn_layer_norm,
-                lambda h: self.encoder_attn(
-                    h, key=encoder_out, key_padding_mask=encoder_padding_mask, incremental_state=incremental_state
-                ),
-            )
-        return self._ffn(x)
+
+            def encoder_attention(h: Tensor) -> Tensor:
+                nonlocal attn
+                out = self.encoder_attn(
+                    h,
+                    key=encoder_out,
+                    key_padding_mask=encoder_padding_mask,
+                    incremental_state=incremental_state,
+                    need_weights=need_attn,
+                )
+                if need_attn:
+                    out, attn = out
+                return out
+
+            x = self._sublayer(x, self.encoder_attn_layer_norm, encoder_attention)
+        x = self._ffn(x)
+        return (x, attn) if need_attn else x

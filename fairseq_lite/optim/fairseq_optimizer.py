@@ -6,6 +6,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fairseq_lite.dataclass.utils import add_registered_args
 from fairseq_lite.errors import ConfigError, key
 
 
@@ -21,6 +22,11 @@ def first_lr(lr: Any, component: str) -> float:
 
 class FairseqOptimizer:
     """Built as `Optimizer(cfg, params)`; subclasses set `self._optimizer` to a torch optimizer."""
+
+    @classmethod
+    def add_args(cls, parser: Any) -> None:
+        """fairseq's: the flags of the optimizer's config, for a subclass's own add_args to extend."""
+        add_registered_args(cls, parser)
 
     # An optimizer that schedules its own learning rate sets this (what lr_scheduler=pass_through runs).
     lr_scheduler: Any = None

@@ -1,5 +1,6 @@
 """The task: owns the dictionaries and datasets, builds model and criterion, and runs one step."""
 
+import argparse
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -10,6 +11,7 @@ import torch
 from fairseq_lite.criterions.fairseq_criterion import sum_logs
 from fairseq_lite.data import data_utils
 from fairseq_lite.data.iterators import EpochBatchIterator
+from fairseq_lite.dataclass.utils import add_registered_args
 from fairseq_lite.errors import DataError, key
 from fairseq_lite.logging import metrics
 from fairseq_lite.registry import CRITERION_REGISTRY, MODEL_REGISTRY
@@ -18,8 +20,15 @@ logger = logging.getLogger(__name__)
 
 
 class FairseqTask:
+    @classmethod
+    def add_args(cls, parser: Any) -> None:
+        """fairseq's: the flags of the task's config, for a subclass's own add_args to extend."""
+        add_registered_args(cls, parser)
+
     def __init__(self, cfg):
         self.cfg = cfg
+        if isinstance(cfg, argparse.Namespace):
+            self.args = cfg  # a subclass in the add_args style reads self.args, as in fairseq
         self.datasets: dict[str, Any] = {}
         self._epoch_iterators: dict[int, EpochBatchIterator] = {}
 

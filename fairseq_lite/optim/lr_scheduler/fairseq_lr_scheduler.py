@@ -6,6 +6,7 @@ each update (and once with 0 right after building), and `step(epoch, val_loss)` 
 
 from typing import Any
 
+from fairseq_lite.dataclass.utils import add_registered_args
 from fairseq_lite.errors import ConfigError, key
 from fairseq_lite.optim.fairseq_optimizer import FairseqOptimizer
 
@@ -26,6 +27,11 @@ def single_lr(lr: Any, name: str) -> float:
 
 class FairseqLRScheduler:
     """Built as `Scheduler(cfg, optimizer)` with a FairseqOptimizer whose lr it sets."""
+
+    @classmethod
+    def add_args(cls, parser: Any) -> None:
+        """fairseq's: the flags of the lr_scheduler's config, for a subclass's own add_args to extend."""
+        add_registered_args(cls, parser)
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
