@@ -277,3 +277,15 @@ def test_hydra_override_grammar():
     assert compose_config(base + ["~lr_scheduler"]).lr_scheduler._name == "fixed"  # deselect: default
     with pytest.raises(ConfigError, match="model.nope"):
         compose_config(base + ["+model.nope=1"])  # adding a key the schema lacks is still an error
+
+
+def test_fairseqs_old_batch_size_flags_are_aliases():
+    """--max-sentences and --max-sentences-valid are fairseq's older names of --batch-size(-valid)."""
+    old = legacy_overrides(
+        ["data", "--task", "language_modeling", "--arch", "transformer_lm"] + ["--max-sentences", "8"]
+    )
+    assert "dataset.batch_size=8" in old
+    valid = legacy_overrides(
+        ["data", "--task", "language_modeling", "--arch", "transformer_lm", "--max-sentences-valid", "4"]
+    )
+    assert "dataset.batch_size_valid=4" in valid

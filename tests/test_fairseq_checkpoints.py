@@ -54,6 +54,78 @@ def test_eval_lm_gives_fairseqs_perplexity_on_a_fairseq_language_model(caplog, n
     assert any(r.getMessage() == expected for r in caplog.records)
 
 
+def eval_lm_lines(caplog, *flags):
+    from fairseq_cli.eval_lm import main as eval_lm
+
+    caplog.set_level("INFO")
+    caplog.clear()
+    path = [] if "--path" in flags else ["--path", str(LM)]
+    result = eval_lm(
+        [str(FIXTURES / "mono"), *path, "--gen-subset", "valid", "--tokens-per-sample", "32"]
+        + ["--max-tokens", "256", "--num-workers", "0", "--cpu", *flags]
+    )
+    return result, [r.getMessage() for r in caplog.records if r.name == "fairseq_cli.eval_lm"]
+
+
+def test_eval_lm_word_probs_and_word_stats_are_fairseqs(caplog):
+    """--output-word-probs (one line per sentence: `id word [logprob]...`) and --output-word-stats (word,
+    count, summed log-probability, is_bpe, next word's summed log-probability, how many had one)."""
+    _, ours = eval_lm_lines(caplog, "--output-word-probs", "--output-word-stats")
+    theirs = (CHECKPOINTS / "transformer_lm.eval_lm_words.txt").read_text(encoding="utf-8").splitlines()
+    split = theirs.index("Evaluated 632 tokens")
+    their_probs, their_stats = theirs[:split], theirs[split + 1 : -1]
+
+    def words(line):
+        sample_id, rest = line.split(" ", 1)
+        pairs = [re.fullmatch(r"(.*) \[(-?[\d.]+)\]", w).groups() for w in rest.split("\t")]
+        return sample_id, [(w, float(p)) for w, p in pairs]
+
+    our_probs = dict(words(line) for line in ours if re.match(r"\d+ ", line))
+    assert len(our_probs) == len(their_probs) == 20
+    for sample_id, pairs in map(words, their_probs):
+        assert [w for w, _ in our_probs[sample_id]] == [w for w, _ in pairs]
+        assert max(abs(a - b) for (_, a), (_, b) in zip(our_probs[sample_id], pairs)) <= 2e-6
+    assert any(re.fullmatch(r"Evaluated 632 tokens in .*", line) for line in ours)
+    stats = ours[ours.index(next(line for line in ours if line.startswith("Evaluated"))) + 1 :][: len(their_stats)]
+    for mine, fairseqs in zip(stats, their_stats):
+        a, b = mine.split("\t"), fairseqs.split("\t")
+        assert (a[0], a[1], a[3], a[5]) == (b[0], b[1], b[3], b[5])  # word, count, is_bpe, with a next word
+        assert float(a[2]) == pytest.approx(float(b[2]), rel=1e-5)
+        assert float(a[4]) == pytest.approx(float(b[4]), rel=1e-5)
+    assert len(stats) == len(their_stats) and ours[-1] == theirs[-1]  # the Loss line
+
+
+@pytest.mark.parametrize("name", ["transformer_lm", "adaptive_lm"])
+def test_eval_lm_softmax_batch_gives_the_same_loss(caplog, name):
+    """--softmax-batch 7 normalizes 7 tokens at a time (the fused kernel, or the adaptive softmax given
+    each chunk's targets); fairseq's loss with it is its loss without."""
+    path = str(CHECKPOINTS / f"{name}.pt")
+    whole, _ = eval_lm_lines(caplog, "--path", path)
+    batched, lines = eval_lm_lines(caplog, "--path", path, "--softmax-batch", "7")
+    assert batched["loss"] == pytest.approx(whole["loss"], abs=1e-6)
+    assert lines[-1] == (CHECKPOINTS / f"{name}.eval_lm_valid.txt").read_text().strip()
+
+
+def test_eval_lm_merges_bpe_pieces_into_words():
+    """--post-process subword_nmt: a word's pieces count once, scored with their summed log-probability,
+    as fairseq-eval-lm does; another --post-process is a one-line error."""
+    from fairseq_lite.data.dictionary import Dictionary
+    from fairseq_lite.errors import ConfigError
+    from fairseq_lite.inference.eval_lm import SentenceScores
+
+    d = Dictionary()
+    ids = [d.add_symbol(w) for w in ("he@@", "l@@", "lo", "world")] + [d.eos()]
+    scores = SentenceScores(d, "subword_nmt")
+    scores.add(3, torch.tensor(ids), torch.tensor([-1.0, -2.0, -3.0, -4.0, -5.0]), word_probs=True, word_stats=True)
+    assert scores.count == 3 and scores.logp_sum == -15.0
+    stats = {w.word: w for w in scores.word_stats.values()}
+    assert set(stats) == {"hello", "world", "</s>"} and stats["hello"].is_bpe and not stats["world"].is_bpe
+    assert stats["hello"].log_prob == -6.0 and stats["hello"].next_word_prob == -4.0
+    assert stats["</s>"].missing_next_words == 1
+    with pytest.raises(ConfigError, match="merges subword_nmt"):
+        SentenceScores(d, "sentencepiece")
+
+
 def test_generate_gives_fairseqs_translations_on_a_fairseq_translation_model(capsys):
     from fairseq_cli.generate import main as generate
 
@@ -113,6 +185,39 @@ def test_print_alignment_gives_fairseqs_alignments(capsys, mode):
             our_rows = [[float(p) for p in row.split(",")] for row in ours[tag[2:]].split()]
             assert len(our_rows) == len(rows) and all(len(a) == len(b) for a, b in zip(our_rows, rows))
             assert max(abs(a - b) for r, q in zip(our_rows, rows) for a, b in zip(r, q)) <= 2e-6
+
+
+def generate_lines(capsys, *flags):
+    from fairseq_cli.generate import main as generate
+
+    generate(
+        [str(FIXTURES / "joined"), "--path", str(MT), "--gen-subset", "valid", "--batch-size", "16"]
+        + ["--num-workers", "0", "--cpu", *flags]
+    )
+    return capsys.readouterr().out.splitlines()
+
+
+def test_score_reference_gives_fairseqs_scores(capsys):
+    """--score-reference: each reference with fairseq's score (mean log-probability, base 2) and its
+    per-token P- line."""
+    ours = {line.split("\t")[0]: line.split("\t") for line in generate_lines(capsys, "--score-reference")}
+    theirs = (CHECKPOINTS / "transformer_iwslt_de_en.score_reference_valid.txt").read_text(encoding="utf-8")
+    theirs = [line.split("\t") for line in theirs.splitlines()]
+    assert len(theirs) == 80
+    for fields in theirs:
+        mine = ours[fields[0]]
+        if fields[0].startswith("H-"):
+            assert mine[2] == fields[2] and float(mine[1]) == pytest.approx(float(fields[1]), abs=1e-4)
+        else:
+            assert [float(p) for p in mine[1].split()] == pytest.approx([float(p) for p in fields[1].split()], abs=2e-4)
+
+
+def test_sacrebleu_flag_scores_with_sacrebleu(capsys):
+    """--sacrebleu does what its help says: the BLEU line fairseq prints with --scoring sacrebleu."""
+    expected = (CHECKPOINTS / "transformer_iwslt_de_en.generate_valid.sacrebleu.txt").read_text().strip()
+    for flags in (["--sacrebleu"], ["--scoring", "sacrebleu"]):
+        lines = generate_lines(capsys, "--beam", "4", "--max-len-b", "12", *flags)
+        assert lines[-1] == expected
 
 
 def test_only_fairseqs_bookkeeping_is_dropped_from_the_weights():

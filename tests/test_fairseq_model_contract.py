@@ -187,3 +187,28 @@ def test_legacy_namespace_builds_a_complete_transformer():
     assert model.args is args and args.decoder_embed_dim == 16 and args.dropout == 0.1
     assert args.max_source_positions is None and model.encoder.max_source_positions == 1024
     assert len(model.encoder.layers) == 1 and model.decoder.embed_dim == 16
+
+
+def test_sequence_scorer_scores_the_reference_and_an_ensemble_of_copies_agrees():
+    """--score-reference: the reference's per-token log-probabilities and their mean; two copies of one
+    model (probabilities averaged) give the same."""
+    from fairseq_lite.generation import SequenceScorer
+
+    model = tiny_model(seed=3)
+    d = model.decoder.dictionary
+    target = torch.cat([PREV[:, 1:], torch.full((2, 1), d.eos())], dim=1)
+    target[0, -2:] = d.pad()  # a shorter reference
+    prev = PREV.clone()
+    prev[0, -2:] = d.pad()
+    sample = {"net_input": {"src_tokens": SRC, "src_lengths": LENGTHS, "prev_output_tokens": prev}, "target": target}
+    with torch.no_grad():
+        lprobs = torch.log_softmax(model(SRC, LENGTHS, prev)[0], dim=-1)
+    one = SequenceScorer([model], d).generate(sample)
+    two = SequenceScorer([model, model], d).generate(sample)
+    for row, ((a,), (b,)) in enumerate(zip(one, two)):
+        keep = target[row].ne(d.pad())
+        expected = lprobs[row][keep].gather(-1, target[row][keep].unsqueeze(-1)).squeeze(-1)
+        assert a["tokens"].tolist() == target[row][keep].tolist()
+        torch.testing.assert_close(a["positional_scores"], expected, atol=1e-5, rtol=1e-5)
+        assert float(a["score"]) == pytest.approx(float(expected.mean()), abs=1e-5)
+        torch.testing.assert_close(b["positional_scores"], a["positional_scores"], atol=1e-5, rtol=1e-5)

@@ -137,3 +137,24 @@ def test_kv_cache_equals_full_recompute_on_a_trained_translation_model(translati
         torch.testing.assert_close(
             torch.stack([h["score"] for h in a]), torch.stack([h["score"] for h in b]), atol=1e-5, rtol=0
         )
+
+
+def test_an_ensemble_of_two_copies_gives_the_models_hypotheses(translation_checkpoint, capsys, tmp_path):
+    """--path a.pt:b.pt (fairseq's ensemble: probabilities averaged, one cache per model)."""
+    import shutil
+
+    from fairseq_cli.generate import main
+
+    data, ckpt = translation_checkpoint
+    copy = tmp_path / "copy.pt"
+    shutil.copy(ckpt, copy)
+
+    def hypotheses(path):
+        capsys.readouterr()
+        main([str(data), "--path", path, "--beam", "4", "--batch-size", "8", "--max-len-b", "10"])
+        return {values[0]: values for kind, values in parse(capsys.readouterr().out) if kind == "H"}
+
+    one, two = hypotheses(ckpt), hypotheses(f"{ckpt}:{copy}")
+    assert len(one) == len(two) == 24
+    for sample_id, (_, score, text) in one.items():
+        assert two[sample_id][2] == text and float(two[sample_id][1]) == pytest.approx(float(score), abs=1e-4)

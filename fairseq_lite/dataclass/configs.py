@@ -81,7 +81,9 @@ class DistributedTrainingConfig(FairseqDataclass):
         max(1, torch.cuda.device_count()), "total number of GPUs across all nodes (default: all visible GPUs)"
     )
     distributed_rank: int | None = cfg_field(0, "rank of the current worker")
-    distributed_backend: str = cfg_field("nccl" if torch.cuda.is_available() else "gloo", "distributed backend")
+    distributed_backend: str | None = cfg_field(
+        None, "distributed backend: nccl, gloo, mpi or ucc (unset: nccl on GPUs, gloo on CPU)"
+    )
     distributed_init_method: str | None = cfg_field(None, "typically tcp://hostname:port")
     distributed_port: int = cfg_field(-1, "port number (not required if using --distributed-init-method)")
     device_id: int = cfg_field(0, "which GPU to use (usually configured automatically)")
@@ -106,7 +108,7 @@ class DatasetConfig(FairseqDataclass):
         False, "ignore too long or too short lines in valid and test set"
     )
     max_tokens: int | None = cfg_field(None, "maximum number of tokens in a batch")
-    batch_size: int | None = cfg_field(None, "number of examples in a batch")
+    batch_size: int | None = cfg_field(None, "number of examples in a batch", argparse_alias="--max-sentences")
     required_batch_size_multiple: int = cfg_field(8, "batch size will be a multiplier of this value")
     dataset_impl: DATASET_IMPL_CHOICES | None = cfg_field(None, "output dataset implementation")
     train_subset: str = cfg_field("train", "data subset to use for training (e.g. train, valid, test)")
@@ -122,7 +124,9 @@ class DatasetConfig(FairseqDataclass):
         II("dataset.max_tokens"), "maximum number of tokens in a validation batch (defaults to --max-tokens)"
     )
     batch_size_valid: int | None = cfg_field(
-        II("dataset.batch_size"), "batch size of the validation batch (defaults to --batch-size)"
+        II("dataset.batch_size"),
+        "batch size of the validation batch (defaults to --batch-size)",
+        argparse_alias="--max-sentences-valid",
     )
     max_valid_steps: int | None = cfg_field(None, "how many batches to evaluate")
     gen_subset: str = cfg_field("test", "data subset to generate (train, valid, test)")
@@ -223,7 +227,15 @@ class GenerationConfig(FairseqDataclass):
     prefix_size: int = cfg_field(0, "initialize generation by target prefix of given length")
     unnormalized: bool = cfg_field(False, "compare unnormalized hypothesis scores")
     match_source_len: bool = cfg_field(False, "generations should match the source length")
-    no_early_stop: bool = cfg_field(False, "deprecated")
+    no_early_stop: bool = cfg_field(
+        False, "deprecated: has no effect, as in fairseq 0.12.2 (a sentence's search ends once it has beam hypotheses)"
+    )
+    sacrebleu: bool = cfg_field(
+        False, "score with sacrebleu (the same as --scoring sacrebleu; fairseq 0.12.2 only silenced a warning with it)"
+    )
+    score_reference: bool = cfg_field(
+        False, "just score the reference translation: its log-probability per token under the model(s)"
+    )
     print_alignment: str | None = cfg_field(
         None,
         "if set, uses attention feedback to compute and print alignment to source tokens (valid options are: "

@@ -72,9 +72,10 @@ def collective_timeout(cfg) -> datetime.timedelta:
 
 
 def _backend(cfg) -> str:
-    if torch.cuda.is_available() and not cfg.common.cpu:
-        return "nccl"
-    return "gloo"
+    """distributed_training.distributed_backend; unset: nccl with GPUs, gloo without."""
+    if cfg.distributed_training.distributed_backend:
+        return cfg.distributed_training.distributed_backend
+    return "nccl" if torch.cuda.is_available() and not cfg.common.cpu else "gloo"
 
 
 def init_distributed(

@@ -1,6 +1,7 @@
 """Sequence generation: beam search and sampling (SequenceGenerator), set up from a GenerationConfig as
 fairseq's task.build_generator does, and one batch generated the way the task does (inference_step)."""
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,9 @@ from torch import Tensor
 from fairseq_lite.errors import ConfigError
 from fairseq_lite.generation.search import BeamSearch, LengthConstrainedBeamSearch, NGramRepeatBlock, Sampling, Search
 from fairseq_lite.generation.sequence_generator import EnsembleModel, SequenceGenerator
+from fairseq_lite.generation.sequence_scorer import SequenceScorer
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "BeamSearch",
@@ -19,6 +23,7 @@ __all__ = [
     "Sampling",
     "Search",
     "SequenceGenerator",
+    "SequenceScorer",
     "build_generator",
     "inference_step",
 ]
@@ -31,9 +36,10 @@ def _get(cfg: Any, name: str, default: Any) -> Any:
 
 def build_generator(
     task: Any, models: Sequence[torch.nn.Module], generation_cfg: Any, use_incremental: bool = True, **extra: Any
-) -> SequenceGenerator:
+) -> SequenceGenerator | SequenceScorer:
     """A SequenceGenerator set up from a GenerationConfig (fairseq's `task.build_generator`):
-    sampling with --sampling, length-constrained beam search with --match-source-len, else beam."""
+    sampling with --sampling, length-constrained beam search with --match-source-len, else beam; with
+    --score-reference, a SequenceScorer."""
     cfg = generation_cfg
     sampling = bool(_get(cfg, "sampling", False))
     topk, topp = int(_get(cfg, "sampling_topk", -1)), float(_get(cfg, "sampling_topp", -1.0))
@@ -44,10 +50,18 @@ def build_generator(
         raise ConfigError("--sampling-topk/--sampling-topp need --sampling")
     if topp > 1:
         raise ConfigError(f"--sampling-topp must be in (0, 1], got {topp}")
+    if _get(cfg, "no_early_stop", False):
+        logger.warning(
+            "--no-early-stop is deprecated and has no effect, as in fairseq 0.12.2: a sentence's search ends once "
+            "it has --beam finished hypotheses"
+        )
     print_alignment = _get(cfg, "print_alignment", None)
     if print_alignment not in (None, "hard", "soft"):
         raise ConfigError(f"--print-alignment={print_alignment!r} is invalid: it must be one of: hard, soft")
     tgt_dict = task.target_dictionary
+    if _get(cfg, "score_reference", False):
+        # fairseq's task.build_generator: the reference scored, not searched for
+        return SequenceScorer(models, tgt_dict, print_alignment=print_alignment, **extra)
     search: Search
     if sampling:
         search = Sampling(tgt_dict, topk, topp)
@@ -84,7 +98,7 @@ def inference_step(
     A decoder-only language model has no source to encode: it continues its input, which becomes
     the forced prefix (less a leading bos), starting from bos (with --add-bos-token) or eos.
     """
-    if generator.model.has_encoder:
+    if generator.model.has_encoder or isinstance(generator, SequenceScorer):
         return generator.generate(sample, prefix_tokens=prefix_tokens)
     task_cfg = getattr(task, "cfg", None)
     dictionary = task.source_dictionary

@@ -4,16 +4,20 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
+from torch import Tensor
 
 from fairseq_lite.checkpoint.inference import load_for_command
 from fairseq_lite.data.lm_context_window_dataset import LMContextWindowDataset
 from fairseq_lite.errors import ConfigError
-from fairseq_lite.kernels.cross_entropy import softmax_cross_entropy
+from fairseq_lite.generation.sequence_scorer import target_log_probs
 from fairseq_lite.models.fairseq_model import normalizes_with_log_softmax
 from fairseq_lite.optim.precision import autocast_context, check_precision
 from fairseq_lite.utils import move_to_device, select_device
@@ -47,13 +51,115 @@ def eval_lm_dataset(cfg, task, subset: str):
     return dataset
 
 
+BPE_CONTINUATIONS = {"subword_nmt": "@@", "@@ ": "@@"}  # the --post-process values eval-lm merges, as fairseq
+
+
+@dataclass
+class WordStat:
+    """fairseq's per-word statistics (--output-word-stats): occurrences, summed log-probability (natural
+    log), whether it was made of BPE pieces, and the summed log-probability of the word after it."""
+
+    word: str
+    is_bpe: bool
+    log_prob: float = 0.0
+    next_word_prob: float = 0.0
+    count: int = 0
+    missing_next_words: int = 0
+
+    def add(self, log_prob: float, next_word_prob: float | None) -> None:
+        if next_word_prob is None:
+            self.missing_next_words += 1
+        else:
+            # fairseq sums these as float32 tensors: the same sum prints the same digits
+            self.next_word_prob = float(np.float32(self.next_word_prob) + np.float32(next_word_prob))
+        self.log_prob += log_prob
+        self.count += 1
+
+    def __str__(self) -> str:
+        fields = (self.word, self.count, self.log_prob, self.is_bpe, self.next_word_prob)
+        return "\t".join(map(str, fields + (self.count - self.missing_next_words,)))
+
+
+class SentenceScores:
+    """fairseq-eval-lm's bookkeeping of each scored sentence: with --post-process subword_nmt, a word's
+    pieces count as one token (their log-probabilities summed on the last); with add_bos_token the bos
+    target is not scored; tokens scored -inf/inf are left out (and named); --output-word-probs and
+    --output-word-stats report words."""
+
+    def __init__(self, dictionary: Any, post_process: str | None = None, remove_bos: bool = False):
+        self.dictionary = dictionary
+        self.remove_bos = remove_bos
+        self.bpe_cont, self.bpe_toks = "", None
+        if post_process is not None:
+            if post_process not in BPE_CONTINUATIONS:
+                raise ConfigError(
+                    f"--post-process {post_process}: fairseq-eval-lm merges subword_nmt ('@@ ') pieces only; "
+                    f"allowed: {', '.join(BPE_CONTINUATIONS)}"
+                )
+            self.bpe_cont = BPE_CONTINUATIONS[post_process]
+            self.bpe_toks = {i for i in range(len(dictionary)) if dictionary[i].endswith(self.bpe_cont)}
+        self.word_stats: dict[str, WordStat] = {}
+        self.logp_sum, self.count = 0.0, 0
+
+    def add(self, sample_id: int, tokens: Tensor, pos_scores: Tensor, word_probs: bool, word_stats: bool) -> None:
+        """tokens: the sentence's scored targets (no pads); pos_scores: their log-probabilities."""
+        pos_scores = pos_scores.float().cpu().clone()
+        tokens = tokens.cpu()
+        if self.remove_bos:
+            if int(tokens[0]) != self.dictionary.bos():
+                raise ConfigError("eval-lm with add_bos_token: a target does not start with bos")
+            tokens, pos_scores = tokens[1:], pos_scores[1:]
+        skipped = 0
+        if self.bpe_toks is not None:
+            for i in range(len(tokens) - 1):
+                if int(tokens[i]) in self.bpe_toks:
+                    skipped += 1
+                    pos_scores[i + 1] += pos_scores[i]
+                    pos_scores[i] = 0
+        infinite = torch.isinf(pos_scores)
+        if bool(infinite.any()):
+            logger.info(f"skipping tokens with inf scores: {self.dictionary.string(tokens[infinite])}")
+        self.logp_sum += float(pos_scores[~infinite].sum())
+        self.count += int((~infinite).sum()) - skipped
+        if word_probs or word_stats:
+            self._words(sample_id, tokens.tolist(), pos_scores.tolist(), word_probs)
+
+    def _words(self, sample_id: int, tokens: list[int], scores: list[float], log_probs: bool) -> None:
+        word, is_bpe, found = "", False, []
+        for i, token in enumerate(tokens):
+            word += self.dictionary[token]
+            if self.bpe_toks is not None and token in self.bpe_toks:
+                word, is_bpe = word[: -len(self.bpe_cont)], True
+                continue
+            found.append((word, scores[i]))
+            # the next word's score sits on its last piece: the first non-zero score after this word
+            next_prob = next((p for p in scores[i + 1 :] if p != 0), None)
+            self.word_stats.setdefault(word, WordStat(word, is_bpe)).add(scores[i], next_prob)
+            word, is_bpe = "", False
+        if log_probs:
+            logger.info(f"{sample_id} " + "\t".join(f"{w} [{p:2f}]" for w, p in found))
+
+    def log_word_stats(self) -> None:
+        for stat in sorted(self.word_stats.values(), key=lambda ws: ws.count, reverse=True):
+            logger.info(str(stat))
+
+
 @torch.no_grad()
 def score_batches(
-    model, batches: Iterable[dict], device: torch.device, pad_idx: int, autocast=None, word_probs_dictionary=None
+    model,
+    batches: Iterable[dict],
+    device: torch.device,
+    pad_idx: int,
+    autocast=None,
+    softmax_batch: int = sys.maxsize,
+    sentences: SentenceScores | None = None,
+    word_probs: bool = False,
+    word_stats: bool = False,
 ) -> dict[str, float]:
-    """Sum of target-token log-probabilities (nats) and the number of scored tokens."""
+    """Summed target-token negative log-likelihood (nats), the tokens scored, and the count the loss is
+    averaged over (words, with `sentences` merging BPE pieces)."""
     model.eval()
-    log_softmax_model = normalizes_with_log_softmax(model)
+    fused = normalizes_with_log_softmax(model)
     nll_sum, ntokens = 0.0, 0
     for sample in batches:
         if not sample:
@@ -63,34 +169,24 @@ def score_batches(
             net_output = model(**sample["net_input"])
         target = sample["target"]
         mask = target.ne(pad_idx)
-        if log_softmax_model:
-            # The fused kernel reads the logits once and accumulates in fp32 (bf16 logits would cost
-            # perplexity digits), without an fp32 copy of the [tokens, vocab] logits.
-            token_nll = softmax_cross_entropy(net_output[0], target, ignore_index=pad_idx, reduce=False)[1].view_as(
-                target
-            )
-        else:  # the model's own normalization (adaptive softmax, temperature, ...)
-            lprobs = model.get_normalized_probs(net_output, log_probs=True, sample=sample).float()
-            token_nll = -lprobs.gather(-1, target.masked_fill(~mask, 0).unsqueeze(-1)).squeeze(-1)
-            token_nll = token_nll.masked_fill(~mask, 0.0)
-        nll_sum += float(token_nll[mask].sum())
+        logp = target_log_probs(model, net_output, sample, pad_idx, fused, softmax_batch)
         ntokens += int(mask.sum())
-        if word_probs_dictionary is not None:
-            for row_target, row_nll, row_mask in zip(target, token_nll, mask):
-                words = [
-                    f"{word_probs_dictionary[int(t)]} [{-float(n) / math.log(2):.2f}]"
-                    for t, n, m in zip(row_target, row_nll, row_mask)
-                    if m
-                ]
-                print(" ".join(words))
-    return {"nll_sum": nll_sum, "ntokens": ntokens}
+        if sentences is None:
+            nll_sum -= float(logp[mask].sum())
+            continue
+        ids = sample["id"].tolist() if "id" in sample else range(target.size(0))
+        for sample_id, row, row_logp, row_mask in zip(ids, target, logp, mask):
+            sentences.add(int(sample_id), row[row_mask], row_logp[row_mask], word_probs, word_stats)
+    if sentences is None:
+        return {"nll_sum": nll_sum, "ntokens": ntokens, "count": ntokens}
+    return {"nll_sum": -sentences.logp_sum, "ntokens": ntokens, "count": sentences.count}
 
 
 def summarize(scores: dict[str, float], elapsed: float) -> dict[str, float | None]:
-    ntokens = scores["ntokens"]
-    if ntokens == 0:
-        return {"ntokens": 0, "loss": None, "ppl": None, "tokens_per_second": 0.0, "elapsed": elapsed}
-    loss = scores["nll_sum"] / ntokens / math.log(2)
+    ntokens, count = scores["ntokens"], scores.get("count", scores["ntokens"])
+    if ntokens == 0 or count == 0:
+        return {"ntokens": ntokens, "loss": None, "ppl": None, "tokens_per_second": 0.0, "elapsed": elapsed}
+    loss = scores["nll_sum"] / count / math.log(2)
     return {
         "ntokens": ntokens,
         "loss": loss,
@@ -119,6 +215,11 @@ def evaluate(cfg, task, model, device: torch.device, autocast=None) -> dict[str,
         num_workers=0 if context else ds.num_workers,
         disable_iterator_cache=True,
     ).next_epoch_itr(shuffle=False)
+    lm = cfg.eval_lm
+    remove_bos = bool(getattr(cfg.task, "add_bos_token", False))
+    sentences = None
+    if lm.output_word_probs or lm.output_word_stats or cfg.common_eval.post_process is not None or remove_bos:
+        sentences = SentenceScores(task.target_dictionary, cfg.common_eval.post_process, remove_bos)
     start = time.perf_counter()
     scores = score_batches(
         model,
@@ -126,13 +227,18 @@ def evaluate(cfg, task, model, device: torch.device, autocast=None) -> dict[str,
         device,
         task.target_dictionary.pad(),
         autocast=autocast,
-        word_probs_dictionary=task.target_dictionary if cfg.eval_lm.output_word_probs else None,
+        softmax_batch=lm.softmax_batch,
+        sentences=sentences,
+        word_probs=lm.output_word_probs,
+        word_stats=lm.output_word_stats,
     )
     result = summarize(scores, time.perf_counter() - start)
     logger.info(
         f"Evaluated {result['ntokens']:,} tokens in {result['elapsed']:.1f}s "
         f"({result['tokens_per_second']:.2f} tokens/s)"
     )
+    if lm.output_word_stats and sentences is not None:
+        sentences.log_word_stats()
     if result["loss"] is not None:
         logger.info(f"Loss (base 2): {result['loss']:.4f}, Perplexity: {result['ppl']:.2f}")
     return result
@@ -146,6 +252,15 @@ def evaluate_checkpoint(values: dict[str, Any], groups: Sequence[str]) -> dict[s
         raise ConfigError("--path is required: the checkpoint to evaluate (e.g. checkpoints/checkpoint_best.pt)")
     if os.pathsep in path and not os.path.isfile(path):
         raise ConfigError(f"--path {path}: evaluating an ensemble of checkpoints is not supported; give one file")
+    softmax_batch = values.get("eval_lm.softmax_batch")
+    if softmax_batch is not None and softmax_batch <= 0:
+        raise ConfigError(f"--softmax-batch must be positive, got {softmax_batch}")
+    post_process = values.get("common_eval.post_process")
+    if post_process is not None and post_process not in BPE_CONTINUATIONS:
+        raise ConfigError(
+            f"--post-process {post_process}: fairseq-eval-lm merges subword_nmt ('@@ ') pieces only; "
+            f"allowed: {', '.join(BPE_CONTINUATIONS)}"
+        )
     cfg, task, model = load_for_command(path, values, groups)
     if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:
         cfg.dataset.max_tokens = cfg.task.tokens_per_sample * 8

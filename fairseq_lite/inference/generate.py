@@ -13,6 +13,7 @@ from fairseq_lite.file_io import atomic_write
 from fairseq_lite.generation import inference_step
 from fairseq_lite.inference.loading import GenerationSetup
 from fairseq_lite.inference.output import alignment_line, hypothesis_lines, resolve_max_positions, strip_pad
+from fairseq_lite.registry import cfg_name
 from fairseq_lite.scoring import build_scorer
 from fairseq_lite.utils import move_to_device
 
@@ -49,7 +50,7 @@ def generate(setup: GenerationSetup) -> dict[str, Any]:
 
 
 def _generate(setup: GenerationSetup, out: TextIO) -> dict[str, Any]:
-    cfg, task, model, generator = setup.cfg, setup.task, setup.model, setup.generator
+    cfg, task, models, generator = setup.cfg, setup.task, setup.models, setup.generator
     subset = cfg.dataset.gen_subset
     task.load_dataset(subset)
     ds = cfg.dataset
@@ -57,7 +58,7 @@ def _generate(setup: GenerationSetup, out: TextIO) -> dict[str, Any]:
         dataset=task.dataset(subset),
         max_tokens=ds.max_tokens,
         max_sentences=ds.batch_size,
-        max_positions=resolve_max_positions(task.max_positions(), model.max_positions()),
+        max_positions=resolve_max_positions(task.max_positions(), *(m.max_positions() for m in models)),
         ignore_invalid_inputs=ds.skip_invalid_size_inputs_valid_test,
         required_batch_size_multiple=ds.required_batch_size_multiple,
         seed=cfg.common.seed,
@@ -73,7 +74,10 @@ def _generate(setup: GenerationSetup, out: TextIO) -> dict[str, Any]:
     quiet = cfg.common_eval.quiet
     strip = generator.symbols_to_strip_from_output
     decode_fn = setup.decode_fn
-    scorer = build_scorer(cfg.scoring, tgt_dict)
+    scoring = cfg.scoring
+    if cfg.generation.sacrebleu and cfg_name(scoring) in (None, "bleu"):
+        scoring = "sacrebleu"  # what --sacrebleu's help says (fairseq 0.12.2 only silenced a warning)
+    scorer = build_scorer(scoring, tgt_dict)
     prefix_size = cfg.generation.prefix_size
 
     num_sentences, num_tokens, gen_time = 0, 0, 0.0

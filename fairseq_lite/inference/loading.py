@@ -30,7 +30,7 @@ EXTRA_COMPONENTS = ("scoring", "bpe", "tokenizer")
 class GenerationSetup:
     cfg: Any
     task: Any
-    model: torch.nn.Module
+    models: list[torch.nn.Module]  # one per checkpoint of --path a.pt:b.pt (an ensemble)
     generator: Any
     device: torch.device
     encode_fn: Callable[[str], str]
@@ -98,14 +98,19 @@ def prepare(prog: str, description: str, argv: Sequence[str], groups: Sequence[s
     wants_help = "-h" in argv or "--help" in argv
     if not path and not wants_help:
         raise ConfigError("--path is required: the checkpoint to generate with (e.g. checkpoints/checkpoint_best.pt)")
-    if path and os.pathsep in path and not os.path.isfile(path):
-        raise ConfigError(f"--path {path}: generating with an ensemble of checkpoints is not supported; give one file")
+    paths = checkpoint_paths(path) if path else []
     user_dir = _flag_value(argv, "--user-dir")
     import_components(user_dir)
     for package in ("fairseq_lite.scoring", "fairseq_lite.data.encoders"):
         importlib.import_module(package)  # registers scorers and bpe, were start-up not to
     # The checkpoint decides the task, so its flags (--source-lang, --sample-break-mode, ...) exist.
-    task_name = checkpoint_task_name(path, user_dir) if path else "translation"
+    task_name = checkpoint_task_name(paths[0], user_dir) if paths else "translation"
+    for other in paths[1:]:
+        if checkpoint_task_name(other, user_dir) != task_name:
+            raise ConfigError(
+                f"--path: the checkpoints of an ensemble must share a task: {paths[0]} was trained with "
+                f"'{task_name}', {other} with '{checkpoint_task_name(other)}'"
+            )
     parser = LegacyParser(
         prog,
         description,
@@ -119,7 +124,17 @@ def prepare(prog: str, description: str, argv: Sequence[str], groups: Sequence[s
         raise ConfigError(f"--task {selectors.task}: the checkpoint {path} was trained with task '{task_name}'")
     values = {key: value for dest, value in given.items() for key in targets[dest]}
 
-    cfg, task, model = load_for_command(path, values, groups)
+    # fairseq's ensemble: the first checkpoint's config and task, every checkpoint's model
+    cfg, task, model = load_for_command(paths[0], values, groups)
+    models = [model]
+    for other in paths[1:]:
+        _, other_task, other_model = load_for_command(other, values, groups)
+        if other_task.target_dictionary != task.target_dictionary:
+            raise ConfigError(
+                f"--path: the checkpoints of an ensemble must share the target dictionary; {other}'s differs "
+                f"from {paths[0]}'s"
+            )
+        models.append(other_model)
     for kind in EXTRA_COMPONENTS:
         kind_values = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith(kind + ".")}
         cfg[kind] = build_component(kind, getattr(selectors, kind), kind_values)
@@ -134,14 +149,20 @@ def prepare(prog: str, description: str, argv: Sequence[str], groups: Sequence[s
 
     torch.manual_seed(cfg.common.seed)  # sampling is reproducible for a given --seed
     device = select_device(cfg)
-    model.to(device)
-    model.eval()
+    for m in models:
+        m.to(device)
+        m.eval()
     try:
-        generator = build_generator(task, [model], gen)
+        generator = build_generator(task, models, gen)
     except ValueError as e:
         raise ConfigError(str(e)) from e
     encode_fn, decode_fn = _text_codecs(cfg)
-    return GenerationSetup(cfg, task, model, generator, device, encode_fn, decode_fn)
+    return GenerationSetup(cfg, task, models, generator, device, encode_fn, decode_fn)
+
+
+def checkpoint_paths(path: str) -> list[str]:
+    """--path: one checkpoint, or an ensemble as fairseq writes it (a.pt:b.pt)."""
+    return [path] if os.path.isfile(path) else [p for p in path.split(os.pathsep) if p]
 
 
 def _text_codecs(cfg: Any) -> tuple[Callable[[str], str], Callable[[str], str]]:

@@ -85,6 +85,10 @@ def check_batching(cfg: Any) -> None:
         )
 
 
+# torch.distributed's backends (fairseq's --distributed-backend); nccl needs GPUs, gloo runs anywhere.
+DISTRIBUTED_BACKENDS = ("nccl", "gloo", "mpi", "ucc")
+
+
 def check_device_and_precision(cfg: Any) -> None:
     dt = cfg.distributed_training
     world_size = dt.distributed_world_size
@@ -107,6 +111,21 @@ def check_device_and_precision(cfg: Any) -> None:
         raise ConfigError(
             f"{key('common.memory_efficient_fp16')} does not work with optimizer '{optimizer}' (it works with "
             f"{', '.join(MEMORY_EFFICIENT_OPTIMIZERS)}); use {setting('common.fp16', True)}"
+        )
+    on_gpu = torch.cuda.is_available() and not cfg.common.cpu
+    if cfg.common.profile and not on_gpu:
+        raise ConfigError(
+            f"{key('common.profile')} emits NVTX ranges for CUDA profilers (nsys, nvprof): it needs a GPU; for a "
+            "CPU profile run under `python -m cProfile` or torch.profiler"
+        )
+    if dt.distributed_backend is not None and dt.distributed_backend not in DISTRIBUTED_BACKENDS:
+        raise ConfigError(
+            f"{setting('distributed_training.distributed_backend', dt.distributed_backend)} is invalid: it must be "
+            f"one of: {', '.join(DISTRIBUTED_BACKENDS)}"
+        )
+    if dt.distributed_backend == "nccl" and not on_gpu and world_size > 1:
+        raise ConfigError(
+            f"{setting('distributed_training.distributed_backend', 'nccl')} needs CUDA GPUs; on CPU use gloo"
         )
     if launched_by_torchrun():
         return

@@ -6,6 +6,7 @@ patience, or a signal. Both training commands call `train(cfg)`.
 checkpoint manager, the clocks, the stop signal and the best validation metric (with patience).
 """
 
+import contextlib
 import logging
 import math
 import signal
@@ -68,6 +69,17 @@ class BestMetric:
         self.num_bad_validations = extra.get("num_bad_validations", 0)
 
 
+@contextlib.contextmanager
+def nvtx_profiling(enabled: bool):
+    """common.profile, as fairseq: the run between cudaProfilerStart/Stop, each autograd op an NVTX range,
+    for `nsys profile --capture-range=cudaProfilerApi` (checks.py refuses it without a GPU)."""
+    if not enabled:
+        yield
+        return
+    with torch.cuda.profiler.profile(), torch.autograd.profiler.emit_nvtx():
+        yield
+
+
 def train(cfg: Any, stop_signals: Sequence[int] = DEFAULT_SIGNALS) -> float | None:
     """Train as the config says; returns the best validation value of best_checkpoint_metric."""
     check_training_config(cfg)
@@ -106,7 +118,7 @@ class TrainingLoop:
         self.clocks.wall.start()
         max_epoch = self.cfg.optimization.max_epoch or math.inf
         lr = self.trainer.get_lr()
-        with GracefulStop(stop_signals) as self.stop:
+        with GracefulStop(stop_signals) as self.stop, nvtx_profiling(self.cfg.common.profile):
             while self.epoch_itr.next_epoch_idx <= max_epoch:
                 if lr <= self.cfg.optimization.stop_min_lr:
                     logger.info(

@@ -218,7 +218,15 @@ class Trainer:
         self.num_updates += 1
         self.lr_scheduler.step_update(self.num_updates)
         self._log_update(totals, outputs, gnorm, clip_norm)
+        self._maybe_empty_cache()
         return {**totals, "gnorm": gnorm}
+
+    def _maybe_empty_cache(self) -> None:
+        """common.empty_cache_freq: hand the CUDA caching allocator's free blocks back every that many
+        updates (after updates 1, 1 + f, 1 + 2f, ... as fairseq), for runs whose batch shapes vary a lot."""
+        freq = self.cfg.common.empty_cache_freq
+        if freq > 0 and (self.num_updates + freq - 1) % freq == 0 and self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def _log_update(self, totals: dict[str, float], outputs: list[dict[str, Any]], gnorm: float, clip_norm: float):
         """Log the update into the active metrics aggregators as fairseq's trainer does: its own
