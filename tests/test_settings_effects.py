@@ -73,3 +73,24 @@ def test_no_early_stop_says_it_does_nothing(caplog):
     with caplog.at_level(logging.WARNING):
         build_generator(SimpleNamespace(target_dictionary=D), [TinyModel(D, encoder=True)], {"no_early_stop": True})
     assert any("--no-early-stop is deprecated and has no effect" in r.getMessage() for r in caplog.records)
+
+
+def test_retain_dropout_keeps_dropout_on_while_generating():
+    from test_transformer import LONG, tiny_model
+
+    from fairseq_lite.generation import retain_dropout
+
+    model = tiny_model(dropout=0.3)
+    model.decoder.layerdrop = 0.5
+    src, lengths, prev = torch.LongTensor([LONG]), torch.LongTensor([len(LONG)]), torch.LongTensor([[2, 5, 9]])
+    with torch.no_grad():
+        assert torch.equal(model(src, lengths, prev)[0], model(src, lengths, prev)[0])  # eval: deterministic
+        retain_dropout([model])
+        assert not torch.equal(model(src, lengths, prev)[0], model(src, lengths, prev)[0])
+    assert model.decoder.layerdrop == 0.0  # LayerDrop is no dropout module in fairseq: it stays off
+
+    model = tiny_model(dropout=0.3).eval()
+    retain_dropout([model], ["TransformerDecoderLayer"])
+    assert all(layer.training for layer in model.decoder.layers) and not model.encoder.training
+    with pytest.raises(ConfigError, match="has no module of class Foo"):
+        retain_dropout([model], ["Foo"])

@@ -66,7 +66,8 @@ def cfg_field(default: Any = MISSING, help: str = "", *, default_factory: Any = 
 
 
 def eval_str_list(value: Any, type=float) -> list[Any] | None:
-    """Accept '[0.1, 0.2]', '(0.9, 0.98)', 0.25, [0.25] and return a list of `type`.
+    """Accept '[0.1, 0.2]', '(0.9, 0.98)', 0.25, [0.25] and return a list of `type`; for strings also
+    bare comma-separated words ('TransformerEncoderLayer,TransformerDecoderLayer').
 
     fairseq users write list-valued options both ways (e.g. `--adam-betas '(0.9, 0.98)'`).
     """
@@ -78,7 +79,9 @@ def eval_str_list(value: Any, type=float) -> list[Any] | None:
         try:
             value = ast.literal_eval(value)
         except (ValueError, SyntaxError) as e:
-            raise ValueError(f"cannot parse {value!r} as a list of {type.__name__}") from e
+            if type is not str or not value.strip() or value.lstrip()[:1] in "[(\"'":
+                raise ValueError(f"cannot parse {value!r} as a list of {type.__name__}") from e
+            value = [word.strip() for word in value.split(",") if word.strip()]
     if isinstance(value, (int, float)):
         value = [value]
     try:

@@ -236,6 +236,12 @@ class GenerationConfig(FairseqDataclass):
     score_reference: bool = cfg_field(
         False, "just score the reference translation: its log-probability per token under the model(s)"
     )
+    retain_dropout: bool = cfg_field(False, "Use dropout at inference time")
+    retain_dropout_modules: list[str] | None = cfg_field(
+        None,
+        "if set, only retain dropout for the specified modules (class names, e.g. TransformerDecoderLayer); "
+        "if not set, then dropout will be retained for all modules",
+    )
     print_alignment: str | None = cfg_field(
         None,
         "if set, uses attention feedback to compute and print alignment to source tokens (valid options are: "

@@ -26,6 +26,7 @@ __all__ = [
     "SequenceScorer",
     "build_generator",
     "inference_step",
+    "retain_dropout",
 ]
 
 
@@ -88,6 +89,27 @@ def build_generator(
         print_alignment=print_alignment,
         **extra,
     )
+
+
+def retain_dropout(models: Sequence[torch.nn.Module], module_names: Sequence[str] | None = None) -> None:
+    """--retain-dropout: dropout stays on while generating (for Monte-Carlo dropout), in every module or in
+    those of the classes `module_names` names (--retain-dropout-modules); LayerDrop stays off, as in
+    fairseq, where it is no dropout module."""
+    names = set(module_names or ())
+    for model in models:
+        present = {type(m).__name__ for m in model.modules()}
+        unknown = sorted(names - present)
+        if unknown:
+            raise ConfigError(
+                f"--retain-dropout-modules: {type(model).__name__} has no module of class {unknown[0]}; it has: "
+                f"{', '.join(sorted(present))}"
+            )
+        for module in model.modules() if names else [model]:
+            if not names or type(module).__name__ in names:
+                module.train()
+        for module in model.modules():
+            if isinstance(getattr(module, "layerdrop", None), float):
+                module.layerdrop = 0.0
 
 
 def inference_step(

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from fairseq_lite.checkpoint.inference import load_for_command, plugin_dir
 from fairseq_lite.checkpoint.io import read_checkpoint
 from fairseq_lite.errors import CheckpointError, ConfigError
-from fairseq_lite.generation import build_generator
+from fairseq_lite.generation import build_generator, retain_dropout
 from fairseq_lite.options.initialize import import_components
 from fairseq_lite.options.legacy_args import LegacyParser
 from fairseq_lite.registry import COMPONENT_REGISTRIES, component_node
@@ -156,6 +156,8 @@ def prepare(prog: str, description: str, argv: Sequence[str], groups: Sequence[s
         generator = build_generator(task, models, gen)
     except ValueError as e:
         raise ConfigError(str(e)) from e
+    if gen.retain_dropout:
+        retain_dropout(models, gen.retain_dropout_modules)
     encode_fn, decode_fn = _text_codecs(cfg)
     return GenerationSetup(cfg, task, models, generator, device, encode_fn, decode_fn)
 
