@@ -83,10 +83,15 @@ setup(
         "tensorboard>=2.12",
         "tqdm>=4.60",
         "sacrebleu>=2.3",
+        # fairseq's --tokenizer moses, --bpe subword_nmt/fastbpe and --bpe gpt2/hf_byte_bpe (data/encoders)
+        "sacremoses>=0.0.53",
+        "subword-nmt>=0.3.8",
+        "tokenizers>=0.13",
     ],
     extras_require={
         # Hydra plugins fairseq-hydra-train is tested with: SLURM launching and Optuna sweeps.
         "slurm": ["hydra-submitit-launcher>=1.2"],
+        "nltk": ["nltk>=3.8"],  # --tokenizer nltk (its punkt model is a separate download)
         "sweep": ["hydra-optuna-sweeper>=1.2"],
         # ruff is pinned: another version could format the same code differently and fail the check.
         # transformers 4.34 is the last with TransfoXL, the model of fairseq's examples/truncated_bptt
@@ -97,6 +102,7 @@ setup(
             "hydra-optuna-sweeper>=1.2",
             "ruff==0.16.9",
             "transformers==4.34.1",
+            "nltk>=3.8",
         ],
     },
     ext_modules=ext_modules,

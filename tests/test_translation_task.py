@@ -10,10 +10,12 @@ import pytest
 import torch
 from conftest import reduced_metrics
 
+from fairseq_lite.dataclass.configs import GenerationConfig
 from fairseq_lite.errors import DataError
+from fairseq_lite.generation import build_generator
 from fairseq_lite.options.compose import compose_config
 from fairseq_lite.registry import TASK_REGISTRY
-from fairseq_lite.tasks.translation import bleu_from_stats, greedy_decode, infer_language_pair
+from fairseq_lite.tasks.translation import bleu_from_stats, infer_language_pair
 from fairseq_lite.training import train
 
 TSV = Path(__file__).resolve().parent.parent / "examples" / "translation" / "data" / "kjv_rv1909.en-es.subset.tsv"
@@ -134,29 +136,16 @@ def test_batches_and_positions(bilingual_bin, tmp_path):
     assert batch["net_input"]["prev_output_tokens"][:, 0].eq(task.target_dictionary.eos()).all()
 
 
-def test_greedy_decode_is_the_argmax_of_the_full_forward(bilingual_bin, tmp_path):
-    task, model, _ = built(bilingual_bin, tmp_path)
-    task.load_dataset("valid")
-    batch = task.dataset("valid").collater([task.dataset("valid")[i] for i in range(6)])
-    net = batch["net_input"]
-    eos, pad = task.target_dictionary.eos(), task.target_dictionary.pad()
-    hyps = greedy_decode(model, net["src_tokens"], net["src_lengths"], eos, pad, max_len_b=7)
-    for i, hyp in enumerate(hyps):
-        assert 1 <= len(hyp) <= 7 and not hyp.eq(eos).any()
-        prev = torch.cat([torch.LongTensor([eos]), hyp]).unsqueeze(0)
-        with torch.no_grad():
-            logits, _ = model(net["src_tokens"][i : i + 1], net["src_lengths"][i : i + 1], prev)
-        logits[..., pad] = -float("inf")
-        logits[0, 0, eos] = -float("inf")  # min_len 1: no eos first
-        assert torch.equal(logits[0, : len(hyp)].argmax(-1), hyp)
-
-
 def test_eval_bleu_statistics_sum_to_corpus_bleu(bilingual_bin, tmp_path):
     import sacrebleu
 
     task, model, criterion = built(
-        bilingual_bin, tmp_path, extra=["task.eval_bleu=true", "task.eval_bleu_args='{\"max_len_b\": 8}'"]
+        bilingual_bin,
+        tmp_path,
+        extra=["task.eval_bleu=true", 'task.eval_bleu_args=\'{"beam": 3, "max_len_b": 8, "lenpen": 1.5}\''],
     )
+    # validation decodes with fairseq-generate's beam search and eval_bleu_args' options
+    generator = build_generator(task, [model], GenerationConfig(beam=3, max_len_b=8, lenpen=1.5))
     task.load_dataset("valid")
     dataset = task.dataset("valid")
     totals, hyps, refs = {}, [], []
@@ -165,18 +154,8 @@ def test_eval_bleu_statistics_sum_to_corpus_bleu(bilingual_bin, tmp_path):
         for key, value in log.items():
             totals[key] = totals.get(key, 0) + value
         tgt = task.target_dictionary
-        for hyp, ref in zip(
-            greedy_decode(
-                model,
-                batch["net_input"]["src_tokens"],
-                batch["net_input"]["src_lengths"],
-                tgt.eos(),
-                tgt.pad(),
-                max_len_b=8,
-            ),
-            batch["target"],
-        ):
-            hyps.append(tgt.string(hyp, unk_string="UNKNOWNTOKENINHYP"))
+        for hypos, ref in zip(generator.generate(batch), batch["target"]):
+            hyps.append(tgt.string(hypos[0]["tokens"], unk_string="UNKNOWNTOKENINHYP"))
             refs.append(tgt.string(ref[ref.ne(tgt.pad())], unk_string="UNKNOWNTOKENINREF"))
     assert {f"_bleu_counts_{i}" for i in range(4)} <= set(totals) and totals["_bleu_ref_len"] > 0
     expected = sacrebleu.corpus_bleu(hyps, [refs])

@@ -11,7 +11,6 @@ batches they give the corpus BLEU in `reduce_metrics`.
 
 import json
 import logging
-import math
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -28,7 +27,9 @@ from fairseq_lite.data.dictionary import Dictionary
 from fairseq_lite.data.indexed_dataset import MMapIndexedDataset
 from fairseq_lite.data.language_pair_dataset import LanguagePairDataset
 from fairseq_lite.dataclass import FairseqDataclass, cfg_field
+from fairseq_lite.dataclass.configs import GenerationConfig
 from fairseq_lite.errors import ConfigError, DataError, key, setting
+from fairseq_lite.generation import build_generator, inference_step
 from fairseq_lite.logging import metrics
 from fairseq_lite.registry import TOKENIZER_REGISTRY, component_node, register_task
 from fairseq_lite.tasks.fairseq_task import FairseqTask
@@ -78,7 +79,7 @@ class TranslationConfig(FairseqDataclass):
     )
     eval_bleu_detok_args: str | None = cfg_field("{}", "args for building the tokenizer, if needed, as JSON string")
     eval_tokenized_bleu: bool = cfg_field(False, "compute tokenized BLEU instead of sacrebleu")
-    eval_bleu_remove_bpe: str | None = cfg_field(None, "remove BPE before computing BLEU")
+    eval_bleu_remove_bpe: str | None = cfg_field(None, "remove BPE before computing BLEU", argparse_const="@@ ")
     eval_bleu_print_samples: bool = cfg_field(False, "print sample generations during validation")
 
 
@@ -139,50 +140,6 @@ class TruncatedSource(torch.utils.data.Dataset):
         return torch.cat([body[: self.max_len - 1], body.new_tensor([self.eos])])
 
 
-@torch.no_grad()
-def greedy_decode(
-    model: Any,
-    src_tokens: Tensor,
-    src_lengths: Tensor,
-    eos: int,
-    pad: int,
-    max_len_a: float = 0.0,
-    max_len_b: int = 200,
-    min_len: int = 1,
-) -> list[Tensor]:
-    """Argmax decoding with the model's incremental decoder; one token tensor (no eos) per row.
-
-    Length limits follow fairseq's generator: at most min(a * src_len + b, max_decoder_positions - 1)
-    tokens before the forced eos, and no eos before `min_len` tokens.
-    """
-    bsz, src_len = src_tokens.shape
-    max_len = min(int(max_len_a * src_len + max_len_b), model.max_decoder_positions() - 1)
-    encoder_out = model.encoder(src_tokens, src_lengths=src_lengths)
-    tokens = src_tokens.new_full((bsz, 1), eos)
-    finished = torch.zeros(bsz, dtype=torch.bool, device=src_tokens.device)
-    incremental_state: dict[str, Any] = {}
-    for step in range(max_len + 1):
-        logits, _ = model.decoder(tokens, encoder_out=encoder_out, incremental_state=incremental_state)
-        lprobs = model.get_normalized_probs((logits[:, -1, :], None), log_probs=True)
-        lprobs[:, pad] = -math.inf
-        if step >= max_len:
-            lprobs[:, :eos] = -math.inf
-            lprobs[:, eos + 1 :] = -math.inf
-        elif step < min_len:
-            lprobs[:, eos] = -math.inf
-        # Finished rows keep emitting pad: they stay in the batch so the cache needs no reordering.
-        next_tokens = lprobs.argmax(dim=-1).masked_fill(finished, pad)
-        tokens = torch.cat([tokens, next_tokens.unsqueeze(1)], dim=1)
-        finished |= next_tokens.eq(eos)
-        if bool(finished.all()):
-            break
-    hyps = []
-    for row in tokens[:, 1:]:
-        ends = (row.eq(eos) | row.eq(pad)).nonzero()
-        hyps.append(row[: int(ends[0]) if len(ends) else row.numel()])
-    return hyps
-
-
 def bleu_from_stats(agg: dict[str, float]) -> float | None:
     """Corpus BLEU (sacrebleu, exp smoothing, rounded to 2 decimals as fairseq) from summed stats."""
     totals = [int(agg.get(f"_bleu_totals_{i}", 0)) for i in range(EVAL_BLEU_ORDER)]
@@ -222,7 +179,7 @@ class TranslationTask(FairseqTask):
                 import sacrebleu  # noqa: F401
             except ImportError:
                 raise ConfigError(f"{key('task.eval_bleu')} needs sacrebleu: pip install sacrebleu") from None
-            _parse_json("task.eval_bleu_args", cfg.eval_bleu_args)
+            _generation_options(cfg.eval_bleu_args)
             _parse_json("task.eval_bleu_detok_args", cfg.eval_bleu_detok_args)
             _detokenizer_entry(cfg.eval_bleu_detok)
 
@@ -308,9 +265,8 @@ class TranslationTask(FairseqTask):
         return model
 
     def _setup_bleu(self) -> None:
-        # Decoding is greedy for now: max_len_a/max_len_b/min_len are honoured, beam and lenpen
-        # are accepted (fairseq's usual '{"beam": 4, ...}') but not used yet.
-        self.bleu_gen_args = _parse_json("task.eval_bleu_args", self.cfg.eval_bleu_args)
+        # fairseq's: eval_bleu_args are generation options ('{"beam": 4, "lenpen": 0.6}'), the rest defaults
+        self.bleu_gen_args = _generation_options(self.cfg.eval_bleu_args)
         detok_args = _parse_json("task.eval_bleu_detok_args", self.cfg.eval_bleu_detok_args)
         name = self.cfg.eval_bleu_detok
         if _detokenizer_entry(name) is None:
@@ -338,21 +294,12 @@ class TranslationTask(FairseqTask):
             return self.detokenize(text)
 
         model.eval()
-        net_input = sample["net_input"]
-        args = self.bleu_gen_args
-        hyp_tokens = greedy_decode(
-            model,
-            net_input["src_tokens"],
-            net_input["src_lengths"],
-            self.tgt_dict.eos(),
-            self.tgt_dict.pad(),
-            max_len_a=float(args.get("max_len_a", 0.0)),
-            max_len_b=int(args.get("max_len_b", 200)),
-            min_len=int(args.get("min_len", 1)),
-        )
+        # the beam search of fairseq-generate, with eval_bleu_args' options
+        generator = build_generator(self, [model], self.bleu_gen_args)
+        hypos = inference_step(generator, self, sample)
         hyps, refs = [], []
-        for hyp, ref in zip(hyp_tokens, sample["target"]):
-            hyps.append(decode(hyp, "UNKNOWNTOKENINHYP"))
+        for sentence, ref in zip(hypos, sample["target"]):
+            hyps.append(decode(sentence[0]["tokens"], "UNKNOWNTOKENINHYP"))
             # Distinct unk strings: an <unk> in the reference must never count as a match.
             refs.append(decode(ref[ref.ne(self.tgt_dict.pad())], "UNKNOWNTOKENINREF"))
         if self.cfg.eval_bleu_print_samples:
@@ -417,8 +364,24 @@ def _detokenizer_entry(name: str | None) -> Any:
         return None
     raise ConfigError(
         f"{setting('task.eval_bleu_detok', repr(name))} is not available (tokenizers: "
-        f"{', '.join(['space'] + TOKENIZER_REGISTRY.choices())})"
+        f"{', '.join(TOKENIZER_REGISTRY.choices())})"
     )
+
+
+def _generation_options(text: str | None) -> Any:
+    """task.eval_bleu_args as a GenerationConfig; a key that is no generation option is a one-line error."""
+    args = _parse_json("task.eval_bleu_args", text)
+    node = OmegaConf.structured(GenerationConfig)
+    for name, value in args.items():
+        if name not in node:
+            raise ConfigError(
+                f"{key('task.eval_bleu_args')}: '{name}' is not a generation option (e.g. beam, lenpen, max_len_b)"
+            )
+        try:
+            node[name] = value
+        except Exception as e:
+            raise ConfigError(f"{key('task.eval_bleu_args')}: {name}={value!r} is invalid: {e}") from None
+    return node
 
 
 def _parse_json(name: str, text: str | None) -> dict[str, Any]:
