@@ -220,6 +220,30 @@ def test_sacrebleu_flag_scores_with_sacrebleu(capsys):
         assert lines[-1] == expected
 
 
+@pytest.mark.parametrize(
+    "name,flags",
+    [
+        ("diverse_beam", ["--diverse-beam-groups", "2", "--diverse-beam-strength", "0.5"]),
+        ("diverse_siblings", ["--diversity-rate", "0.5"]),
+    ],
+)
+def test_diverse_searches_give_fairseqs_hypotheses(capsys, name, flags):
+    """Diverse beam search (--diverse-beam-groups) and diverse siblings (--diversity-rate): fairseq's
+    4-best lists, in fairseq's order, with its scores."""
+    lines = generate_lines(capsys, "--beam", "4", "--nbest", "4", "--max-len-b", "12", *flags)
+    ours = [line.split("\t") for line in lines if line.startswith("H-")]
+    theirs = (CHECKPOINTS / f"transformer_iwslt_de_en.generate_valid.{name}.txt").read_text(encoding="utf-8")
+    theirs = [line.split("\t") for line in theirs.splitlines()]
+    assert len(theirs) == 160
+    by_sentence = {}
+    for tag, score, text in ours:
+        by_sentence.setdefault(tag, []).append((text, float(score)))
+    for tag in {t for t, _, _ in theirs}:
+        expected = [(text, float(score)) for t, score, text in theirs if t == tag]
+        assert [t for t, _ in by_sentence[tag]] == [t for t, _ in expected], tag
+        assert [s for _, s in by_sentence[tag]] == pytest.approx([s for _, s in expected], abs=1e-4)
+
+
 def test_only_fairseqs_bookkeeping_is_dropped_from_the_weights():
     raw = fairseq_state(MT)["model"]
     converted = load_checkpoint_to_cpu(str(MT))

@@ -94,3 +94,20 @@ def test_retain_dropout_keeps_dropout_on_while_generating():
     assert all(layer.training for layer in model.decoder.layers) and not model.encoder.training
     with pytest.raises(ConfigError, match="has no module of class Foo"):
         retain_dropout([model], ["Foo"])
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"sampling": True, "diverse_beam_groups": 2}, "--sampling and --diverse-beam-groups choose different"),
+        ({"diversity_rate": 0.5, "match_source_len": True}, "--match-source-len and --diversity-rate choose"),
+        ({"beam": 5, "diverse_beam_groups": 2}, "--beam 5 must be divisible by --diverse-beam-groups 2"),
+    ],
+)
+def test_searches_that_cannot_go_together_are_one_line(options, message):
+    from types import SimpleNamespace
+
+    from test_sequence_generator import D, TinyModel
+
+    with pytest.raises(ConfigError, match=message):
+        build_generator(SimpleNamespace(target_dictionary=D), [TinyModel(D, encoder=True)], options)

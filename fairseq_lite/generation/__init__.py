@@ -9,7 +9,15 @@ import torch
 from torch import Tensor
 
 from fairseq_lite.errors import ConfigError
-from fairseq_lite.generation.search import BeamSearch, LengthConstrainedBeamSearch, NGramRepeatBlock, Sampling, Search
+from fairseq_lite.generation.search import (
+    BeamSearch,
+    DiverseBeamSearch,
+    DiverseSiblingsSearch,
+    LengthConstrainedBeamSearch,
+    NGramRepeatBlock,
+    Sampling,
+    Search,
+)
 from fairseq_lite.generation.sequence_generator import EnsembleModel, SequenceGenerator
 from fairseq_lite.generation.sequence_scorer import SequenceScorer
 
@@ -17,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BeamSearch",
+    "DiverseBeamSearch",
+    "DiverseSiblingsSearch",
     "EnsembleModel",
     "LengthConstrainedBeamSearch",
     "NGramRepeatBlock",
@@ -45,8 +55,23 @@ def build_generator(
     sampling = bool(_get(cfg, "sampling", False))
     topk, topp = int(_get(cfg, "sampling_topk", -1)), float(_get(cfg, "sampling_topp", -1.0))
     match_source_len = bool(_get(cfg, "match_source_len", False))
-    if sampling and match_source_len:
-        raise ConfigError("--sampling and --match-source-len cannot be used together")
+    groups, strength = int(_get(cfg, "diverse_beam_groups", -1)), float(_get(cfg, "diverse_beam_strength", 0.5))
+    diversity_rate = float(_get(cfg, "diversity_rate", -1.0))
+    chosen = [
+        flag
+        for flag, on in (
+            ("--sampling", sampling),
+            ("--diverse-beam-groups", groups > 0),
+            ("--match-source-len", match_source_len),
+            ("--diversity-rate", diversity_rate > 0),
+        )
+        if on
+    ]
+    if len(chosen) > 1:
+        raise ConfigError(f"{' and '.join(chosen)} choose different searches: use one (as in fairseq)")
+    beam = int(_get(cfg, "beam", 5))
+    if groups > 0 and beam % groups != 0:
+        raise ConfigError(f"--beam {beam} must be divisible by --diverse-beam-groups {groups}")
     if not sampling and (topk > 0 or topp > 0):
         raise ConfigError("--sampling-topk/--sampling-topp need --sampling")
     if topp > 1:
@@ -66,15 +91,19 @@ def build_generator(
     search: Search
     if sampling:
         search = Sampling(tgt_dict, topk, topp)
+    elif groups > 0:
+        search = DiverseBeamSearch(tgt_dict, groups, strength)
     elif match_source_len:
         # Tagging-style outputs exactly as long as the source.
         search = LengthConstrainedBeamSearch(tgt_dict, min_len_a=1, min_len_b=0, max_len_a=1, max_len_b=0)
+    elif diversity_rate > -1:
+        search = DiverseSiblingsSearch(tgt_dict, diversity_rate)
     else:
         search = BeamSearch(tgt_dict)
     return SequenceGenerator(
         models,
         tgt_dict,
-        beam_size=int(_get(cfg, "beam", 5)),
+        beam_size=beam,
         max_len_a=float(_get(cfg, "max_len_a", 0)),
         max_len_b=int(_get(cfg, "max_len_b", 200)),
         min_len=int(_get(cfg, "min_len", 1)),

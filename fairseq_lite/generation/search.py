@@ -72,6 +72,63 @@ class LengthConstrainedBeamSearch(Search):
         return self.beam.step(step, lprobs, scores)
 
 
+class DiverseBeamSearch(Search):
+    """Diverse beam search (Vijayakumar et al., 2016), with the Hamming diversity penalty, as fairseq's
+    --diverse-beam-groups G --diverse-beam-strength s: the beam is split into G groups (beam g, g + G, ...);
+    each group searches in turn, and a token already chosen by earlier groups at this step costs s per
+    time it was chosen."""
+
+    def __init__(self, tgt_dict, num_groups: int, diversity_strength: float):
+        super().__init__(tgt_dict)
+        self.num_groups = num_groups
+        self.diversity_strength = diversity_strength
+        self.beam = BeamSearch(tgt_dict)
+
+    def step(self, step: int, lprobs: Tensor, scores: Tensor) -> Candidates:
+        bsz, beam_size, vocab_size = lprobs.shape
+        if beam_size % self.num_groups != 0:
+            raise ValueError("DiverseBeamSearch requires --beam to be divisible by the number of groups")
+        chosen = lprobs.new_zeros(bsz, vocab_size)  # how often each token was picked by earlier groups
+        groups = []
+        for g in range(self.num_groups):
+            lprobs_g = lprobs[:, g :: self.num_groups, :]
+            if g > 0:
+                lprobs_g = lprobs_g - self.diversity_strength * chosen.unsqueeze(1)
+            cand_scores, cand_tokens, cand_beams = self.beam.step(
+                step, lprobs_g.contiguous(), scores[:, g :: self.num_groups, :]
+            )
+            groups.append((cand_scores, cand_tokens, cand_beams * self.num_groups + g))
+            chosen.scatter_add_(1, cand_tokens, torch.ones_like(cand_tokens, dtype=chosen.dtype))
+        # interleaved, as fairseq: candidate j of group 0, of group 1, ..., then candidate j + 1
+        return tuple(torch.stack(parts, dim=2).view(bsz, -1) for parts in zip(*groups))
+
+
+class DiverseSiblingsSearch(Search):
+    """Beam search with diverse siblings (Li et al., 2016), as fairseq's --diversity-rate r: the k-th best
+    continuation of each hypothesis loses k * r before the beams compete, and keeps that penalty in its
+    score. r = 0 is beam search."""
+
+    def __init__(self, tgt_dict, diversity_rate: float):
+        super().__init__(tgt_dict)
+        self.diversity_rate = diversity_rate
+        self.beam = BeamSearch(tgt_dict)
+
+    def step(self, step: int, lprobs: Tensor, scores: Tensor) -> Candidates:
+        if step == 0:
+            return self.beam.step(step, lprobs, scores)
+        bsz, beam_size, vocab_size = lprobs.shape
+        k = min(2 * beam_size, beam_size * vocab_size - 1)  # as beam search: never as far as pad
+        siblings = min(k, vocab_size)
+        lprobs = lprobs + scores[:, :, step - 1].unsqueeze(-1)
+        sibling_scores, sibling_tokens = torch.topk(lprobs, siblings, dim=-1)  # bsz x beam x siblings, best first
+        rank = torch.arange(1, siblings + 1, device=lprobs.device, dtype=lprobs.dtype)
+        sibling_scores = sibling_scores - rank * self.diversity_rate
+        cand_scores, flat = torch.topk(sibling_scores.view(bsz, -1), k)
+        cand_beams = torch.div(flat, siblings, rounding_mode="trunc")
+        cand_tokens = sibling_tokens.view(bsz, -1).gather(1, flat)
+        return cand_scores, cand_tokens, cand_beams
+
+
 class Sampling(Search):
     """Each beam slot samples its next token: from the whole distribution, the top k, or the
     smallest set holding probability mass p (nucleus sampling, Holtzman et al. 2019)."""
