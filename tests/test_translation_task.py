@@ -343,3 +343,27 @@ def test_prepare_script_writes_sentencepiece_splits(tmp_path, monkeypatch):
     assert pieces[0] == bpe.encode(raw[0]) and "\u2581" in pieces[0]
     assert [bpe.decode(p) for p in pieces] == [" ".join(r.split()) for r in raw]
     assert bpe.is_beginning_of_word(pieces[0].split()[0]) and bpe.is_beginning_of_word("</s>")
+
+
+def test_training_combines_numbered_shards_with_the_primary_upsampled(bilingual_bin, tmp_path):
+    """fairseq's train, train1, train2, ...: one training set, the first shard repeated --upsample-primary
+    times; validation and generation read the named split alone."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(bilingual_bin, data)
+    for path in list(data.glob("train.en-es.*")):
+        shutil.copy(path, data / path.name.replace("train.", "train1.", 1))
+    for upsample, expected in ((-1, 600), (3, 1200)):
+        cfg = compose_config(overrides(data, tmp_path / "ck", extra=[f"task.upsample_primary={upsample}"]))
+        task = TASK_REGISTRY.build(cfg.task)
+        task.load_dataset("train", combine=True)
+        assert len(task.dataset("train")) == expected
+        task.load_dataset("train")
+        assert len(task.dataset("train")) == 300
+    # the trainer asks for the combined set
+    from fairseq_lite.training.build import build_trainer
+
+    trainer = build_trainer(compose_config(overrides(data, tmp_path / "ck2")))
+    trainer.get_train_iterator(epoch=1)
+    assert len(trainer.task.dataset("train")) == 600

@@ -23,6 +23,7 @@ from omegaconf import II, MISSING, OmegaConf
 from torch import Tensor
 
 from fairseq_lite.criterions.fairseq_criterion import sum_logs
+from fairseq_lite.data.concat_dataset import ConcatDataset
 from fairseq_lite.data.dictionary import Dictionary
 from fairseq_lite.data.indexed_dataset import MMapIndexedDataset
 from fairseq_lite.data.language_pair_dataset import LanguagePairDataset
@@ -57,7 +58,11 @@ class TranslationConfig(FairseqDataclass):
     left_pad_target: bool = cfg_field(False, "pad the target on the left")
     max_source_positions: int = cfg_field(1024, "max number of tokens in the source sequence")
     max_target_positions: int = cfg_field(1024, "max number of tokens in the target sequence")
-    upsample_primary: int = cfg_field(-1, "the amount of upsample primary dataset (not supported: keep -1)")
+    upsample_primary: int = cfg_field(
+        -1,
+        "the amount of upsample primary dataset: with train1, train2, ... next to train, train is repeated this "
+        "many times (-1: once)",
+    )
     truncate_source: bool = cfg_field(False, "truncate source to max-source-positions")
     num_batch_buckets: int = cfg_field(
         0,
@@ -170,10 +175,6 @@ class TranslationTask(FairseqTask):
     # --- checks before a run ----------------------------------------------------------------
     @classmethod
     def check_config(cls, cfg: Any) -> None:
-        if cfg.upsample_primary != -1:
-            raise ConfigError(
-                f"{key('task.upsample_primary')} is not supported (it only applies to combined shards); keep -1"
-            )
         if cfg.eval_bleu:
             try:
                 import sacrebleu  # noqa: F401
@@ -220,15 +221,23 @@ class TranslationTask(FairseqTask):
             paths = paths[:1]  # valid and test data always come from the first directory
         data_path = paths[(epoch - 1) % len(paths)]
         src, tgt = self.cfg.source_lang, self.cfg.target_lang
-        prefix = _pair_prefix(data_path, split, src, tgt)
-        if os.path.exists(os.path.join(data_path, f"{split}1.{src}-{tgt}.{src}.idx")):
-            logger.warning(f"{split}1.*: extra shards of '{split}' are not combined; only '{split}' is used")
-
-        src_dataset: Any = MMapIndexedDataset(prefix + src)
-        if self.cfg.truncate_source:
-            src_dataset = TruncatedSource(src_dataset, self.cfg.max_source_positions, self.src_dict.eos())
-        tgt_dataset = MMapIndexedDataset(prefix + tgt) if MMapIndexedDataset.exists(prefix + tgt) else None
-        logger.info(f"{data_path} {split} {src}-{tgt} {len(src_dataset)} examples")
+        sources, targets = [], []
+        # fairseq's shards: with combine (the training split), train, train1, train2, ... as one dataset
+        for name, prefix in _split_shards(data_path, split, src, tgt, combine):
+            shard: Any = MMapIndexedDataset(prefix + src)
+            if self.cfg.truncate_source:
+                shard = TruncatedSource(shard, self.cfg.max_source_positions, self.src_dict.eos())
+            sources.append(shard)
+            targets.append(MMapIndexedDataset(prefix + tgt) if MMapIndexedDataset.exists(prefix + tgt) else None)
+            logger.info(f"{data_path} {name} {src}-{tgt} {len(shard)} examples")
+        if any(t is None for t in targets) and not all(t is None for t in targets):
+            raise DataError(f"{data_path}: some shards of '{split}' have the {tgt} side and some do not")
+        src_dataset, tgt_dataset = sources[0], targets[0]
+        if len(sources) > 1:
+            # the first shard repeated upsample_primary times (e.g. real data next to back-translations)
+            ratios = [max(1, self.cfg.upsample_primary)] + [1] * (len(sources) - 1)
+            src_dataset = ConcatDataset(sources, ratios)
+            tgt_dataset = ConcatDataset(targets, ratios) if targets[0] is not None else None
         self.datasets[split] = LanguagePairDataset(
             src_dataset,
             src_dataset.sizes,
@@ -343,6 +352,19 @@ def _load_dictionaries(data_dir: str, src: str, tgt: str) -> tuple[Dictionary, D
         if getattr(src_dict, name)() != getattr(tgt_dict, name)():
             raise DataError(f"dict.{src}.txt and dict.{tgt}.txt disagree on the {name} index")
     return src_dict, tgt_dict
+
+
+def _split_shards(data_dir: str, split: str, src: str, tgt: str, combine: bool) -> list[tuple[str, str]]:
+    """(name, prefix) of `split` and, with combine, of its numbered shards split1, split2, ... that exist."""
+    shards = [(split, _pair_prefix(data_dir, split, src, tgt))]
+    k = 1
+    while combine:
+        try:
+            shards.append((f"{split}{k}", _pair_prefix(data_dir, f"{split}{k}", src, tgt)))
+        except DataError:
+            break
+        k += 1
+    return shards
 
 
 def _pair_prefix(data_dir: str, split: str, src: str, tgt: str) -> str:

@@ -102,7 +102,7 @@ class Trainer:
     def get_train_iterator(self, epoch: int, load_dataset: bool = True) -> EpochBatchIterator:
         ds = self.cfg.dataset
         if load_dataset:
-            self.task.load_dataset(ds.train_subset, epoch=epoch)
+            self.task.load_dataset(ds.train_subset, epoch=epoch, combine=True)  # as fairseq: train1, train2, ...
         return self.task.get_batch_iterator(
             dataset=self.task.dataset(ds.train_subset),
             max_tokens=ds.max_tokens,
