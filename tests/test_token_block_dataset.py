@@ -234,3 +234,23 @@ def test_sizes_api():
     assert ds.num_tokens(3) == ds.size(3) == 6
     assert ds.num_tokens_vec(np.array([0, 3])).tolist() == [3, 6]
     assert ds.can_reuse_epoch_itr_across_epochs
+
+
+def test_language_modeling_trains_on_numbered_shards(tiny_data_bin, tmp_path):
+    """fairseq's train, train1, ...: the training split is their concatenation (combine=True)."""
+    import shutil
+
+    from conftest import tiny_lm_overrides
+
+    from fairseq_lite.options.compose import compose_config
+    from fairseq_lite.registry import TASK_REGISTRY
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data_bin, data)
+    for suffix in ("bin", "idx"):
+        shutil.copy(data / f"train.{suffix}", data / f"train1.{suffix}")
+    task = TASK_REGISTRY.build(compose_config(tiny_lm_overrides(data, tmp_path / "ck")).task)
+    task.load_dataset("train")
+    single = len(task.dataset("train"))
+    task.load_dataset("train", combine=True)
+    assert len(task.dataset("train")) == 2 * single

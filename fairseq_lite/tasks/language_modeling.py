@@ -9,6 +9,7 @@ from omegaconf import II, MISSING
 
 from fairseq_lite.data.dictionary import Dictionary
 from fairseq_lite.data.indexed_dataset import MMapIndexedDataset
+from fairseq_lite.data.indexed_dataset_loading import load_indexed_dataset
 from fairseq_lite.data.monolingual_dataset import MonolingualDataset
 from fairseq_lite.data.token_block_dataset import TokenBlockDataset
 from fairseq_lite.dataclass import ChoiceEnum, FairseqDataclass, cfg_field
@@ -119,7 +120,8 @@ class LanguageModelingTask(FairseqTask):
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs) -> None:
         paths = data_paths(self.cfg.data)
         data_path = paths[(epoch - 1) % len(paths)]
-        dataset = MMapIndexedDataset(split_prefix(data_path, split))
+        # with combine (the training split): split, split1, split2, ... as one dataset, as fairseq
+        dataset = load_indexed_dataset(split_prefix(data_path, split), self.dictionary, combine=combine)
         break_mode = str(self.cfg.sample_break_mode)
         blocks = TokenBlockDataset(
             dataset,
