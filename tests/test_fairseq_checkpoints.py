@@ -333,16 +333,29 @@ def test_a_fairseq_option_fairseq_lite_lacks_is_a_one_line_error(tmp_path, group
 
 
 def test_training_components_fairseq_lite_lacks_are_left_out_for_inference(tmp_path):
-    """cpu_adam, reduce_lr_on_plateau, gpt2 bpe, moses: they shaped the training run, not the network."""
+    """cpu_adam and the bert BPE (fairseq's hf_bert_bpe): they shaped the training run, not the network;
+    what fairseq-lite has (moses) is kept."""
     state = fairseq_state(MT)
     state["cfg"]["optimizer"] = {"_name": "cpu_adam", "fp16_adam_stats": False}
     state["cfg"]["lr_scheduler"] = {"_name": "reduce_lr_on_plateau"}
-    state["cfg"]["bpe"] = {"_name": "gpt2"}
+    state["cfg"]["bpe"] = {"_name": "bert"}
     state["cfg"]["tokenizer"] = {"_name": "moses"}
     path = tmp_path / "nag.pt"
     torch.save(state, path)
     cfg, _, model = load_model_for_inference(str(path), task_overrides={"data": str(FIXTURES / "joined")})
     assert cfg.model._name == "transformer" and cfg.optimizer is None and cfg.bpe is None
+    assert cfg.tokenizer._name == "moses"
     _, _, reference = load_model_for_inference(str(MT), task_overrides={"data": str(FIXTURES / "joined")})
     for (name, a), (_, b) in zip(model.state_dict().items(), reference.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_eval_lm_ensembles_average_the_models_probabilities(caplog):
+    """--path a.pt:b.pt: two copies of a model score as that model; two different models score at most
+    the mean of their losses (the log of averaged probabilities is at least the averaged logs)."""
+    one, _ = eval_lm_lines(caplog)
+    copies, _ = eval_lm_lines(caplog, "--path", f"{LM}:{LM}")
+    assert copies["loss"] == pytest.approx(one["loss"], abs=1e-6)
+    other, _ = eval_lm_lines(caplog, "--path", str(CHECKPOINTS / "adaptive_lm.pt"))
+    both, _ = eval_lm_lines(caplog, "--path", f"{LM}:{CHECKPOINTS / 'adaptive_lm.pt'}")
+    assert both["loss"] <= (one["loss"] + other["loss"]) / 2 and both["loss"] != one["loss"]

@@ -5,6 +5,7 @@ token (an ensemble averages probabilities, as in generation) and the score fairs
 the reference's length (no length penalty).
 """
 
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -50,6 +51,13 @@ def target_log_probs(
     return torch.cat(pieces).view_as(target).masked_fill(target.eq(pad_idx), 0.0)
 
 
+def average_log_probs(log_probs: Sequence[Tensor]) -> Tensor:
+    """An ensemble's log-probabilities: the log of the models' averaged probabilities (fairseq's)."""
+    if len(log_probs) == 1:
+        return log_probs[0]
+    return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(log_probs))
+
+
 class SequenceScorer(nn.Module):
     def __init__(
         self,
@@ -81,7 +89,7 @@ class SequenceScorer(nn.Module):
         if isinstance(sample, (list, tuple, nn.Module)):  # fairseq's generate(models, sample, ...)
             sample = args[0]
         target = sample["target"]
-        probs, attn = None, None
+        log_probs, attn = [], None
         for m in self.model.models:
             decoder = getattr(m, "decoder", None)
             asked = getattr(decoder, "need_attn", None)
@@ -92,18 +100,17 @@ class SequenceScorer(nn.Module):
             finally:
                 if asked is not None:
                     decoder.need_attn = asked
-            logp = target_log_probs(m, net_output, sample, self.pad, normalizes_with_log_softmax(m), self.softmax_batch)
-            one = logp if len(self.model.models) == 1 else logp.exp()
-            probs = one if probs is None else probs + one
+            fused = normalizes_with_log_softmax(m)
+            log_probs.append(target_log_probs(m, net_output, sample, self.pad, fused, self.softmax_batch))
             extra = net_output[1] if len(net_output) > 1 and isinstance(net_output[1], dict) else {}
             model_attn = (extra.get("attn") or [None])[0]
             if self.print_alignment is not None and model_attn is None:
                 raise ValueError(f'--print-alignment needs the decoder\'s attention: {type(m).__name__} has no "attn"')
             if model_attn is not None:
                 attn = model_attn.float() if attn is None else attn + model_attn.float()
-        if len(self.model.models) > 1:
-            probs = (probs / len(self.model.models)).log()
-            attn = attn / len(self.model.models) if attn is not None else None
+        probs = average_log_probs(log_probs)
+        if attn is not None:
+            attn = attn / len(self.model.models)
         hypos = []
         src_tokens = sample["net_input"].get("src_tokens")
         extract = extract_hard_alignment if self.print_alignment == "hard" else extract_soft_alignment

@@ -3,7 +3,6 @@
 import contextlib
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -17,7 +16,8 @@ from torch import Tensor
 from fairseq_lite.checkpoint.inference import load_for_command
 from fairseq_lite.data.lm_context_window_dataset import LMContextWindowDataset
 from fairseq_lite.errors import ConfigError
-from fairseq_lite.generation.sequence_scorer import target_log_probs
+from fairseq_lite.generation.sequence_scorer import average_log_probs, target_log_probs
+from fairseq_lite.inference.loading import checkpoint_paths
 from fairseq_lite.models.fairseq_model import normalizes_with_log_softmax
 from fairseq_lite.optim.precision import autocast_context, check_precision
 from fairseq_lite.utils import move_to_device, select_device
@@ -157,19 +157,25 @@ def score_batches(
     word_stats: bool = False,
 ) -> dict[str, float]:
     """Summed target-token negative log-likelihood (nats), the tokens scored, and the count the loss is
-    averaged over (words, with `sentences` merging BPE pieces)."""
-    model.eval()
-    fused = normalizes_with_log_softmax(model)
+    averaged over (words, with `sentences` merging BPE pieces). `model` may be a list: an ensemble, whose
+    probabilities are averaged (--path a.pt:b.pt)."""
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    for m in models:
+        m.eval()
+    fused = [normalizes_with_log_softmax(m) for m in models]
     nll_sum, ntokens = 0.0, 0
     for sample in batches:
         if not sample:
             continue
         sample = move_to_device(sample, device)
-        with autocast() if autocast is not None else contextlib.nullcontext():
-            net_output = model(**sample["net_input"])
+        log_probs = []
+        for m, m_fused in zip(models, fused):
+            with autocast() if autocast is not None else contextlib.nullcontext():
+                net_output = m(**sample["net_input"])
+            log_probs.append(target_log_probs(m, net_output, sample, pad_idx, m_fused, softmax_batch))
         target = sample["target"]
         mask = target.ne(pad_idx)
-        logp = target_log_probs(model, net_output, sample, pad_idx, fused, softmax_batch)
+        logp = average_log_probs(log_probs)
         ntokens += int(mask.sum())
         if sentences is None:
             nll_sum -= float(logp[mask].sum())
@@ -250,8 +256,6 @@ def evaluate_checkpoint(values: dict[str, Any], groups: Sequence[str]) -> dict[s
     path = values.get("common_eval.path")
     if not path:
         raise ConfigError("--path is required: the checkpoint to evaluate (e.g. checkpoints/checkpoint_best.pt)")
-    if os.pathsep in path and not os.path.isfile(path):
-        raise ConfigError(f"--path {path}: evaluating an ensemble of checkpoints is not supported; give one file")
     softmax_batch = values.get("eval_lm.softmax_batch")
     if softmax_batch is not None and softmax_batch <= 0:
         raise ConfigError(f"--softmax-batch must be positive, got {softmax_batch}")
@@ -261,11 +265,15 @@ def evaluate_checkpoint(values: dict[str, Any], groups: Sequence[str]) -> dict[s
             f"--post-process {post_process}: fairseq-eval-lm merges subword_nmt ('@@ ') pieces only; "
             f"allowed: {', '.join(BPE_CONTINUATIONS)}"
         )
-    cfg, task, model = load_for_command(path, values, groups)
+    # an ensemble (--path a.pt:b.pt): the first checkpoint's config and task, every checkpoint's model
+    paths = checkpoint_paths(path)
+    cfg, task, model = load_for_command(paths[0], values, groups)
+    models = [model] + [load_for_command(other, values, groups)[2] for other in paths[1:]]
     if cfg.dataset.max_tokens is None and cfg.dataset.batch_size is None:
         cfg.dataset.max_tokens = cfg.task.tokens_per_sample * 8
     device = select_device(cfg)
     mode = check_precision(cfg.common, device)
-    model.to(device)
+    for m in models:
+        m.to(device)
     logger.info(f"evaluating {path} on '{cfg.dataset.gen_subset}' of {cfg.task.data} ({device}, {mode})")
-    return evaluate(cfg, task, model, device, autocast=lambda: autocast_context(mode, device))
+    return evaluate(cfg, task, models, device, autocast=lambda: autocast_context(mode, device))
