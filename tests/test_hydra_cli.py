@@ -1,6 +1,7 @@
 """fairseq-hydra-train as users drive it: their own YAML, sweeps, launcher/sweeper plugins, --user-dir."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -307,3 +308,45 @@ def test_help_shows_a_dataclass_plugins_flags_with_their_help(data_bin, tmp_path
     ).stdout
     assert "model (lstm_lm):" in out and "--embed-dim EMBED_DIM" in out
     assert "embedding and hidden size (default: 256)" in out and "--share-embeddings" in out
+
+
+def test_a_criterion_that_cannot_be_summed_sees_every_ranks_outputs(data_bin, tmp_path):
+    """logging_outputs_can_be_summed() False on 2 ranks x update_freq 2: reduce_metrics gets the 4
+    micro-batches' logging outputs, gathered from both ranks (fairseq's all_gather_list path), and in
+    validation every batch of both ranks, as many as one rank alone validates."""
+
+    def logs(world_size):
+        out = run(
+            [
+                command("fairseq-hydra-train"),
+                f"common.user_dir={ROOT / 'tests' / 'plugins' / 'gathered_criterion'}",
+                "task=language_modeling",
+                f"task.data={data_bin}",
+                "model=transformer_lm/transformer_lm_gpt",
+                "model.decoder_layers=1",
+                "model.decoder_embed_dim=32",
+                "model.decoder_input_dim=32",
+                "model.decoder_output_dim=32",
+                "model.decoder_ffn_embed_dim=64",
+                "model.decoder_attention_heads=2",
+                "criterion=gathered_cross_entropy",
+                *TINY,
+                "optimization.max_update=2",
+                "optimization.update_freq=[2]",
+                "common.cpu=true",
+                "common.log_format=json",
+                "common.log_interval=1",
+                f"distributed_training.distributed_world_size={world_size}",
+                f"checkpoint.save_dir={tmp_path / f'ck{world_size}'}",
+                f"hydra.run.dir={tmp_path / f'hydra{world_size}'}",
+            ],
+            cwd=tmp_path,
+        )
+        return [json.loads(line.split(" | ", 3)[-1]) for line in out.stdout.splitlines() if " | {" in line]
+
+    two = logs(2)
+    train = [log for log in two if "outputs_seen" in log and "update" in log]
+    assert train and all(log["outputs_seen"] == "4" for log in train)
+    valid = [log["valid_outputs_seen"] for log in two if "valid_outputs_seen" in log]
+    alone = [log["valid_outputs_seen"] for log in logs(1) if "valid_outputs_seen" in log]
+    assert valid and valid == alone
