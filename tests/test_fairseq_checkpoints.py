@@ -359,3 +359,34 @@ def test_eval_lm_ensembles_average_the_models_probabilities(caplog):
     other, _ = eval_lm_lines(caplog, "--path", str(CHECKPOINTS / "adaptive_lm.pt"))
     both, _ = eval_lm_lines(caplog, "--path", f"{LM}:{CHECKPOINTS / 'adaptive_lm.pt'}")
     assert both["loss"] <= (one["loss"] + other["loss"]) / 2 and both["loss"] != one["loss"]
+
+
+@pytest.mark.parametrize("mode", ["ordered", "unordered"])
+def test_constrained_decoding_gives_fairseqs_translations(capsys, mode):
+    """fairseq-interactive --constraints ordered|unordered (constraints after the input, tab-separated):
+    fairseq's C- lines and its hypotheses, every one of which contains its constraints."""
+    from fairseq_cli.interactive import main as interactive
+
+    capsys.readouterr()
+    interactive(
+        [str(FIXTURES / "joined"), "--path", str(MT), "--beam", "5", "--nbest", "2", "--max-len-b", "16"]
+        + ["--batch-size", "4", "--buffer-size", "12", "--cpu", "--constraints", mode]
+        + ["--input", str(FIXTURES / "inputs" / "constraints.en")]
+    )
+    ours = [line.split("\t") for line in capsys.readouterr().out.splitlines() if line[:2] in ("C-", "H-", "P-")]
+    theirs = (CHECKPOINTS / f"transformer_iwslt_de_en.interactive_constraints_{mode}.txt").read_text(encoding="utf-8")
+    theirs = [line.split("\t") for line in theirs.splitlines()]
+    assert len(ours) == len(theirs) and sum(t[0].startswith("H-") for t in theirs) >= 12
+    constraints: dict[str, list[str]] = {}
+    for mine, fairseqs in zip(ours, theirs):
+        assert mine[0] == fairseqs[0]
+        if mine[0].startswith("C-"):
+            assert mine == fairseqs
+            constraints.setdefault(mine[0][2:], []).append(mine[1])
+        elif mine[0].startswith("H-"):
+            assert mine[2] == fairseqs[2] and float(mine[1]) == pytest.approx(float(fairseqs[1]), abs=1e-4)
+            assert all(f" {c} " in f" {mine[2]} " for c in constraints[mine[0][2:]])
+        else:
+            assert [float(p) for p in mine[1].split()] == pytest.approx(
+                [float(p) for p in fairseqs[1].split()], abs=2e-4
+            )

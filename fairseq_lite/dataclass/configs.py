@@ -230,6 +230,12 @@ class GenerationConfig(FairseqDataclass):
     no_early_stop: bool = cfg_field(
         False, "deprecated: has no effect, as in fairseq 0.12.2 (a sentence's search ends once it has beam hypotheses)"
     )
+    constraints: str | None = cfg_field(
+        None,
+        "enables lexically constrained decoding (constraints follow the input line, tab-separated)",
+        choices=["ordered", "unordered"],
+        argparse_const="ordered",
+    )
     diverse_beam_groups: int = cfg_field(-1, "number of groups for Diverse Beam Search")
     diverse_beam_strength: float = cfg_field(0.5, "strength of diversity penalty for Diverse Beam Search")
     diversity_rate: float = cfg_field(-1.0, "strength of diversity penalty for Diverse Siblings Search")

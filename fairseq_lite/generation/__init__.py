@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from fairseq_lite.errors import ConfigError
+from fairseq_lite.generation.constrained_search import LexicallyConstrainedBeamSearch
 from fairseq_lite.generation.search import (
     BeamSearch,
     DiverseBeamSearch,
@@ -29,6 +30,7 @@ __all__ = [
     "DiverseSiblingsSearch",
     "EnsembleModel",
     "LengthConstrainedBeamSearch",
+    "LexicallyConstrainedBeamSearch",
     "NGramRepeatBlock",
     "Sampling",
     "Search",
@@ -98,6 +100,8 @@ def build_generator(
         search = LengthConstrainedBeamSearch(tgt_dict, min_len_a=1, min_len_b=0, max_len_a=1, max_len_b=0)
     elif diversity_rate > -1:
         search = DiverseSiblingsSearch(tgt_dict, diversity_rate)
+    elif _get(cfg, "constraints", None):
+        search = LexicallyConstrainedBeamSearch(tgt_dict, str(_get(cfg, "constraints", None)))
     else:
         search = BeamSearch(tgt_dict)
     return SequenceGenerator(
@@ -142,15 +146,22 @@ def retain_dropout(models: Sequence[torch.nn.Module], module_names: Sequence[str
 
 
 def inference_step(
-    generator: SequenceGenerator, task: Any, sample: dict[str, Any], prefix_tokens: Tensor | None = None
+    generator: SequenceGenerator,
+    task: Any,
+    sample: dict[str, Any],
+    prefix_tokens: Tensor | None = None,
+    constraints: Tensor | None = None,
 ) -> list[list[dict[str, Any]]]:
-    """Generate for one batch the way the task does (fairseq's `task.inference_step`).
+    """Generate for one batch the way the task does (fairseq's `task.inference_step`); `constraints`:
+    the batch's packed lexical constraints (generation/constraints.py), for --constraints.
 
     A decoder-only language model has no source to encode: it continues its input, which becomes
     the forced prefix (less a leading bos), starting from bos (with --add-bos-token) or eos.
     """
-    if generator.model.has_encoder or isinstance(generator, SequenceScorer):
-        return generator.generate(sample, prefix_tokens=prefix_tokens)
+    if isinstance(generator, SequenceScorer):
+        return generator.generate(sample)
+    if generator.model.has_encoder:
+        return generator.generate(sample, prefix_tokens=prefix_tokens, constraints=constraints)
     task_cfg = getattr(task, "cfg", None)
     dictionary = task.source_dictionary
     bos_token = (
@@ -161,4 +172,4 @@ def inference_step(
         prefix_tokens = src_tokens
         if prefix_tokens[:, 0].eq(bos_token).all():
             prefix_tokens = prefix_tokens[:, 1:]
-    return generator.generate(sample, prefix_tokens=prefix_tokens, bos_token=bos_token)
+    return generator.generate(sample, prefix_tokens=prefix_tokens, bos_token=bos_token, constraints=constraints)

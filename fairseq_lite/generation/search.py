@@ -18,6 +18,7 @@ Candidates = tuple[Tensor, Tensor, Tensor]
 
 class Search:
     needs_src_lengths: bool = False
+    supports_constraints: bool = False  # lexical constraints (constrained_search.py); the hooks below
 
     def __init__(self, tgt_dict):
         self.pad = tgt_dict.pad()
@@ -31,6 +32,15 @@ class Search:
 
     def step(self, step: int, lprobs: Tensor, scores: Tensor) -> Candidates:
         raise NotImplementedError
+
+    def init_constraints(self, constraints: Tensor | None, beam_size: int) -> None:
+        """A batch's packed constraints (constraints.py), before its first step."""
+
+    def prune_sentences(self, batch_idxs: Tensor) -> None:
+        """The sentences still decoded (rows of the batch) after some finished."""
+
+    def update_constraints(self, active_hypos: Tensor) -> None:
+        """The candidates (bsz x beam) the beam continues with after a step."""
 
 
 class BeamSearch(Search):

@@ -205,8 +205,12 @@ class SequenceGenerator(nn.Module):
             sample, args = args[0], args[1:]
         if args:
             raise TypeError("generate(sample, prefix_tokens=..., bos_token=...) takes keyword options")
-        if kwargs.get("constraints") is not None:
-            raise NotImplementedError("lexically constrained decoding is not supported")
+        constraints = kwargs.pop("constraints", None)
+        if kwargs:
+            raise TypeError(f"generate() got unexpected options: {', '.join(kwargs)}")
+        if constraints is not None and not self.search.supports_constraints:
+            raise ValueError("constraints were given, but this search does not support them: use --constraints")
+        self.search.init_constraints(constraints, self.beam_size)
         finalized = self._generate(sample, prefix_tokens, bos_token)
         if self.print_alignment is not None:
             self._add_alignments(sample, finalized)
@@ -346,6 +350,7 @@ class SequenceGenerator(nn.Module):
                 cand_bbsz_idx = cand_beams + bbsz_offsets
                 cand_scores = cand_scores[batch_idxs]
                 cand_tokens = cand_tokens[batch_idxs]
+                self.search.prune_sentences(batch_idxs)
                 if prefix_tokens is not None:
                     prefix_tokens = prefix_tokens[batch_idxs]
                 src_lengths = src_lengths[batch_idxs]
@@ -364,6 +369,7 @@ class SequenceGenerator(nn.Module):
             cands_to_ignore = new_cands_to_ignore.ge(cand_size)[:, :beam]
             assert (~cands_to_ignore).any(dim=1).all(), "a sentence has no hypothesis left to extend"
 
+            self.search.update_constraints(active_hypos)
             active_bbsz_idx = torch.gather(cand_bbsz_idx, dim=1, index=active_hypos).view(-1)
             tokens[:, : step + 1] = tokens[:, : step + 1].index_select(0, active_bbsz_idx)
             tokens.view(bsz, beam, -1)[:, :, step + 1] = torch.gather(cand_tokens, dim=1, index=active_hypos)

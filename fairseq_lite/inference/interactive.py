@@ -12,6 +12,7 @@ import torch
 from fairseq_lite.data.data_utils import collate_tokens
 from fairseq_lite.errors import ConfigError
 from fairseq_lite.generation import SequenceScorer, inference_step
+from fairseq_lite.generation.constraints import pack_constraints
 from fairseq_lite.inference.loading import GenerationSetup
 from fairseq_lite.inference.output import alignment_line, hypothesis_lines
 from fairseq_lite.utils import move_to_device
@@ -34,9 +35,23 @@ def buffered_read(path: str, buffer_size: int) -> Iterator[list[str]]:
 
 def make_batches(lines: list[str], setup, batch_size: int | None, max_tokens: int | None) -> Iterator[dict[str, Any]]:
     """Encode lines into samples like the task's inference datasets, shortest first (less padding);
-    each sample's "id" is the line's index in `lines`."""
+    each sample's "id" is the line's index in `lines`. With --constraints, a line's tab-separated fields
+    after the first are its constraints (encoded like the input, in the target dictionary): the sample's
+    "constraints" holds them packed, and "constraint_list" each line's."""
     task = setup.task
     src_dict = task.source_dictionary
+    constrained = bool(setup.cfg.generation.constraints)
+    line_constraints: list[list[torch.Tensor]] = [[] for _ in lines]
+    if constrained:
+        fields = [line.split("\t") for line in lines]
+        lines = [f[0] for f in fields]
+        line_constraints = [
+            [
+                task.target_dictionary.encode_line(setup.encode_fn(c), append_eos=False, add_if_not_exist=False).long()
+                for c in f[1:]
+            ]
+            for f in fields
+        ]
     has_encoder = setup.generator.model.has_encoder
     tokens = [src_dict.encode_line(setup.encode_fn(line), add_if_not_exist=False).long() for line in lines]
     if not has_encoder:
@@ -58,10 +73,14 @@ def make_batches(lines: list[str], setup, batch_size: int | None, max_tokens: in
                 continue
         if batch:
             src = collate_tokens([tokens[i] for i in batch], src_dict.pad(), src_dict.eos(), left_pad=left_pad)
-            yield {
+            sample: dict[str, Any] = {
                 "id": torch.tensor(batch),
                 "net_input": {"src_tokens": src, "src_lengths": torch.tensor([len(tokens[i]) for i in batch])},
             }
+            if constrained:
+                sample["constraint_list"] = [line_constraints[i] for i in batch]
+                sample["constraints"] = pack_constraints(sample["constraint_list"])
+            yield sample
         batch = [index] if index is not None else []
 
 
@@ -82,6 +101,8 @@ def interactive(setup: GenerationSetup, start_time: float | None = None) -> int:
     src_dict = setup.task.source_dictionary
     post_process = cfg.common_eval.post_process
     strip = setup.generator.symbols_to_strip_from_output
+    if cfg.generation.constraints:
+        logger.warning("NOTE: Constrained decoding currently assumes a shared subword vocabulary.")
     if buffer_size > 1:
         logger.info(f"Sentence buffer size: {buffer_size}")
     logger.info("NOTE: hypothesis and token scores are output in base 2")
@@ -93,15 +114,19 @@ def interactive(setup: GenerationSetup, start_time: float | None = None) -> int:
         for sample in make_batches(lines, setup, batch_size, max_tokens):
             sample = move_to_device(sample, setup.device)
             began = time.perf_counter()
-            hypos = inference_step(setup.generator, setup.task, sample)
+            hypos = inference_step(setup.generator, setup.task, sample, constraints=sample.get("constraints"))
             elapsed = time.perf_counter() - began
             total_translate_time += elapsed
             for i, line_id in enumerate(sample["id"].tolist()):
                 src = sample["net_input"]["src_tokens"][i]
-                results.append((start_id + line_id, src[src.ne(tgt_dict.pad())], hypos[i], elapsed / len(hypos)))
+                constraints = sample["constraint_list"][i] if "constraint_list" in sample else []
+                results.append(
+                    (start_id + line_id, src[src.ne(tgt_dict.pad())], hypos[i], elapsed / len(hypos), constraints)
+                )
 
-        for line_id, src_tokens, hypos, seconds in sorted(results, key=lambda r: r[0]):
+        for line_id, src_tokens, hypos, seconds, constraints in sorted(results, key=lambda r: r[0]):
             out = [f"S-{line_id}\t{src_dict.string(src_tokens, post_process)}", f"W-{line_id}\t{seconds:.3f}\tseconds"]
+            out += [f"C-{line_id}\t{tgt_dict.string(c, post_process)}" for c in constraints]
             for hypo in hypos[: min(len(hypos), cfg.generation.nbest)]:
                 out += hypothesis_lines(line_id, hypo, tgt_dict, post_process, strip, setup.decode_fn)[0]
                 out += alignment_line(line_id, hypo, cfg.generation.print_alignment)
