@@ -27,6 +27,9 @@ dir; figures come from each tool's own summary line, which both tools print in f
   makes every hypothesis exactly N tokens (+ EOS) in both tools, so they do the same number of decoder
   steps on the same batches and sentences/s compares like with like (the token counts are printed to show
   it). Figure: "Translated N sentences (T tokens) in Xs (Y sentences/s)", decoding only.
+- generate-ensemble: the same, with each tool's model twice (--path a.pt:a.pt), an ensemble of two.
+- constraints: fairseq-interactive --constraints on the same verses, each with one constraint (the second
+  piece of its reference), the same decoding flags; figure: lines / interactive's "translation time".
 - preprocess: the full raw text of the embedded plays (all examples/language_model/data/shakespeare/*_gut.txt,
   66,684 lines as Python's text mode reads them; fairseq-lite needs less than a second for it, less than
   either tool's start-up) repeated --repeat times, `--only-source` with --workers 1 and 2. fairseq-preprocess
@@ -199,7 +202,13 @@ def bench_eval_lm(args, workdir: Path) -> None:
     report("eval_lm_tokens_per_s", f"tokens/s at {args.threads} thread(s)", values, target=1.5)
 
 
-def bench_generate(args, workdir: Path) -> None:
+_TRANSLATION: dict[str, object] = {}
+
+
+def translation_setup(args, workdir: Path) -> tuple[Path, dict[str, str], Path]:
+    """(data-bin, each tool's trained checkpoint, the sentencepiece-encoded text), made once per run."""
+    if _TRANSLATION:
+        return _TRANSLATION["data"], _TRANSLATION["ckpts"], _TRANSLATION["spm"]  # type: ignore[return-value]
     spm = workdir / "mt" / "spm"
     subprocess.run(
         [sys.executable, str(ROOT / "examples" / "translation" / "prepare_kjv_rv1909.py"), "--out", str(spm)],
@@ -236,33 +245,26 @@ def bench_generate(args, workdir: Path) -> None:
         tool: train(tool, [str(data), *MT_FLAGS], args.mt_updates, workdir / f"mt_{tool}", args, workdir)
         for tool in TOOLS
     }
+    _TRANSLATION.update(data=data, ckpts=ckpts, spm=spm)
+    return data, ckpts, spm
+
+
+def decoding_flags(args) -> list[str]:
     n = args.gen_len
+    return ["--beam", "5", "--batch-size", "64", "--min-len", n, "--max-len-a", "0", "--max-len-b", n]
+
+
+def bench_generate(args, workdir: Path, ensemble: bool = False) -> None:
+    """fairseq-generate on the test verses; with `ensemble`, each tool's model twice (--path a.pt:a.pt)."""
+    data, ckpts, _ = translation_setup(args, workdir)
     counts: dict[str, str] = {}
 
     def run(tool: str) -> float:
+        path = f"{ckpts[tool]}:{ckpts[tool]}" if ensemble else ckpts[tool]
         out = run_tool(
             tool,
             "generate",
-            [
-                data,
-                "--path",
-                ckpts[tool],
-                "--gen-subset",
-                "test",
-                "--beam",
-                "5",
-                "--batch-size",
-                "64",
-                "--min-len",
-                n,
-                "--max-len-a",
-                "0",
-                "--max-len-b",
-                n,
-                "--num-workers",
-                "0",
-                "--cpu",
-            ],
+            [data, "--path", path, "--gen-subset", "test", *decoding_flags(args), "--num-workers", "0", "--cpu"],
             args.fairseq_python,
             workdir,
             threads=args.threads,
@@ -273,13 +275,48 @@ def bench_generate(args, workdir: Path) -> None:
         counts[tool] = f"{found.group(1)} sentences, {found.group(2)} tokens"
         return float(found.group(3))
 
+    name = "generate_ensemble" if ensemble else "generate"
     values = alternate(args.repeats, run)
     print_value(
-        "generate_setup",
-        f"beam 5, batch 64, every hypothesis {n} tokens + EOS; translated: "
-        f"fairseq {counts['fairseq']}, lite {counts['lite']}",
+        f"{name}_setup",
+        f"beam 5, batch 64, every hypothesis {args.gen_len} tokens + EOS{', an ensemble of 2' if ensemble else ''}; "
+        f"translated: fairseq {counts['fairseq']}, lite {counts['lite']}",
     )
-    report("generate_sentences_per_s", f"sentences/s at {args.threads} thread(s)", values, target=2.0)
+    report(f"{name}_sentences_per_s", f"sentences/s at {args.threads} thread(s)", values, target=2.0)
+
+
+def bench_generate_ensemble(args, workdir: Path) -> None:
+    bench_generate(args, workdir, ensemble=True)
+
+
+def bench_constraints(args, workdir: Path) -> None:
+    """fairseq-interactive --constraints on the test verses, each with one constraint: the second piece of
+    its reference translation. Figure: sentences over interactive's "translation time" (decoding only)."""
+    data, ckpts, spm = translation_setup(args, workdir)
+    sources = (spm / "bench.en").read_text(encoding="utf-8").splitlines()
+    references = (spm / "bench.es").read_text(encoding="utf-8").splitlines()
+    lines = [f"{src}\t{ref.split()[min(1, len(ref.split()) - 1)]}" for src, ref in zip(sources, references)]
+    inputs = spm.parent / "constrained.en"  # next to the shared data (made under the first benchmark's dir)
+    inputs.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def run(tool: str) -> float:
+        out = run_tool(
+            tool,
+            "interactive",
+            [data, "--path", ckpts[tool], "--constraints", "--input", inputs, "--buffer-size", "64"]
+            + [*decoding_flags(args), "--cpu"],
+            args.fairseq_python,
+            workdir,
+            threads=args.threads,
+        ).output
+        found = re.search(r"translation time: ([\d.]+)", out)
+        if not found or out.count("\nH-") != len(lines):
+            sys.exit(f"error: {tool} interactive did not translate every line:\n{out[-2000:]}")
+        return len(lines) / float(found.group(1))
+
+    values = alternate(args.repeats, run)
+    print_value("constraints_setup", f"{len(lines)} verses, one constraint each, --constraints (ordered), beam 5")
+    report("constraints_sentences_per_s", f"sentences/s at {args.threads} thread(s)", values, target=2.0)
 
 
 def bench_preprocess(args, workdir: Path) -> None:
@@ -337,7 +374,13 @@ def bench_preprocess(args, workdir: Path) -> None:
         print_ratio(f"preprocess_workers{workers}_lines_per_s_ratio_end_to_end", wall["fairseq"], wall["lite"])
 
 
-BENCHMARKS = {"eval-lm": bench_eval_lm, "generate": bench_generate, "preprocess": bench_preprocess}
+BENCHMARKS = {
+    "eval-lm": bench_eval_lm,
+    "generate": bench_generate,
+    "generate-ensemble": bench_generate_ensemble,
+    "constraints": bench_constraints,
+    "preprocess": bench_preprocess,
+}
 
 
 def main():
