@@ -212,13 +212,13 @@ def test_user_dir_plugin_with_both_commands_and_a_sweep(data_bin, tmp_path):
         f"common.user_dir={PLUGIN}",
         "task=language_modeling",
         f"task.data={data_bin}",
-        "model=lstm_lm/lstm_lm_tiny",
+        "model=toy_lstm_lm/toy_lstm_lm_tiny",
         *TINY,
         "optimization.max_update=2",
     ]
     run([command("fairseq-hydra-train"), *hydra_args, f"hydra.run.dir={tmp_path / 'hydra'}"], cwd=tmp_path)
     state = ckpt(tmp_path / "hydra" / "checkpoints" / "checkpoint_last.pt")
-    assert state["cfg"]["model"]["_name"] == "lstm_lm" and state["cfg"]["model"]["embed_dim"] == 32
+    assert state["cfg"]["model"]["_name"] == "toy_lstm_lm" and state["cfg"]["model"]["embed_dim"] == 32
     assert any(k.startswith("decoder.lstm.") for k in state["model"])
 
     run(
@@ -230,7 +230,7 @@ def test_user_dir_plugin_with_both_commands_and_a_sweep(data_bin, tmp_path):
             "--task",
             "language_modeling",
             "--arch",
-            "lstm_lm_tiny",
+            "toy_lstm_lm_tiny",
             "--tokens-per-sample",
             "32",
             "--max-tokens",
@@ -272,7 +272,7 @@ def test_importing_a_plugin_twice_is_harmless():
 
     import_user_module(str(PLUGIN))
     import_user_module(str(PLUGIN))
-    assert "lstm_lm" in MODEL_REGISTRY
+    assert "toy_lstm_lm" in MODEL_REGISTRY
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is unavailable")
@@ -286,7 +286,7 @@ def test_user_dir_plugin_on_two_ranks(data_bin, tmp_path):
             f"common.user_dir={PLUGIN}",
             "task=language_modeling",
             f"task.data={data_bin}",
-            "model=lstm_lm/lstm_lm_tiny",
+            "model=toy_lstm_lm/toy_lstm_lm_tiny",
             *TINY,
             "optimization.max_update=2",
             "common.cpu=true",
@@ -297,16 +297,16 @@ def test_user_dir_plugin_on_two_ranks(data_bin, tmp_path):
     )
     state = ckpt(tmp_path / "hydra" / "checkpoints" / "checkpoint_last.pt")
     assert state["cfg"]["distributed_training"]["distributed_world_size"] == 2 and state["num_updates"] == 2
-    assert state["cfg"]["model"]["_name"] == "lstm_lm"
+    assert state["cfg"]["model"]["_name"] == "toy_lstm_lm"
 
 
 def test_help_shows_a_dataclass_plugins_flags_with_their_help(data_bin, tmp_path):
     out = run(
         [command("fairseq-train"), str(data_bin), "--user-dir", str(PLUGIN), "--task", "language_modeling"]
-        + ["--arch", "lstm_lm_tiny", "--help"],
+        + ["--arch", "toy_lstm_lm_tiny", "--help"],
         cwd=tmp_path,
     ).stdout
-    assert "model (lstm_lm):" in out and "--embed-dim EMBED_DIM" in out
+    assert "model (toy_lstm_lm):" in out and "--embed-dim EMBED_DIM" in out
     assert "embedding and hidden size (default: 256)" in out and "--share-embeddings" in out
 
 

@@ -1,4 +1,4 @@
-"""Model `lstm_lm`: embedding -> LSTM layers -> (tied) output projection."""
+"""Model `toy_lstm_lm`: embedding -> LSTM layers -> (tied) output projection."""
 
 from dataclasses import dataclass
 
@@ -43,15 +43,15 @@ class LSTMDecoder(FairseqDecoder):
         return self.out(features)
 
 
-@register_model("lstm_lm", dataclass=LSTMLanguageModelConfig)
+@register_model("toy_lstm_lm", dataclass=LSTMLanguageModelConfig)
 class LSTMLanguageModel(FairseqLanguageModel):
     @classmethod
     def build_model(cls, cfg, task):
         return cls(LSTMDecoder(cfg, task.target_dictionary))
 
 
-@register_model_architecture("lstm_lm", "lstm_lm_tiny")
-def lstm_lm_tiny(args) -> None:
+@register_model_architecture("toy_lstm_lm", "toy_lstm_lm_tiny")
+def toy_lstm_lm_tiny(args) -> None:
     args.embed_dim = getattr(args, "embed_dim", 32)
     args.num_layers = getattr(args, "num_layers", 1)
     args.dropout = getattr(args, "dropout", 0.0)
