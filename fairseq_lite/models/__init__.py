@@ -2,7 +2,11 @@
 
 from typing import Any
 
-from fairseq_lite.models import target_model  # noqa: F401  (model: {_target_: ...})
+from fairseq_lite.models import (  # noqa: F401  (models lstm, lstm_lm and their architectures)
+    lstm,
+    lstm_lm,
+    target_model,  # noqa: F401  (model: {_target_: ...})
+)
 from fairseq_lite.models.fairseq_model import (
     BaseFairseqModel,
     FairseqDecoder,
