@@ -115,6 +115,7 @@ setup(
             "fairseq-eval-lm = fairseq_cli.eval_lm:cli_main",
             "fairseq-generate = fairseq_cli.generate:cli_main",
             "fairseq-interactive = fairseq_cli.interactive:cli_main",
+            "fairseq-average-checkpoints = fairseq_cli.average_checkpoints:cli_main",
         ]
     },
 )

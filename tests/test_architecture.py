@@ -165,7 +165,7 @@ def test_nothing_imports_from_a_layer_above_it():
 
 # What a command may use: error reporting, the composition of a config, and the run it starts.
 CLI_MAY_IMPORT = ("fairseq_lite.cli_utils", "fairseq_lite.errors", "fairseq_lite.options", "fairseq_lite.training",
-                  "fairseq_lite.inference", "fairseq_lite.preprocess")  # fmt: skip
+                  "fairseq_lite.inference", "fairseq_lite.preprocess", "fairseq_lite.checkpoint")  # fmt: skip
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "fairseq_cli").glob("*.py")), ids=lambda p: p.name)
