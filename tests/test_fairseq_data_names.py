@@ -449,11 +449,27 @@ def test_load_indexed_dataset_single_combined_and_missing(tmp_path):
     assert load_indexed_dataset(str(tmp_path / "valid"), dataset_impl="mmap", combine=True) is None
 
 
+def test_load_indexed_dataset_reads_raw_text_with_the_dictionary(tmp_path):
+    """--dataset-impl raw: the text itself, encoded with the dictionary (unknown words unk, eos appended);
+    found at the prefix itself when no .bin/.idx is there."""
+    d = fdata.Dictionary()
+    for word in ("a", "b"):
+        d.add_symbol(word)
+    (tmp_path / "train.en").write_text("a b\nb zz a\n", encoding="utf-8")
+    for impl in ("raw", None):
+        raw = load_indexed_dataset(str(tmp_path / "train.en"), d, dataset_impl=impl)
+        assert [raw[i].tolist() for i in range(len(raw))] == [[4, 5, 2], [5, 3, 4, 2]]
+        assert raw.sizes.tolist() == [3, 4] and raw.get_original_text(1) == "b zz a"
+    assert load_indexed_dataset(str(tmp_path / "missing"), d, dataset_impl="raw") is None
+    with pytest.raises(DataError, match="needs the dictionary"):
+        load_indexed_dataset(str(tmp_path / "train.en"), None, dataset_impl="raw")
+
+
 def test_load_indexed_dataset_refuses_other_formats(tmp_path):
     write_dataset(tmp_path / "train", [[4, 2]])
     prefix = str(tmp_path / "train")
-    for impl in ("raw", "fasta", "huffman"):
-        with pytest.raises(ValueError, match="reads 'mmap' datasets") as info:
+    for impl in ("fasta", "huffman"):
+        with pytest.raises(ValueError, match="reads 'mmap' and 'raw' datasets") as info:
             load_indexed_dataset(prefix, dataset_impl=impl)
         assert "\n" not in str(info.value) and impl in str(info.value)
 

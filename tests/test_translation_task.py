@@ -367,3 +367,30 @@ def test_training_combines_numbered_shards_with_the_primary_upsampled(bilingual_
     trainer = build_trainer(compose_config(overrides(data, tmp_path / "ck2")))
     trainer.get_train_iterator(epoch=1)
     assert len(trainer.task.dataset("train")) == 600
+
+
+def test_raw_text_data_trains_and_reads_like_the_binarized(tmp_path):
+    """fairseq-preprocess --dataset-impl raw copies the text; the translation task reads it, encoded with
+    the dictionary as binarizing would have: the same batches as the binarized data."""
+    from fairseq_cli.preprocess import main as preprocess
+
+    text = tmp_path / "text"
+    text.mkdir()
+    pairs = [line.split("\t") for line in TSV.read_text(encoding="utf-8").splitlines()[:60]]
+    for split, chunk in (("train", pairs[:50]), ("valid", pairs[50:])):
+        for side, lang in enumerate(("en", "es")):
+            (text / f"{split}.{lang}").write_text("".join(tokenize(p[side]) + "\n" for p in chunk), encoding="utf-8")
+    prefs = ["--trainpref", str(text / "train"), "--validpref", str(text / "valid"), "--workers", "1"]
+    common = ["--source-lang", "en", "--target-lang", "es", "--joined-dictionary", *prefs]
+    preprocess([*common, "--destdir", str(tmp_path / "bin")])
+    preprocess([*common, "--destdir", str(tmp_path / "raw"), "--dataset-impl", "raw"])
+    assert (tmp_path / "raw" / "train.en-es.en").is_file() and not (tmp_path / "raw" / "train.en-es.en.bin").exists()
+    items = {}
+    for name in ("bin", "raw"):
+        task = TASK_REGISTRY.build(compose_config(overrides(tmp_path / name, tmp_path / f"ck_{name}")).task)
+        task.load_dataset("valid")
+        dataset = task.dataset("valid")
+        items[name] = [(dataset[i]["source"].tolist(), dataset[i]["target"].tolist()) for i in range(len(dataset))]
+    assert items["raw"] == items["bin"] and len(items["raw"]) == 10
+    train(compose_config(overrides(tmp_path / "raw", tmp_path / "ck", max_update=2)))
+    assert (tmp_path / "ck" / "checkpoint_last.pt").exists()

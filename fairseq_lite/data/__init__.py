@@ -25,6 +25,7 @@ from fairseq_lite.data.numel_dataset import NumelDataset
 from fairseq_lite.data.pad_dataset import LeftPadDataset, PadDataset, RightPadDataset
 from fairseq_lite.data.prepend_token_dataset import PrependTokenDataset
 from fairseq_lite.data.raw_label_dataset import RawLabelDataset
+from fairseq_lite.data.raw_text_dataset import IndexedRawTextDataset
 from fairseq_lite.data.resampling_dataset import ResamplingDataset
 from fairseq_lite.data.shorten_dataset import RandomCropDataset, TruncateDataset
 from fairseq_lite.data.sort_dataset import SortDataset
@@ -57,6 +58,7 @@ __all__ = [
     "PrependTokenDataset",
     "RandomCropDataset",
     "RawLabelDataset",
+    "IndexedRawTextDataset",
     "ResamplingDataset",
     "RightPadDataset",
     "ShardedIterator",

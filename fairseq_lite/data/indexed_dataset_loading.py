@@ -1,10 +1,12 @@
 """fairseq's `data_utils.load_indexed_dataset`: open `.bin/.idx` datasets by their path prefix.
 
 fairseq infers the file format from the index's magic bytes and falls back to ``default`` when
-there is nothing to infer from. fairseq-lite reads one format, ``mmap``, which is what
-fairseq-preprocess writes by default; ``None``, ``"cached"`` and ``"lazy"`` (fairseq's defaults
-and legacy choices) therefore mean "look at the files", and a legacy or huffman index found there
-is an error saying how to re-binarize. Any other implementation is refused before files are read.
+there is nothing to infer from. fairseq-lite reads two formats: ``mmap``, which is what
+fairseq-preprocess writes by default, and ``raw`` (the text itself, encoded with the dictionary when
+read); ``None``, ``"cached"`` and ``"lazy"`` (fairseq's defaults and legacy choices) therefore mean
+"look at the files" (a ``.bin/.idx`` pair, else a text file at the prefix itself), and a legacy or huffman
+index found there is an error saying how to re-binarize. Any other implementation is refused before files
+are read.
 
 This module imports ``ConcatDataset`` (for ``combine=True``), which depends on ``data_utils``
 through ``FairseqDataset``; ``data_utils`` cannot import it back without an import cycle.
@@ -18,6 +20,7 @@ from typing import Any
 
 from fairseq_lite.data.concat_dataset import ConcatDataset
 from fairseq_lite.data.indexed_dataset import MAGIC, MMapIndexedDataset, index_file_path
+from fairseq_lite.data.raw_text_dataset import IndexedRawTextDataset
 from fairseq_lite.errors import ConfigError, DataError, setting
 
 logger = logging.getLogger(__name__)
@@ -32,9 +35,9 @@ _INFER = (None, "cached", "lazy")
 
 
 def _check_impl(value: str | None, what: str) -> None:
-    if value not in _INFER and value != "mmap":
+    if value not in _INFER and value not in ("mmap", "raw"):
         raise ConfigError(
-            f"{what} is not supported: fairseq-lite reads 'mmap' datasets "
+            f"{what} is not supported: fairseq-lite reads 'mmap' and 'raw' datasets "
             "(None, 'cached' or 'lazy' mean: infer it from the files)"
         )
 
@@ -56,7 +59,11 @@ def infer_dataset_impl(path: str) -> str | None:
     return None
 
 
-def _load_one(path: str, dataset_impl: str | None) -> MMapIndexedDataset | None:
+def _load_one(path: str, dataset_impl: str | None, dictionary: Any = None) -> Any:
+    if dataset_impl == "raw" or (dataset_impl != "mmap" and not MMapIndexedDataset.exists(path)):
+        if IndexedRawTextDataset.exists(path):
+            return IndexedRawTextDataset(path, dictionary)
+        return None
     if not MMapIndexedDataset.exists(path):
         return None  # fairseq's answer for a missing dataset: the caller decides if that is an error
     if dataset_impl != "mmap":
@@ -81,7 +88,7 @@ def load_indexed_dataset(
 
     Args:
         path: the files' prefix, without ``.bin``/``.idx``.
-        dictionary: accepted for fairseq's signature; fairseq uses it only for raw text datasets.
+        dictionary: what a raw text dataset is encoded with.
         dataset_impl: ``"mmap"``, or None / ``"cached"`` / ``"lazy"`` to infer the format.
         combine: also load ``path1``, ``path2``, ... (up to the first missing one) and return them
             concatenated as one :class:`ConcatDataset` when there is more than one.
@@ -92,7 +99,7 @@ def load_indexed_dataset(
     datasets = []
     for k in itertools.count():
         path_k = path + (str(k) if k > 0 else "")
-        dataset = _load_one(path_k, dataset_impl)
+        dataset = _load_one(path_k, dataset_impl, dictionary)
         if dataset is None:
             break
         logger.info(f"loaded {len(dataset):,} examples from: {path_k}")

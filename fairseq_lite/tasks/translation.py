@@ -26,7 +26,9 @@ from fairseq_lite.criterions.fairseq_criterion import sum_logs
 from fairseq_lite.data.concat_dataset import ConcatDataset
 from fairseq_lite.data.dictionary import Dictionary
 from fairseq_lite.data.indexed_dataset import MMapIndexedDataset
+from fairseq_lite.data.indexed_dataset_loading import load_indexed_dataset
 from fairseq_lite.data.language_pair_dataset import LanguagePairDataset
+from fairseq_lite.data.raw_text_dataset import IndexedRawTextDataset
 from fairseq_lite.dataclass import FairseqDataclass, cfg_field
 from fairseq_lite.dataclass.configs import GenerationConfig
 from fairseq_lite.errors import ConfigError, DataError, key, setting
@@ -88,12 +90,14 @@ class TranslationConfig(FairseqDataclass):
     eval_bleu_print_samples: bool = cfg_field(False, "print sample generations during validation")
 
 
-_PAIR_FILE = re.compile(r"^[^.]+\.([^.\-]+)-([^.\-]+)\.[^.]+\.(?:bin|idx)$")
+# {split}.{src}-{tgt}.{lang}.bin/.idx, or the raw text {split}.{src}-{tgt}.{lang} (--dataset-impl raw)
+_PAIR_FILE = re.compile(r"^[^.]+\.([^.\-]+)-([^.\-]+)\.([^.]+)(?:\.bin|\.idx)?$")
 
 
 def infer_language_pair(path: str, source_lang: str | None = None, target_lang: str | None = None) -> tuple[str, str]:
     """The (src, tgt) pair of the binarized files in `path`, completing whichever side is unset."""
-    found = sorted({m.groups() for m in map(_PAIR_FILE.match, os.listdir(path)) if m})
+    matches = (m.groups() for m in map(_PAIR_FILE.match, os.listdir(path)) if m)
+    found = sorted({(a, b) for a, b, lang in matches if lang in (a, b)})
     if source_lang is None and target_lang is None:
         candidates = found  # {split}.en-es.* means en -> es
     else:
@@ -196,7 +200,7 @@ class TranslationTask(FairseqTask):
         for path, split in wanted:
             prefix = _pair_prefix(path, split, src, tgt)
             for lang in (src, tgt):
-                if MMapIndexedDataset.exists(prefix + lang) or lang == src:
+                if MMapIndexedDataset.exists(prefix + lang):
                     MMapIndexedDataset(prefix + lang)  # reads and checks the index, maps the data
 
     @classmethod
@@ -224,11 +228,11 @@ class TranslationTask(FairseqTask):
         sources, targets = [], []
         # fairseq's shards: with combine (the training split), train, train1, train2, ... as one dataset
         for name, prefix in _split_shards(data_path, split, src, tgt, combine):
-            shard: Any = MMapIndexedDataset(prefix + src)
+            shard: Any = load_indexed_dataset(prefix + src, self.src_dict)  # binarized, or raw text
             if self.cfg.truncate_source:
                 shard = TruncatedSource(shard, self.cfg.max_source_positions, self.src_dict.eos())
             sources.append(shard)
-            targets.append(MMapIndexedDataset(prefix + tgt) if MMapIndexedDataset.exists(prefix + tgt) else None)
+            targets.append(load_indexed_dataset(prefix + tgt, self.tgt_dict))  # None: no target side
             logger.info(f"{data_path} {name} {src}-{tgt} {len(shard)} examples")
         if any(t is None for t in targets) and not all(t is None for t in targets):
             raise DataError(f"{data_path}: some shards of '{split}' have the {tgt} side and some do not")
@@ -371,7 +375,7 @@ def _pair_prefix(data_dir: str, split: str, src: str, tgt: str) -> str:
     """`{data_dir}/{split}.{src}-{tgt}.` (or `.{tgt}-{src}.`: the pair binarized the other way)."""
     for a, b in ((src, tgt), (tgt, src)):
         candidate = os.path.join(data_dir, f"{split}.{a}-{b}.")
-        if MMapIndexedDataset.exists(candidate + src):
+        if MMapIndexedDataset.exists(candidate + src) or IndexedRawTextDataset.exists(candidate + src):
             return candidate
     raise DataError(f"dataset not found: split '{split}' ({split}.{src}-{tgt}.{src}.bin/.idx) in {data_dir}")
 
