@@ -351,3 +351,34 @@ def extract_soft_alignment(attn: Tensor, src_sent: Tensor, tgt_sent: Tensor, pad
     if len(tgt_valid) == 0 or len(src_valid) == 0:
         return []
     return [[f"{p:.6f}" for p in row.tolist()] for row in attn[tgt_valid, src_valid]]
+
+
+def load_align_dict(replace_unk: str | None) -> dict[str, str] | None:
+    """--replace-unk's dictionary: None (no replacement), {} (copy the aligned source word: the flag alone),
+    or "source target" pairs read from the file it names."""
+    if replace_unk is None:
+        return None
+    if not replace_unk:
+        return {}
+    if not os.path.isfile(replace_unk):
+        raise ConfigError(f"--replace-unk {replace_unk}: no alignment dictionary at that path")
+    align_dict = {}
+    with open(replace_unk, encoding="utf-8") as f:
+        for line in f:
+            cols = line.split()
+            if len(cols) >= 2:
+                align_dict[cols[0]] = cols[1]
+    return align_dict
+
+
+def replace_unk(hypo_str: str, src_str: str, alignment: list[tuple[int, int]], align_dict: dict, unk: str) -> str:
+    """Each `unk` of the hypothesis becomes the source word it is aligned to (hard alignment pairs of
+    (source index, target index)), or that word's entry in `align_dict`."""
+    hypo_tokens = hypo_str.split()
+    src_tokens = src_str.split() + ["<eos>"]
+    source_of = {tgt: src for src, tgt in alignment}
+    for i, token in enumerate(hypo_tokens):
+        if token == unk and i in source_of and source_of[i] < len(src_tokens):
+            src_token = src_tokens[source_of[i]]
+            hypo_tokens[i] = align_dict.get(src_token, src_token)
+    return " ".join(hypo_tokens)

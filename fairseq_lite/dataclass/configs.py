@@ -236,6 +236,12 @@ class GenerationConfig(FairseqDataclass):
         choices=["ordered", "unordered"],
         argparse_const="ordered",
     )
+    replace_unk: str | None = cfg_field(
+        None,
+        "perform unknown replacement (optionally with alignment dictionary): each <unk> of a hypothesis becomes "
+        "the source word it is most aligned to",
+        argparse_const="",
+    )
     diverse_beam_groups: int = cfg_field(-1, "number of groups for Diverse Beam Search")
     diverse_beam_strength: float = cfg_field(0.5, "strength of diversity penalty for Diverse Beam Search")
     diversity_rate: float = cfg_field(-1.0, "strength of diversity penalty for Diverse Siblings Search")

@@ -15,7 +15,7 @@ from fairseq_lite.inference.loading import GenerationSetup
 from fairseq_lite.inference.output import alignment_line, hypothesis_lines, resolve_max_positions, strip_pad
 from fairseq_lite.registry import cfg_name
 from fairseq_lite.scoring import build_scorer
-from fairseq_lite.utils import move_to_device
+from fairseq_lite.utils import load_align_dict, move_to_device, replace_unk
 
 logger = logging.getLogger("fairseq_cli.generate")
 
@@ -79,6 +79,11 @@ def _generate(setup: GenerationSetup, out: TextIO) -> dict[str, Any]:
         scoring = "sacrebleu"  # what --sacrebleu's help says (fairseq 0.12.2 only silenced a warning)
     scorer = build_scorer(scoring, tgt_dict)
     prefix_size = cfg.generation.prefix_size
+    align_dict = load_align_dict(cfg.generation.replace_unk)
+    dataset = task.dataset(subset)
+    # with raw text data, the original words (those the dictionary lacks too), as fairseq's --replace-unk
+    original = getattr(getattr(dataset, "src", None), "get_original_text", None)
+    original_target = getattr(getattr(dataset, "tgt", None), "get_original_text", None)
 
     num_sentences, num_tokens, gen_time = 0, 0, 0.0
     has_target = True
@@ -97,24 +102,44 @@ def _generate(setup: GenerationSetup, out: TextIO) -> dict[str, Any]:
         for i, sample_id in enumerate(sample["id"].tolist()):
             has_target = sample.get("target") is not None
             src_tokens = strip_pad(sample["net_input"]["src_tokens"][i], tgt_dict.pad())
-            src_str = decode_fn(src_dict.string(src_tokens, post_process)) if src_dict is not None else ""
+            src_text = src_dict.string(src_tokens, post_process) if src_dict is not None else ""
+            if align_dict is not None and original is not None:
+                src_text = original(sample_id)
+            src_str = decode_fn(src_text)
             target_str = ""
             if has_target:
                 target_tokens = strip_pad(sample["target"][i], tgt_dict.pad()).int().cpu()
-                target_str = decode_fn(
-                    tgt_dict.string(target_tokens, post_process, escape_unk=True, extra_symbols_to_ignore=strip)
-                )
+                if align_dict is not None and original_target is not None:
+                    target_str = decode_fn(original_target(sample_id))
+                else:
+                    target_str = decode_fn(
+                        tgt_dict.string(target_tokens, post_process, escape_unk=True, extra_symbols_to_ignore=strip)
+                    )
+            replace = None
+            if align_dict is not None:
+
+                def replace(text: str, hypo: dict[str, Any], src_text: str = src_text) -> str:
+                    return replace_unk(text, src_text, hypo.get("alignment") or [], align_dict, tgt_dict.unk_string())
+
             lines = []
             if src_dict is not None:
                 lines.append(f"S-{sample_id}\t{src_str}")
             if has_target:
                 lines.append(f"T-{sample_id}\t{target_str}")
             for j, hypo in enumerate(hypos[i][: cfg.generation.nbest]):
-                hypo_lines, _, detok = hypothesis_lines(sample_id, hypo, tgt_dict, post_process, strip, decode_fn)
+                hypo_lines, hypo_str, detok = hypothesis_lines(
+                    sample_id, hypo, tgt_dict, post_process, strip, decode_fn, replace
+                )
                 lines += hypo_lines + alignment_line(sample_id, hypo, cfg.generation.print_alignment)
                 if has_target and j == 0:
                     # Token-level BLEU compares ids, unless the text was changed by --post-process.
-                    if hasattr(scorer, "add") and post_process is None:
+                    if hasattr(scorer, "add") and post_process is None and align_dict is not None:
+                        # the replaced words as ids, new ones added to the dictionary, as fairseq scores them
+                        scorer.add(
+                            tgt_dict.encode_line(target_str, add_if_not_exist=True),
+                            tgt_dict.encode_line(hypo_str, add_if_not_exist=True),
+                        )
+                    elif hasattr(scorer, "add") and post_process is None:
                         scorer.add(target_tokens, hypo["tokens"].int().cpu())
                     else:
                         scorer.add_string(target_str, detok)

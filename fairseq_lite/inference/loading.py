@@ -152,8 +152,12 @@ def prepare(prog: str, description: str, argv: Sequence[str], groups: Sequence[s
     for m in models:
         m.to(device)
         m.eval()
+    if gen.replace_unk is not None and gen.print_alignment == "soft":
+        raise ConfigError("--replace-unk needs hard alignments: drop --print-alignment soft")
+    # --replace-unk reads each hypothesis's hard alignment; the A- lines are printed only when asked
+    alignment = gen.print_alignment or ("hard" if gen.replace_unk is not None else None)
     try:
-        generator = build_generator(task, models, gen)
+        generator = build_generator(task, models, {**OmegaConf.to_container(gen), "print_alignment": alignment})
     except ValueError as e:
         raise ConfigError(str(e)) from e
     if gen.retain_dropout:

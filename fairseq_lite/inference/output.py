@@ -31,9 +31,13 @@ def hypothesis_lines(
     post_process: str | None,
     strip: set,
     decode_fn: Callable[[str], str],
+    replace: Callable[[str, dict[str, Any]], str] | None = None,
 ) -> tuple[list[str], str, str]:
-    """fairseq's H- (tokens), D- (detokenized) and P- (per-token) lines; scores in base 2."""
+    """fairseq's H- (tokens), D- (detokenized) and P- (per-token) lines; scores in base 2. `replace`:
+    --replace-unk's rewrite of the hypothesis text (given the text and the hypothesis)."""
     hypo_str = tgt_dict.string(hypo["tokens"].int().cpu(), post_process, extra_symbols_to_ignore=strip)
+    if replace is not None:
+        hypo_str = replace(hypo_str, hypo)
     detok = decode_fn(hypo_str)
     # fairseq divides the float32 tensor and prints the result as a Python float.
     score = (torch.as_tensor(hypo["score"]).float().cpu() / math.log(2)).item()
