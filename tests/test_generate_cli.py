@@ -216,3 +216,15 @@ def test_interactive_from_a_pipe_with_the_installed_command(tiny_data_bin, lm_ch
     assert [r[1][0] for r in records if r[0] == "S"] == ["0", "1", "2"]
     assert [r[1][1] for r in records if r[0] == "S"] == ["the king", "MACBETH .", "what is"]
     assert "Type the input sentence and press return:" in proc.stdout
+
+
+def test_options_of_the_other_command_are_one_line_errors(tiny_data_bin, lm_checkpoint):
+    """--constraints belongs to fairseq-interactive, --score-reference to fairseq-generate: one line each,
+    said before the model is built."""
+    from fairseq_cli.generate import main as generate
+    from fairseq_cli.interactive import main as interactive
+
+    with pytest.raises(ConfigError, match="use fairseq-interactive"):
+        generate([str(tiny_data_bin), "--path", lm_checkpoint, "--constraints"])
+    with pytest.raises(ConfigError, match="use fairseq-generate"):
+        interactive([str(tiny_data_bin), "--path", lm_checkpoint, "--score-reference"])

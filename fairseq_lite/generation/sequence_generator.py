@@ -11,8 +11,9 @@ decoder that supports it keeps one encoder output per sentence (not per hypothes
 when sentences leave.
 """
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -45,20 +46,12 @@ class EnsembleModel(nn.Module):
         A decoder with a `need_attn` switch (ours) is asked for it for this pass."""
         total = None
         for m in self.models:
-            decoder = m.decoder
-            asked = getattr(decoder, "need_attn", None)
-            if asked is not None:
-                decoder.need_attn = True
-            try:
+            with attention_asked(m):
                 _, extra = m(src_tokens, src_lengths, prev_output_tokens)
-            finally:
-                if asked is not None:
-                    decoder.need_attn = asked
-            attn = (extra or {}).get("attn") if isinstance(extra, dict) else None
-            attn = attn[0] if isinstance(attn, list) and attn else attn
+            attn = decoder_attention(extra)
             if attn is None:
                 raise ValueError(
-                    f"--print-alignment needs the decoder's attention: {type(decoder).__name__} returns no "
+                    f"--print-alignment needs the decoder's attention: {type(m.decoder).__name__} returns no "
                     f'extra["attn"]'
                 )
             total = attn.float() if total is None else total + attn.float()
@@ -109,9 +102,35 @@ class EnsembleModel(nn.Module):
             logits = logits[:, -1:, :]
             last = (logits if temperature == 1.0 else logits / temperature, extra)
             all_lprobs.append(m.get_normalized_probs(last, log_probs=True)[:, -1, :])
-        if len(all_lprobs) == 1:
-            return all_lprobs[0]
-        return torch.logsumexp(torch.stack(all_lprobs), dim=0) - math.log(len(all_lprobs))
+        return average_log_probs(all_lprobs)
+
+
+def average_log_probs(log_probs: Sequence[Tensor]) -> Tensor:
+    """An ensemble's log-probabilities: the log of the models' averaged probabilities (fairseq's)."""
+    if len(log_probs) == 1:
+        return log_probs[0]
+    return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(log_probs))
+
+
+@contextlib.contextmanager
+def attention_asked(model: nn.Module, asked: bool = True) -> Iterator[None]:
+    """While in it, a decoder with a `need_attn` switch (ours) forms its attention probabilities."""
+    decoder = getattr(model, "decoder", None)
+    before = getattr(decoder, "need_attn", None)
+    if not asked or before is None:
+        yield
+        return
+    decoder.need_attn = True
+    try:
+        yield
+    finally:
+        decoder.need_attn = before
+
+
+def decoder_attention(extra: Any) -> Tensor | None:
+    """extra["attn"] of a decoder's output (fairseq's [tensor] list, or a tensor), or None."""
+    attn = extra.get("attn") if isinstance(extra, dict) else None
+    return attn[0] if isinstance(attn, list) and attn else attn
 
 
 def _reorder_encoder_out(model: nn.Module, encoder_out: dict[str, Any], new_order: Tensor) -> dict[str, Any]:

@@ -5,7 +5,6 @@ token (an ensemble averages probabilities, as in generation) and the score fairs
 the reference's length (no length penalty).
 """
 
-import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -14,7 +13,12 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from fairseq_lite.generation.sequence_generator import EnsembleModel
+from fairseq_lite.generation.sequence_generator import (
+    EnsembleModel,
+    attention_asked,
+    average_log_probs,
+    decoder_attention,
+)
 from fairseq_lite.kernels.cross_entropy import softmax_cross_entropy
 from fairseq_lite.models.fairseq_model import normalizes_with_log_softmax
 from fairseq_lite.utils import extract_hard_alignment, extract_soft_alignment
@@ -51,13 +55,6 @@ def target_log_probs(
     return torch.cat(pieces).view_as(target).masked_fill(target.eq(pad_idx), 0.0)
 
 
-def average_log_probs(log_probs: Sequence[Tensor]) -> Tensor:
-    """An ensemble's log-probabilities: the log of the models' averaged probabilities (fairseq's)."""
-    if len(log_probs) == 1:
-        return log_probs[0]
-    return torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(log_probs))
-
-
 class SequenceScorer(nn.Module):
     def __init__(
         self,
@@ -91,19 +88,11 @@ class SequenceScorer(nn.Module):
         target = sample["target"]
         log_probs, attn = [], None
         for m in self.model.models:
-            decoder = getattr(m, "decoder", None)
-            asked = getattr(decoder, "need_attn", None)
-            if self.print_alignment is not None and asked is not None:
-                decoder.need_attn = True
-            try:
+            with attention_asked(m, self.print_alignment is not None):
                 net_output = m(**sample["net_input"])
-            finally:
-                if asked is not None:
-                    decoder.need_attn = asked
             fused = normalizes_with_log_softmax(m)
             log_probs.append(target_log_probs(m, net_output, sample, self.pad, fused, self.softmax_batch))
-            extra = net_output[1] if len(net_output) > 1 and isinstance(net_output[1], dict) else {}
-            model_attn = (extra.get("attn") or [None])[0]
+            model_attn = decoder_attention(net_output[1] if len(net_output) > 1 else None)
             if self.print_alignment is not None and model_attn is None:
                 raise ValueError(f'--print-alignment needs the decoder\'s attention: {type(m).__name__} has no "attn"')
             if model_attn is not None:

@@ -16,7 +16,8 @@ from torch import Tensor
 from fairseq_lite.checkpoint.inference import load_for_command
 from fairseq_lite.data.lm_context_window_dataset import LMContextWindowDataset
 from fairseq_lite.errors import ConfigError
-from fairseq_lite.generation.sequence_scorer import average_log_probs, target_log_probs
+from fairseq_lite.generation.sequence_generator import average_log_probs
+from fairseq_lite.generation.sequence_scorer import target_log_probs
 from fairseq_lite.inference.loading import checkpoint_paths
 from fairseq_lite.models.fairseq_model import normalizes_with_log_softmax
 from fairseq_lite.optim.precision import autocast_context, check_precision

@@ -11,7 +11,7 @@ import torch
 
 from fairseq_lite.data.data_utils import collate_tokens
 from fairseq_lite.errors import ConfigError
-from fairseq_lite.generation import SequenceScorer, inference_step
+from fairseq_lite.generation import inference_step
 from fairseq_lite.generation.constraints import pack_constraints
 from fairseq_lite.inference.loading import GenerationSetup
 from fairseq_lite.inference.output import alignment_line, hypothesis_lines
@@ -86,8 +86,6 @@ def make_batches(lines: list[str], setup, batch_size: int | None, max_tokens: in
 
 def interactive(setup: GenerationSetup, start_time: float | None = None) -> int:
     """Decode every line of cfg.interactive.input; returns how many lines were read."""
-    if isinstance(setup.generator, SequenceScorer):
-        raise ConfigError("--score-reference scores a reference translation: use fairseq-generate on a binarized split")
     start_time = time.perf_counter() if start_time is None else start_time
     cfg = setup.cfg
     buffer_size = max(1, cfg.interactive.buffer_size)

@@ -106,10 +106,11 @@ def prepare(prog: str, description: str, argv: Sequence[str], groups: Sequence[s
     # The checkpoint decides the task, so its flags (--source-lang, --sample-break-mode, ...) exist.
     task_name = checkpoint_task_name(paths[0], user_dir) if paths else "translation"
     for other in paths[1:]:
-        if checkpoint_task_name(other, user_dir) != task_name:
+        other_task = checkpoint_task_name(other, user_dir)
+        if other_task != task_name:
             raise ConfigError(
                 f"--path: the checkpoints of an ensemble must share a task: {paths[0]} was trained with "
-                f"'{task_name}', {other} with '{checkpoint_task_name(other)}'"
+                f"'{task_name}', {other} with '{other_task}'"
             )
     parser = LegacyParser(
         prog,
@@ -123,6 +124,13 @@ def prepare(prog: str, description: str, argv: Sequence[str], groups: Sequence[s
     if selectors.task != task_name:
         raise ConfigError(f"--task {selectors.task}: the checkpoint {path} was trained with task '{task_name}'")
     values = {key: value for dest, value in given.items() for key in targets[dest]}
+    # what a command cannot do is said before any checkpoint is loaded
+    if prog == "fairseq-generate" and values.get("generation.constraints"):
+        raise ConfigError(
+            "--constraints reads constraints after each input line (tab-separated): use fairseq-interactive"
+        )
+    if prog == "fairseq-interactive" and values.get("generation.score_reference"):
+        raise ConfigError("--score-reference scores a reference translation: use fairseq-generate on a binarized split")
 
     # fairseq's ensemble: the first checkpoint's config and task, every checkpoint's model
     cfg, task, model = load_for_command(paths[0], values, groups)

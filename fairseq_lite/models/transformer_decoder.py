@@ -64,10 +64,8 @@ def encoder_tensors(encoder_out: EncoderOut | None) -> tuple[Tensor | None, Tens
         return None, None
     enc = outputs[0].transpose(0, 1)
     masks = encoder_out.get("encoder_padding_mask") or []
-    mask = masks[0] if len(masks) > 0 else None
-    if mask is not None and not bool(mask.any()):
-        mask = None  # no pads: lets SDPA take its fused kernels
-    return enc, mask
+    # (a mask without pads is told apart by the attention, which then takes SDPA's fused kernels)
+    return enc, masks[0] if len(masks) > 0 else None
 
 
 class TransformerDecoder(FairseqIncrementalDecoder):

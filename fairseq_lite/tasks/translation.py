@@ -174,7 +174,8 @@ class TranslationTask(FairseqTask):
         self.src_dict = src_dict
         self.tgt_dict = tgt_dict
         self.detokenize: Callable[[str], str] = lambda text: text
-        self.bleu_gen_args: dict[str, Any] = {}
+        self.bleu_gen_args: Any = {}
+        self._bleu_generator: Any = None
 
     # --- checks before a run ----------------------------------------------------------------
     @classmethod
@@ -307,9 +308,10 @@ class TranslationTask(FairseqTask):
             return self.detokenize(text)
 
         model.eval()
-        # the beam search of fairseq-generate, with eval_bleu_args' options
-        generator = build_generator(self, [model], self.bleu_gen_args)
-        hypos = inference_step(generator, self, sample)
+        # the beam search of fairseq-generate, with eval_bleu_args' options (built once per model, as fairseq)
+        if self._bleu_generator is None or self._bleu_generator.model.models[0] is not model:
+            self._bleu_generator = build_generator(self, [model], self.bleu_gen_args)
+        hypos = inference_step(self._bleu_generator, self, sample)
         hyps, refs = [], []
         for sentence, ref in zip(hypos, sample["target"]):
             hyps.append(decode(sentence[0]["tokens"], "UNKNOWNTOKENINHYP"))
