@@ -116,6 +116,7 @@ setup(
             "fairseq-generate = fairseq_cli.generate:cli_main",
             "fairseq-interactive = fairseq_cli.interactive:cli_main",
             "fairseq-average-checkpoints = fairseq_cli.average_checkpoints:cli_main",
+            "fairseq-score = fairseq_cli.score:cli_main",
         ]
     },
 )

@@ -27,11 +27,13 @@ from fairseq_lite.data.prepend_token_dataset import PrependTokenDataset
 from fairseq_lite.data.raw_label_dataset import RawLabelDataset
 from fairseq_lite.data.raw_text_dataset import IndexedRawTextDataset
 from fairseq_lite.data.resampling_dataset import ResamplingDataset
+from fairseq_lite.data.round_robin_zip_datasets import RoundRobinZipDatasets
 from fairseq_lite.data.shorten_dataset import RandomCropDataset, TruncateDataset
 from fairseq_lite.data.sort_dataset import SortDataset
 from fairseq_lite.data.strip_token_dataset import StripTokenDataset
 from fairseq_lite.data.subsample_dataset import SubsampleDataset
 from fairseq_lite.data.token_block_dataset import TokenBlockDataset
+from fairseq_lite.data.transform_eos_lang_pair_dataset import TransformEosLangPairDataset
 
 __all__ = [
     "AppendTokenDataset",
@@ -60,12 +62,14 @@ __all__ = [
     "RawLabelDataset",
     "IndexedRawTextDataset",
     "ResamplingDataset",
+    "RoundRobinZipDatasets",
     "RightPadDataset",
     "ShardedIterator",
     "SortDataset",
     "StripTokenDataset",
     "SubsampleDataset",
     "TokenBlockDataset",
+    "TransformEosLangPairDataset",
     "TruncateDataset",
     "best_fitting_int_dtype",
     "data_utils",

@@ -48,11 +48,16 @@ def _get(cfg: Any, name: str, default: Any) -> Any:
 
 
 def build_generator(
-    task: Any, models: Sequence[torch.nn.Module], generation_cfg: Any, use_incremental: bool = True, **extra: Any
+    task: Any,
+    models: Sequence[torch.nn.Module],
+    generation_cfg: Any,
+    use_incremental: bool = True,
+    seq_gen_cls: type | None = None,
+    **extra: Any,
 ) -> SequenceGenerator | SequenceScorer:
     """A SequenceGenerator set up from a GenerationConfig (fairseq's `task.build_generator`):
     sampling with --sampling, length-constrained beam search with --match-source-len, else beam; with
-    --score-reference, a SequenceScorer."""
+    --score-reference, a SequenceScorer. `seq_gen_cls`: a SequenceGenerator subclass to build instead."""
     cfg = generation_cfg
     sampling = bool(_get(cfg, "sampling", False))
     topk, topp = int(_get(cfg, "sampling_topk", -1)), float(_get(cfg, "sampling_topp", -1.0))
@@ -104,7 +109,7 @@ def build_generator(
         search = LexicallyConstrainedBeamSearch(tgt_dict, str(_get(cfg, "constraints", None)))
     else:
         search = BeamSearch(tgt_dict)
-    return SequenceGenerator(
+    return (seq_gen_cls or SequenceGenerator)(
         models,
         tgt_dict,
         beam_size=beam,

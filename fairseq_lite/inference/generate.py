@@ -10,12 +10,11 @@ from typing import Any, TextIO
 import torch
 
 from fairseq_lite.file_io import atomic_write
-from fairseq_lite.generation import inference_step
 from fairseq_lite.inference.loading import GenerationSetup
-from fairseq_lite.inference.output import alignment_line, hypothesis_lines, resolve_max_positions, strip_pad
+from fairseq_lite.inference.output import alignment_line, hypothesis_lines, strip_pad
 from fairseq_lite.registry import cfg_name
 from fairseq_lite.scoring import build_scorer
-from fairseq_lite.utils import load_align_dict, move_to_device, replace_unk
+from fairseq_lite.utils import load_align_dict, move_to_device, replace_unk, resolve_max_positions
 
 logger = logging.getLogger("fairseq_cli.generate")
 
@@ -93,7 +92,7 @@ def _generate(setup: GenerationSetup, out: TextIO) -> dict[str, Any]:
         sample = move_to_device(sample, setup.device)
         prefix_tokens = sample["target"][:, :prefix_size] if prefix_size > 0 else None
         start = time.perf_counter()
-        hypos = inference_step(generator, task, sample, prefix_tokens=prefix_tokens)
+        hypos = task.inference_step(generator, models, sample, prefix_tokens=prefix_tokens)
         if setup.device.type == "cuda":
             torch.cuda.synchronize()
         gen_time += time.perf_counter() - start

@@ -11,7 +11,6 @@ import torch
 
 from fairseq_lite.data.data_utils import collate_tokens
 from fairseq_lite.errors import ConfigError
-from fairseq_lite.generation import inference_step
 from fairseq_lite.generation.constraints import pack_constraints
 from fairseq_lite.inference.loading import GenerationSetup
 from fairseq_lite.inference.output import alignment_line, hypothesis_lines
@@ -59,7 +58,9 @@ def make_batches(lines: list[str], setup, batch_size: int | None, max_tokens: in
         # and the line's own eos is dropped so the text stays open.
         start = src_dict.bos() if getattr(task.cfg, "add_bos_token", False) else src_dict.eos()
         tokens = [torch.cat([t.new_tensor([start]), t[:-1]]) for t in tokens]
-    left_pad = bool(getattr(task.cfg, "left_pad_source", True)) if has_encoder else False
+    # A translation task's own inference dataset collates the batch: its padding side, and what it adds
+    # (a multilingual task's language tokens).
+    dataset = task.build_dataset_for_inference(tokens, [len(t) for t in tokens]) if has_encoder else None
     order = sorted(range(len(tokens)), key=lambda i: len(tokens[i]))
     batch: list[int] = []
     for index in order + [None]:
@@ -72,13 +73,16 @@ def make_batches(lines: list[str], setup, batch_size: int | None, max_tokens: in
                 batch.append(index)
                 continue
         if batch:
-            src = collate_tokens([tokens[i] for i in batch], src_dict.pad(), src_dict.eos(), left_pad=left_pad)
-            sample: dict[str, Any] = {
-                "id": torch.tensor(batch),
-                "net_input": {"src_tokens": src, "src_lengths": torch.tensor([len(tokens[i]) for i in batch])},
-            }
+            if dataset is not None:
+                sample = dataset.collater([dataset[i] for i in batch])
+            else:
+                src = collate_tokens([tokens[i] for i in batch], src_dict.pad(), src_dict.eos(), left_pad=False)
+                sample = {
+                    "id": torch.tensor(batch),
+                    "net_input": {"src_tokens": src, "src_lengths": torch.tensor([len(tokens[i]) for i in batch])},
+                }
             if constrained:
-                sample["constraint_list"] = [line_constraints[i] for i in batch]
+                sample["constraint_list"] = [line_constraints[i] for i in sample["id"].tolist()]
                 sample["constraints"] = pack_constraints(sample["constraint_list"])
             yield sample
         batch = [index] if index is not None else []
@@ -112,7 +116,9 @@ def interactive(setup: GenerationSetup, start_time: float | None = None) -> int:
         for sample in make_batches(lines, setup, batch_size, max_tokens):
             sample = move_to_device(sample, setup.device)
             began = time.perf_counter()
-            hypos = inference_step(setup.generator, setup.task, sample, constraints=sample.get("constraints"))
+            hypos = setup.task.inference_step(
+                setup.generator, setup.models, sample, constraints=sample.get("constraints")
+            )
             elapsed = time.perf_counter() - began
             total_translate_time += elapsed
             for i, line_id in enumerate(sample["id"].tolist()):

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from fairseq_lite.checkpoint.inference import load_for_command, plugin_dir
 from fairseq_lite.checkpoint.io import read_checkpoint
 from fairseq_lite.errors import CheckpointError, ConfigError
-from fairseq_lite.generation import build_generator, retain_dropout
+from fairseq_lite.generation import retain_dropout
 from fairseq_lite.options.initialize import import_components
 from fairseq_lite.options.legacy_args import LegacyParser
 from fairseq_lite.registry import COMPONENT_REGISTRIES, component_node
@@ -165,7 +165,7 @@ def prepare(prog: str, description: str, argv: Sequence[str], groups: Sequence[s
     # --replace-unk reads each hypothesis's hard alignment; the A- lines are printed only when asked
     alignment = gen.print_alignment or ("hard" if gen.replace_unk is not None else None)
     try:
-        generator = build_generator(task, models, {**OmegaConf.to_container(gen), "print_alignment": alignment})
+        generator = task.build_generator(models, {**OmegaConf.to_container(gen), "print_alignment": alignment})
     except ValueError as e:
         raise ConfigError(str(e)) from e
     if gen.retain_dropout:

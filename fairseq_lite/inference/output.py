@@ -1,27 +1,10 @@
-"""fairseq's output lines for generated hypotheses, and the length limits generation respects."""
+"""fairseq's output lines for generated hypotheses."""
 
 import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
-
-
-def resolve_max_positions(*limits: Any) -> Any:
-    """The tightest of several limits, each None, an int or a tuple (source, target)."""
-    result: Any = None
-    for limit in limits:
-        if limit is None:
-            continue
-        if result is None:
-            result = limit
-        elif isinstance(result, tuple) or isinstance(limit, tuple):
-            a = result if isinstance(result, tuple) else (result, result)
-            b = limit if isinstance(limit, tuple) else (limit, limit)
-            result = tuple(min(x, y) for x, y in zip(a, b))
-        else:
-            result = min(result, limit)
-    return result
 
 
 def hypothesis_lines(

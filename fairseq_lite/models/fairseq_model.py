@@ -235,6 +235,59 @@ class FairseqLanguageModel(BaseFairseqModel):
         return {"future"}
 
 
+class FairseqMultiModel(BaseFairseqModel):
+    """One encoder-decoder model per key (a language pair: "de-en"), as fairseq's: `models[key]`, whose
+    encoders and decoders may be shared between keys. Its state dict names are fairseq's
+    ("models.de-en.encoder...."); a model built for fewer keys (inference of one direction) loads the
+    weights of its own keys out of a checkpoint that has more."""
+
+    def __init__(self, encoders: dict[str, FairseqEncoder], decoders: dict[str, FairseqDecoder]):
+        super().__init__()
+        if list(encoders) != list(decoders):
+            raise ValueError(f"encoders ({', '.join(encoders)}) and decoders ({', '.join(decoders)}) differ in keys")
+        self.keys = list(encoders)
+        self.models = nn.ModuleDict({k: FairseqEncoderDecoderModel(encoders[k], decoders[k]) for k in self.keys})
+
+    @staticmethod
+    def build_shared_embeddings(
+        dicts: dict[str, Any], langs: list[str], embed_dim: int, build_embedding: Any, pretrained_embed_path=None
+    ) -> nn.Module:
+        """One embedding for `langs`, whose dictionaries must be equal (a joined dictionary)."""
+        shared = dicts[langs[0]]
+        if any(dicts[lang] != shared for lang in langs):
+            raise ValueError(
+                "--share-*-embeddings requires a joined dictionary: --share-encoder-embeddings a joined source "
+                "dictionary, --share-decoder-embeddings a joined target dictionary, --share-all-embeddings one "
+                "dictionary for sources and targets"
+            )
+        return build_embedding(shared, embed_dim, pretrained_embed_path)
+
+    def forward(self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor, **kwargs) -> DecoderOut:
+        raise NotImplementedError("a FairseqMultiModel runs one language pair at a time: call model.models[key]")
+
+    def max_positions(self) -> dict[str, tuple[int, int]]:
+        return {k: (self.models[k].encoder.max_positions(), self.models[k].decoder.max_positions()) for k in self.keys}
+
+    def max_decoder_positions(self) -> int:
+        return min(model.decoder.max_positions() for model in self.models.values())
+
+    @property
+    def encoder(self) -> FairseqEncoder:
+        return self.models[self.keys[0]].encoder
+
+    @property
+    def decoder(self) -> FairseqDecoder:
+        return self.models[self.keys[0]].decoder
+
+    def forward_decoder(self, prev_output_tokens: Tensor, **kwargs) -> DecoderOut:
+        return self.decoder(prev_output_tokens, **kwargs)
+
+    def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True, model_cfg: Any = None, **kwargs):
+        # a checkpoint of more language pairs than this model's: keep this model's pairs only
+        mine = {k: v for k, v in state_dict.items() if not k.startswith("models.") or k.split(".")[1] in self.models}
+        return super().load_state_dict(mine, strict=strict)
+
+
 def reorder_encoder_out(encoder_out: EncoderOut, new_order: Tensor) -> EncoderOut:
     """Rows `new_order` of an encoder output in fairseq's layout (FairseqEncoder.reorder_encoder_out)."""
     return {

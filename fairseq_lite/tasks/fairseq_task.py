@@ -171,6 +171,21 @@ class FairseqTask:
         with torch.no_grad():
             return criterion(model, sample)
 
+    # --- generation (fairseq's hooks: a task or plugin may override either) ----------------------
+    def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **kwargs: Any):
+        """The SequenceGenerator (or SequenceScorer) fairseq-generate and -interactive decode with: `args` are
+        the generation settings; `extra_gen_cls_kwargs` go to the generator (e.g. symbols_to_strip_from_output)."""
+        from fairseq_lite.generation import build_generator
+
+        return build_generator(self, models, args, seq_gen_cls=seq_gen_cls, **(extra_gen_cls_kwargs or {}), **kwargs)
+
+    def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
+        """One batch's hypotheses, best first per sentence."""
+        from fairseq_lite.generation import inference_step
+
+        with torch.no_grad():
+            return inference_step(generator, self, sample, prefix_tokens=prefix_tokens, constraints=constraints)
+
     def reduce_metrics(self, logging_outputs: list[dict[str, Any]], criterion) -> None:
         """Log an update's (or a validation batch's) statistics, as fairseq's task does: words and
         sentences per batch ("wpb", "bsz"), words per second ("wps"), then the criterion's."""

@@ -21,7 +21,7 @@ from fairseq_lite.optim.precision import GradientOverflow, PrecisionOptimizer, a
 from fairseq_lite.registry import LR_SCHEDULER_REGISTRY, OPTIMIZER_REGISTRY
 from fairseq_lite.training.device import place_for_training
 from fairseq_lite.training.nonfinite import first_nonfinite_module
-from fairseq_lite.utils import move_to_device, select_device
+from fairseq_lite.utils import move_to_device, resolve_max_positions, select_device
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +142,8 @@ class Trainer:
         limits = [m for m in (self.task.max_positions(), self.model.max_positions()) if m is not None]
         if not limits:
             return None
+        if any(isinstance(m, dict) for m in limits):  # per language pair (a multilingual task and model)
+            return resolve_max_positions(*limits)
         if all(isinstance(m, (tuple, list)) for m in limits):
             return tuple(min(values) for values in zip(*limits))
         return min(m if not isinstance(m, (tuple, list)) else min(m) for m in limits)

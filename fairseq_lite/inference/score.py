@@ -1,0 +1,38 @@
+"""What fairseq-score prints: BLEU of system lines against reference lines, as fairseq scores them."""
+
+from collections.abc import Sequence
+
+from fairseq_lite.scoring.bleu import BleuScorer
+
+
+def score_lines(
+    system: Sequence[str],
+    references: Sequence[str],
+    order: int = 4,
+    ignore_case: bool = False,
+    sacrebleu: bool = False,
+    sentence_bleu: bool = False,
+) -> list[str]:
+    """Corpus BLEU over whitespace tokens (fairseq's "BLEU4 = ..." line), sacrebleu's corpus BLEU, or one
+    "index BLEU" line per sentence with libbleu's +1 smoothing (one match and one count added for the 2- to
+    4-grams, as its bleu_one_init does)."""
+    if ignore_case:
+        system = [line.lower() for line in system]
+        references = [line.lower() for line in references]
+    if sacrebleu:
+        import sacrebleu as sb
+
+        return [sb.corpus_bleu(list(system), [list(references)]).format()]
+    scorer = BleuScorer()
+    if sentence_bleu:
+        out = []
+        for i, (hyp, ref) in enumerate(zip(system, references)):
+            scorer.reset()
+            scorer.match[1:] = [1] * (BleuScorer.MAX_ORDER - 1)
+            scorer.count[1:] = [1] * (BleuScorer.MAX_ORDER - 1)
+            scorer.add_string(ref, hyp)
+            out.append(f"{i} {scorer.result_string(order)}")
+        return out
+    for hyp, ref in zip(system, references):
+        scorer.add_string(ref, hyp)
+    return [scorer.result_string(order)]
