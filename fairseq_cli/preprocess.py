@@ -33,7 +33,7 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma separated, test file prefixes (words missing from train set are replaced with <unk>)",
     )
-    add("--align-suffix", metavar="FP", default=None, help="alignment file suffix (not supported)")
+    add("--align-suffix", metavar="FP", default=None, help="alignment file suffix")
     add("--destdir", metavar="DIR", default="data-bin", help="destination dir")
     add(
         "--thresholdtgt",

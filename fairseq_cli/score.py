@@ -6,13 +6,11 @@ fairseq-score --sys gen.out.sys --ref gen.out.ref --sentence-bleu  # one +1-smoo
 """
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
 from fairseq_lite.cli_utils import setup_logging, user_errors_exit
-from fairseq_lite.errors import DataError
-from fairseq_lite.inference.score import score_lines
+from fairseq_lite.inference.score import score_files
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -30,21 +28,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> list[str]:
     args = get_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-    for name, path in (("--sys", args.sys), ("--ref", args.ref)):
-        if path != "-" and not os.path.isfile(path):
-            raise DataError(f"{name} {path}: no such file")
-    with open(args.ref, encoding="utf-8") as ref:
-        references = ref.readlines()
-    if args.sys == "-":
-        system = sys.stdin.readlines()
-    else:
-        with open(args.sys, encoding="utf-8") as hyp:
-            system = hyp.readlines()
-    if len(system) != len(references):
-        raise DataError(f"--sys has {len(system)} lines and --ref {len(references)}: they must pair up line by line")
-    lines = score_lines(system, references, args.order, args.ignore_case, args.sacrebleu, args.sentence_bleu)
-    for line in lines:
-        print(line)
+    lines = score_files(args.sys, args.ref, args.order, args.ignore_case, args.sacrebleu, args.sentence_bleu)
+    print("\n".join(lines))
     return lines
 
 

@@ -4,6 +4,7 @@ Same flags, file names and bytes as fairseq 0.12.2:
 
     --only-source, no -s:  dict.txt, train.bin/.idx, valid.bin/.idx, valid1..., test...
     -s en -t es:           dict.en.txt, dict.es.txt, train.en-es.en.bin/.idx, train.en-es.es.bin/.idx, ...
+    --align-suffix align:  also train.align.en-es.bin/.idx from <trainpref>.align, ... (data/alignments.py)
 
 Input files are `<pref>.<lang>` (or `<pref>` when there is no language). A log of the run is
 appended to `<destdir>/preprocess.log`.
@@ -14,6 +15,7 @@ import logging
 import os
 from collections.abc import Sequence
 
+from fairseq_lite.data.alignments import binarize_alignments
 from fairseq_lite.data.binarizer import binarize_file
 from fairseq_lite.data.dictionary import Dictionary, tokenize_line
 from fairseq_lite.errors import ConfigError, DataError
@@ -69,8 +71,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError("--dataset-impl raw copies a language pair's text (-s/-t); with --only-source use mmap")
     if args.alignfile:
         raise ConfigError("--alignfile is not supported by fairseq-lite")
-    if args.align_suffix:
-        raise ConfigError("--align-suffix (alignment datasets) is not supported by fairseq-lite")
+    if args.align_suffix and args.only_source:
+        raise ConfigError("--align-suffix aligns a language pair: give -s/-t, not --only-source")
+    if args.align_suffix and args.dataset_impl == "raw":
+        raise ConfigError("--align-suffix writes binarized alignments: use --dataset-impl mmap, not raw")
     if args.user_dir:
         raise ConfigError("--user-dir is not supported by fairseq-preprocess in fairseq-lite")
     if args.workers < 1:
@@ -103,6 +107,9 @@ def _check_args(args: argparse.Namespace) -> None:
             path = _lang_file(prefix, lang)
             if not os.path.isfile(path):
                 raise DataError(f"input file not found: {path} (from {flag} {prefix})")
+    if args.align_suffix and not args.dict_only and not _alignment_files(args):
+        wanted = ", ".join(f"{prefix}.{args.align_suffix}" for _, prefix, _ in splits)
+        raise DataError(f"--align-suffix {args.align_suffix}: no alignment file found (looked for {wanted})")
 
 
 def _prepare_destdir(args: argparse.Namespace) -> None:
@@ -180,6 +187,23 @@ def _make_all(lang: str | None, vocab: Dictionary, args: argparse.Namespace) -> 
         logger.info(f"[{lang}] {input_file}: {summary} (by {vocab.unk_word})")
 
 
+def _alignment_files(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(input file, output name) of each split that has `<pref>.<align_suffix>`; like fairseq, a split
+    without one (a test set, say) simply gets no alignments."""
+    found = []
+    for _, prefix, name in _splits(args):
+        path = f"{prefix}.{args.align_suffix}"
+        if os.path.isfile(path):
+            found.append((path, f"{name}.align"))
+    return found
+
+
+def _make_all_alignments(args: argparse.Namespace) -> None:
+    for input_file, name in _alignment_files(args):
+        num_lines = binarize_alignments(input_file, dataset_dest_prefix(args, name, None))
+        logger.info(f"[alignments] {input_file}: parsed {num_lines} alignments")
+
+
 def preprocess(args: argparse.Namespace) -> None:
     """Build the dictionaries and binarize every split, as the parsed fairseq-preprocess flags say;
     every check comes first, and every file is written atomically."""
@@ -202,6 +226,8 @@ def preprocess(args: argparse.Namespace) -> None:
         _make_all(args.source_lang, src_dict, args)
         if tgt_dict is not None:
             _make_all(args.target_lang, tgt_dict, args)
+        if args.align_suffix:
+            _make_all_alignments(args)
         logger.info(f"Wrote preprocessed data to {args.destdir}")
     finally:
         logger.removeHandler(log_file)

@@ -142,7 +142,10 @@ def test_bundled_arch_yaml_equals_the_python_architecture(arch):
     entry = ARCH_REGISTRY[arch]
     path = Path(bundled_config_dir()) / "model" / entry.model / f"{arch}.yaml"
     assert path.read_text() == writer.arch_yaml(arch), f"rerun scripts/write_arch_configs.py ({path})"
-    task = "translation" if entry.model == "transformer" else "language_modeling"
+    # the models whose positions follow the task's max_source_positions need a translation task
+    tasks = {"transformer": "translation", "transformer_align": "translation"}
+    tasks["multilingual_transformer"] = "multilingual_translation"
+    task = tasks.get(entry.model, "language_modeling")
     model = compose_config([f"task={task}", "task.data=D", f"model={entry.model}/{arch}"]).model
     for key, value in entry.values().items():
         assert model[key] == value, key

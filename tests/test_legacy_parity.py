@@ -10,6 +10,7 @@ import pytest
 
 from fairseq_cli.train import TRAIN_GROUPS, legacy_overrides
 from fairseq_lite.dataclass.configs import SETTINGS_GROUPS
+from fairseq_lite.dataclass.legacy import NO_FLAG
 from fairseq_lite.options.compose import compose_config, to_plain_dict
 from fairseq_lite.options.initialize import import_components
 from fairseq_lite.registry import ARCH_REGISTRY, COMPONENT_REGISTRIES
@@ -35,7 +36,7 @@ def changed_value(name: str, field):
     tp, default = _unwrap(field.type), _default(field)
     if default == "???" or (isinstance(default, str) and default.startswith("${")):  # required, or follows another
         default = None
-    if tp is bool:
+    if tp is bool or isinstance(default, bool):  # (a flag typed Any that also takes 0/1, as lightconv's --encoder-glu)
         return not default
     if isinstance(tp, type) and issubclass(tp, Enum):
         return next(m.value for m in tp if m.value != getattr(default, "value", default))
@@ -61,13 +62,16 @@ def settable_fields(schema):
             # one following another name (model.max_target_positions: ${task.tokens_per_sample}) has
             or (isinstance(default, str) and default.startswith("${") and default[2:-1].rsplit(".", 1)[-1] == f.name)
             or typing.get_origin(_unwrap(f.type)) is dict  # a mapping (composite's groups): no flag in fairseq either
+            or f.metadata.get(NO_FLAG)  # set by an architecture only, as in fairseq (lightconv's decoder_output_dim)
         ):
             continue
         yield f
 
 
-def as_flag(name, value):
+def as_flag(name, value, field=None):
     flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool) and field is not None and _unwrap(field.type) is not bool:
+        return [flag, str(value)]  # a flag that takes its value (fairseq's --left-pad-source False, --encoder-glu 0)
     if isinstance(value, bool):
         return [flag]  # store_true / store_false: the flag alone flips the default
     if isinstance(value, list):
@@ -105,8 +109,15 @@ def base_selection(kind, name):
     }
     if kind not in (None, "settings"):
         chosen[kind] = name
-    if chosen["model"] == "transformer" or kind == "task" and name == "translation":
-        chosen["task"], chosen["model"] = "translation", "transformer"
+    # a translation task with an encoder-decoder model, and a multilingual model with its own task
+    model_of_task = {"translation": "transformer", "translation_multi_simple_epoch": "transformer"}
+    model_of_task["multilingual_translation"] = "multilingual_transformer"
+    task_of_model = {"transformer": "translation", "transformer_align": "translation", "lightconv": "translation"}
+    task_of_model["multilingual_transformer"] = "multilingual_translation"
+    if kind == "task" and name in model_of_task:
+        chosen["model"] = model_of_task[name]
+    elif chosen["model"] in task_of_model:
+        chosen["task"] = task_of_model[chosen["model"]]
     return chosen
 
 
@@ -140,7 +151,7 @@ def test_legacy_and_hydra_spellings_agree(kind, name):
             if f"{group}.{f.name}" in SKIP or (group == "task" and f.name == "data"):
                 continue
             value = changed_value(f.name, f)
-            legacy += as_flag(f.name, value)
+            legacy += as_flag(f.name, value, f)
             hydra += [as_override(f"{owner}.{f.name}", value) for owner in owners[f.name]]
             n += 1
     if kind == "settings":

@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 
 FAIRSEQ_ONLY_WEIGHTS = re.compile(
     r"(\.version|\._float_tensor"
-    r"|^encoder\.layers\.\d+\.(in_proj|out_proj|fc1|fc2)_(weight|bias))$"
+    # a multilingual model's encoders are models.{pair}.encoder
+    r"|^(models\.[^.]+\.)?encoder\.layers\.\d+\.(in_proj|out_proj|fc1|fc2)_(weight|bias))$"
 )
 
 # Model options fairseq-lite does not implement, with the value that means "not used". A checkpoint that
@@ -73,6 +74,8 @@ def convert_fairseq_checkpoint(state: dict[str, Any], path: str) -> dict[str, An
             plain[group] = _model_config(values, path)
         elif group == "task":
             _refuse_unsupported(values, UNSUPPORTED_TASK_OPTIONS, "task", path)
+            if isinstance(values.get("lang_pairs"), (list, tuple)):  # a legacy task's parsed --lang-pairs
+                values = {**values, "lang_pairs": ",".join(values["lang_pairs"])}
             plain[group] = _known_fields(group, values)
         elif group in COMPONENT_GROUPS and not _is_registered(group, values):
             # The training run's criterion, optimizer, bpe, ... do not shape the network: one that

@@ -1,5 +1,6 @@
 """Criteria. Importing this package registers them."""
 
+import fairseq_lite.criterions.label_smoothed_cross_entropy_with_alignment  # noqa: F401  (registers it)
 from fairseq_lite.criterions import target_criterion  # noqa: F401  (criterion: {_target_: ...})
 from fairseq_lite.criterions.adaptive_loss import AdaptiveLoss, AdaptiveLossConfig
 from fairseq_lite.criterions.cross_entropy import CrossEntropyCriterion, CrossEntropyCriterionConfig

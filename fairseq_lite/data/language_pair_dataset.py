@@ -5,11 +5,15 @@ A batch is
      "net_input": {"src_tokens" (left-padded by default), "src_lengths",
                    "prev_output_tokens" (the target with its eos moved to the front)},
      "target"}
-with the rows sorted by descending source length, as fairseq sorts them.
+with the rows sorted by descending source length, as fairseq sorts them. With an `align_dataset` (word
+alignments, data/alignments.py) it also has fairseq's "alignments" (pairs of flat indices: the source
+column in src_tokens, the row * target width + the target column in target) and "align_weights" (1 / how
+many pairs share that target position).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +26,8 @@ from fairseq_lite.data.fairseq_dataset import FairseqDataset
 from fairseq_lite.errors import DataError
 
 __all__ = ["LanguagePairDataset", "collate", "get_buckets", "get_bucketed_sizes"]
+
+logger = logging.getLogger(__name__)
 
 
 def collate(
@@ -61,7 +67,10 @@ def collate(
     target = prev_output_tokens = None
     if samples[0].get("target") is not None:
         target = merge("target", left_pad=left_pad_target).index_select(0, sort_order)
-        ntokens = int(sum(int(s["target"].ne(pad_idx).sum()) for s in samples))
+        tgt_lengths = torch.LongTensor([int(s["target"].ne(pad_idx).sum()) for s in samples]).index_select(
+            0, sort_order
+        )
+        ntokens = int(tgt_lengths.sum())
         if input_feeding:
             # Teacher forcing: the decoder sees eos as "start", then the target shifted right.
             prev_output_tokens = merge("target", left_pad=left_pad_target, move_eos_to_beginning=True)
@@ -78,7 +87,56 @@ def collate(
     }
     if prev_output_tokens is not None:
         batch["net_input"]["prev_output_tokens"] = prev_output_tokens
+    if samples[0].get("alignment") is not None:
+        if target is None:
+            raise DataError("alignments need the target side: a batch with alignments has no target")
+        alignments = _collate_alignments(
+            [samples[i]["alignment"] for i in sort_order.tolist()],
+            src_lengths,
+            tgt_lengths,
+            src_tokens.size(1),
+            target.size(1),
+            left_pad_source,
+            left_pad_target,
+        )
+        if alignments is not None:
+            batch["alignments"], batch["align_weights"] = alignments
     return batch
+
+
+def _collate_alignments(
+    alignments: list[torch.Tensor],
+    src_lengths: torch.Tensor,
+    tgt_lengths: torch.Tensor,
+    src_width: int,
+    tgt_width: int,
+    left_pad_source: bool,
+    left_pad_target: bool,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """fairseq's batch alignments, rows in batch order: (N x 2 indices into src_tokens' columns and the
+    flattened (bsz * tgt_width) target, N weights), or None when no sentence has a usable alignment."""
+    kept = []
+    for row, (alignment, src_len, tgt_len) in enumerate(zip(alignments, src_lengths.tolist(), tgt_lengths.tolist())):
+        pairs = alignment.long().view(-1, 2)
+        if len(pairs) == 0:
+            continue
+        # fairseq's check: indices are word positions, below the eos that ends each side.
+        if int(pairs[:, 0].max()) >= src_len - 1 or int(pairs[:, 1].max()) >= tgt_len - 1:
+            logger.warning("alignment size mismatch found, skipping alignment!")
+            continue
+        offset = torch.tensor(
+            [
+                src_width - src_len if left_pad_source else 0,
+                row * tgt_width + (tgt_width - tgt_len if left_pad_target else 0),
+            ]
+        )
+        kept.append(pairs + offset)
+    if not kept:
+        return None
+    pairs = torch.cat(kept)
+    # Each target position's pairs share its unit of alignment loss.
+    _, which, counts = torch.unique(pairs[:, 1], return_inverse=True, return_counts=True)
+    return pairs, 1.0 / counts[which].float()
 
 
 def get_buckets(sizes: np.ndarray, num_buckets: int) -> np.ndarray:
@@ -112,6 +170,7 @@ class LanguagePairDataset(FairseqDataset):
         input_feeding: bool = True,
         remove_eos_from_source: bool = False,
         append_eos_to_target: bool = False,
+        align_dataset: Any | None = None,
         append_bos: bool = False,
         eos: int | None = None,
         num_buckets: int = 0,
@@ -126,6 +185,13 @@ class LanguagePairDataset(FairseqDataset):
                     )
         if tgt is not None and len(src) != len(tgt):
             raise DataError(f"source and target must contain the same number of examples ({len(src)} vs {len(tgt)})")
+        if align_dataset is not None:
+            if tgt_sizes is None:
+                raise DataError("both source and target are needed when alignments are given")
+            if len(align_dataset) != len(src):
+                raise DataError(
+                    f"the alignments must have one item per sentence pair ({len(align_dataset)} vs {len(src)})"
+                )
         self.src = src
         self.tgt = tgt
         self.src_sizes = np.array(src_sizes)
@@ -138,6 +204,7 @@ class LanguagePairDataset(FairseqDataset):
         self.input_feeding = input_feeding
         self.remove_eos_from_source = remove_eos_from_source
         self.append_eos_to_target = append_eos_to_target
+        self.align_dataset = align_dataset
         self.append_bos = append_bos
         self.eos = eos if eos is not None else src_dict.eos()
         self.pad_to_multiple = pad_to_multiple
@@ -184,7 +251,10 @@ class LanguagePairDataset(FairseqDataset):
                 src_item = torch.cat([torch.LongTensor([self.src_dict.bos()]), src_item])
         if self.remove_eos_from_source and src_item[-1] == self.src_dict.eos():
             src_item = src_item[:-1]
-        return {"id": index, "source": src_item, "target": tgt_item}
+        example = {"id": index, "source": src_item, "target": tgt_item}
+        if self.align_dataset is not None:
+            example["alignment"] = self.align_dataset[index]
+        return example
 
     def __len__(self) -> int:
         return len(self.src)

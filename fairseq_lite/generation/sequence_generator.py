@@ -43,11 +43,17 @@ class EnsembleModel(nn.Module):
     def forward_align(self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor) -> Tensor:
         """The encoder attention of a teacher-forced forward pass over `prev_output_tokens` (N x T x S,
         averaged over the models), from each decoder's extra["attn"]: fairseq's EnsembleModelWithAlignment.
-        A decoder with a `need_attn` switch (ours) is asked for it for this pass."""
+        A decoder with a `need_attn` switch (ours) is asked for it for this pass.
+        As fairseq: an alignment model (transformer_align) gives its supervised attention (its forward) only when
+        one in the ensemble has full_context_alignment; otherwise the search's own attention, its plain decoder's."""
+        full_context = any(getattr(m, "full_context_alignment", False) for m in self.models)
         total = None
         for m in self.models:
             with attention_asked(m):
-                _, extra = m(src_tokens, src_lengths, prev_output_tokens)
+                if hasattr(m, "full_context_alignment") and not full_context:
+                    _, extra = m.decoder(prev_output_tokens, encoder_out=m.encoder(src_tokens, src_lengths=src_lengths))
+                else:
+                    _, extra = m(src_tokens, src_lengths, prev_output_tokens)
             attn = decoder_attention(extra)
             if attn is None:
                 raise ValueError(

@@ -71,7 +71,9 @@ def checkpoint_task_name(path: str, user_dir: str | None = None) -> str:
     it was trained with (or `user_dir`) is imported first, as that task may be the plugin's."""
     state = read_checkpoint(path, mmap=True)
     try:
-        name = str(state["cfg"]["task"]["_name"])
+        task = state["cfg"]["task"]
+        # fairseq's legacy tasks (multilingual_translation, ...) store their args as a Namespace
+        name = str(task["_name"] if isinstance(task, dict) else vars(task)["_name"])
     except (KeyError, TypeError) as e:  # a foreign file: say so in one line
         raise CheckpointError(f"{path} is not a fairseq-lite checkpoint (its config names no task)") from e
     import_components(plugin_dir(path, state["cfg"].get("common"), user_dir))

@@ -1,8 +1,35 @@
 """What fairseq-score prints: BLEU of system lines against reference lines, as fairseq scores them."""
 
+import os
+import sys
 from collections.abc import Sequence
 
+from fairseq_lite.errors import DataError
 from fairseq_lite.scoring.bleu import BleuScorer
+
+
+def score_files(
+    sys_path: str,
+    ref_path: str,
+    order: int = 4,
+    ignore_case: bool = False,
+    sacrebleu: bool = False,
+    sentence_bleu: bool = False,
+) -> list[str]:
+    """score_lines of the files fairseq-score names (`--sys -`: standard input), checked to pair up."""
+    for name, path in (("--sys", sys_path), ("--ref", ref_path)):
+        if path != "-" and not os.path.isfile(path):
+            raise DataError(f"{name} {path}: no such file")
+    with open(ref_path, encoding="utf-8") as ref:
+        references = ref.readlines()
+    if sys_path == "-":
+        system = sys.stdin.readlines()
+    else:
+        with open(sys_path, encoding="utf-8") as hyp:
+            system = hyp.readlines()
+    if len(system) != len(references):
+        raise DataError(f"--sys has {len(system)} lines and --ref {len(references)}: they must pair up line by line")
+    return score_lines(system, references, order, ignore_case, sacrebleu, sentence_bleu)
 
 
 def score_lines(

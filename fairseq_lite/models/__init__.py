@@ -2,10 +2,18 @@
 
 from typing import Any
 
-from fairseq_lite.models import (  # noqa: F401  (models lstm, lstm_lm and their architectures)
+# every model module registers its model and named architectures
+from fairseq_lite.models import (  # noqa: F401
+    fconv,
+    fconv_lm,
+    fconv_self_att,
+    lightconv,
+    lightconv_lm,
     lstm,
     lstm_lm,
-    target_model,  # noqa: F401  (model: {_target_: ...})
+    multilingual_transformer,
+    target_model,  # model: {_target_: ...}
+    transformer_align,
 )
 from fairseq_lite.models.fairseq_model import (
     BaseFairseqModel,
@@ -14,6 +22,7 @@ from fairseq_lite.models.fairseq_model import (
     FairseqEncoderDecoderModel,
     FairseqIncrementalDecoder,
     FairseqLanguageModel,
+    FairseqMultiModel,
 )
 from fairseq_lite.models.transformer import TransformerConfig, TransformerModel
 from fairseq_lite.models.transformer_decoder import TransformerDecoder
@@ -38,6 +47,7 @@ __all__ = [
     "FairseqEncoderDecoderModel",
     "FairseqIncrementalDecoder",
     "FairseqLanguageModel",
+    "FairseqMultiModel",
     "TransformerConfig",
     "TransformerDecoder",
     "TransformerEncoder",

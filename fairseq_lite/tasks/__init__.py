@@ -5,7 +5,9 @@ from typing import Any
 from fairseq_lite.registry import TASK_REGISTRY, cfg_name, register_task
 from fairseq_lite.tasks import (
     language_modeling,  # noqa: F401
+    multilingual_translation,  # noqa: F401
     translation,  # noqa: F401
+    translation_multi_simple_epoch,  # noqa: F401
 )
 from fairseq_lite.tasks.fairseq_task import FairseqTask, LegacyFairseqTask
 

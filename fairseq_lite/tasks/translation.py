@@ -2,7 +2,9 @@
 
 Data directory layout (fairseq's): dict.{src}.txt, dict.{tgt}.txt and, per split,
 {split}.{src}-{tgt}.{src}.bin/.idx and {split}.{src}-{tgt}.{tgt}.bin/.idx (the pair may also be
-named {tgt}-{src}, as when the data was binarized for the reverse direction).
+named {tgt}-{src}, as when the data was binarized for the reverse direction). With `load_alignments`, a
+split's word alignments {split}.align.{src}-{tgt}.bin/.idx (fairseq-preprocess --align-suffix) go into
+its batches, for label_smoothed_cross_entropy_with_alignment; a split without them (fairseq's rule) has none.
 
 With `eval_bleu`, validation also decodes every batch and logs sacrebleu's sufficient statistics
 (`_bleu_sys_len`, `_bleu_ref_len`, `_bleu_counts_{0..3}`, `_bleu_totals_{0..3}`); summed over
@@ -17,18 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
 from omegaconf import II, MISSING, OmegaConf
 from torch import Tensor
 
 from fairseq_lite.criterions.fairseq_criterion import sum_logs
-from fairseq_lite.data.concat_dataset import ConcatDataset
 from fairseq_lite.data.dictionary import Dictionary
 from fairseq_lite.data.indexed_dataset import MMapIndexedDataset
-from fairseq_lite.data.indexed_dataset_loading import load_indexed_dataset
 from fairseq_lite.data.language_pair_dataset import LanguagePairDataset
-from fairseq_lite.data.raw_text_dataset import IndexedRawTextDataset
 from fairseq_lite.dataclass import FairseqDataclass, cfg_field
 from fairseq_lite.dataclass.configs import GenerationConfig
 from fairseq_lite.errors import ConfigError, DataError, key, setting
@@ -36,6 +33,7 @@ from fairseq_lite.generation import build_generator, inference_step
 from fairseq_lite.logging import metrics
 from fairseq_lite.registry import TOKENIZER_REGISTRY, component_node, register_task
 from fairseq_lite.tasks.fairseq_task import FairseqTask
+from fairseq_lite.tasks.langpair_loading import alignment_prefix, load_langpair_dataset, pair_prefix
 from fairseq_lite.tasks.language_modeling import data_paths
 
 logger = logging.getLogger(__name__)
@@ -56,6 +54,7 @@ class TranslationConfig(FairseqDataclass):
     target_lang: str | None = cfg_field(
         None, "target language (inferred from the data directory if unset)", argparse_alias="-t"
     )
+    load_alignments: bool = cfg_field(False, "load the binarized alignments")
     left_pad_source: bool = cfg_field(True, "pad the source on the left")
     left_pad_target: bool = cfg_field(False, "pad the target on the left")
     max_source_positions: int = cfg_field(1024, "max number of tokens in the source sequence")
@@ -128,27 +127,6 @@ def load_dictionary(path: str) -> Dictionary:
     return Dictionary.load(path)
 
 
-class TruncatedSource(torch.utils.data.Dataset):
-    """Source sentences cut to `max_len` tokens, keeping their final eos (--truncate-source)."""
-
-    def __init__(self, dataset: Any, max_len: int, eos: int):
-        self.dataset = dataset
-        self.max_len = max_len
-        self.eos = eos
-        # Every binarized sentence ends with one eos, so this is each item's exact length.
-        self.sizes = np.minimum(np.asarray(dataset.sizes), max_len)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Tensor:
-        item = self.dataset[index]
-        if item.numel() <= self.max_len:
-            return item
-        body = item[:-1] if item[-1] == self.eos else item
-        return torch.cat([body[: self.max_len - 1], body.new_tensor([self.eos])])
-
-
 def bleu_from_stats(agg: dict[str, float]) -> float | None:
     """Corpus BLEU (sacrebleu, exp smoothing, rounded to 2 decimals as fairseq) from summed stats."""
     totals = [int(agg.get(f"_bleu_totals_{i}", 0)) for i in range(EVAL_BLEU_ORDER)]
@@ -199,10 +177,18 @@ class TranslationTask(FairseqTask):
         # Training reads one directory per epoch, round robin; validation the first one.
         wanted = [(path, train_subset) for path in paths if train_subset] + [(paths[0], s) for s in valid_subsets]
         for path, split in wanted:
-            prefix = _pair_prefix(path, split, src, tgt)
+            prefix = pair_prefix(path, split, src, tgt)
             for lang in (src, tgt):
                 if MMapIndexedDataset.exists(prefix + lang):
                     MMapIndexedDataset(prefix + lang)  # reads and checks the index, maps the data
+            if cfg.load_alignments and split == train_subset:
+                align = alignment_prefix(path, split, src, tgt)
+                if not MMapIndexedDataset.exists(align):
+                    raise DataError(
+                        f"{key('task.load_alignments')}: no alignments {os.path.basename(align)}.bin/.idx in "
+                        f"{path}; binarize them with fairseq-preprocess --align-suffix"
+                    )
+                MMapIndexedDataset(align)
 
     @classmethod
     def validation_metrics(cls, cfg: Any, criterion_metrics: list[str]) -> list[str]:
@@ -225,33 +211,21 @@ class TranslationTask(FairseqTask):
         if split != self.cfg.train_subset:
             paths = paths[:1]  # valid and test data always come from the first directory
         data_path = paths[(epoch - 1) % len(paths)]
-        src, tgt = self.cfg.source_lang, self.cfg.target_lang
-        sources, targets = [], []
-        # fairseq's shards: with combine (the training split), train, train1, train2, ... as one dataset
-        for name, prefix in _split_shards(data_path, split, src, tgt, combine):
-            shard: Any = load_indexed_dataset(prefix + src, self.src_dict)  # binarized, or raw text
-            if self.cfg.truncate_source:
-                shard = TruncatedSource(shard, self.cfg.max_source_positions, self.src_dict.eos())
-            sources.append(shard)
-            targets.append(load_indexed_dataset(prefix + tgt, self.tgt_dict))  # None: no target side
-            logger.info(f"{data_path} {name} {src}-{tgt} {len(shard)} examples")
-        if any(t is None for t in targets) and not all(t is None for t in targets):
-            raise DataError(f"{data_path}: some shards of '{split}' have the {tgt} side and some do not")
-        src_dataset, tgt_dataset = sources[0], targets[0]
-        if len(sources) > 1:
-            # the first shard repeated upsample_primary times (e.g. real data next to back-translations)
-            ratios = [max(1, self.cfg.upsample_primary)] + [1] * (len(sources) - 1)
-            src_dataset = ConcatDataset(sources, ratios)
-            tgt_dataset = ConcatDataset(targets, ratios) if targets[0] is not None else None
-        self.datasets[split] = LanguagePairDataset(
-            src_dataset,
-            src_dataset.sizes,
+        self.datasets[split] = load_langpair_dataset(
+            data_path,
+            split,
+            self.cfg.source_lang,
             self.src_dict,
-            tgt_dataset,
-            tgt_dataset.sizes if tgt_dataset is not None else None,
+            self.cfg.target_lang,
             self.tgt_dict,
+            combine=combine,
+            upsample_primary=self.cfg.upsample_primary,
             left_pad_source=self.cfg.left_pad_source,
             left_pad_target=self.cfg.left_pad_target,
+            max_source_positions=self.cfg.max_source_positions,
+            max_target_positions=self.cfg.max_target_positions,
+            load_alignments=self.cfg.load_alignments,
+            truncate_source=self.cfg.truncate_source,
             num_buckets=self.cfg.num_batch_buckets,
             shuffle=(split != "test"),
             pad_to_multiple=self.cfg.required_seq_len_multiple,
@@ -358,28 +332,6 @@ def _load_dictionaries(data_dir: str, src: str, tgt: str) -> tuple[Dictionary, D
         if getattr(src_dict, name)() != getattr(tgt_dict, name)():
             raise DataError(f"dict.{src}.txt and dict.{tgt}.txt disagree on the {name} index")
     return src_dict, tgt_dict
-
-
-def _split_shards(data_dir: str, split: str, src: str, tgt: str, combine: bool) -> list[tuple[str, str]]:
-    """(name, prefix) of `split` and, with combine, of its numbered shards split1, split2, ... that exist."""
-    shards = [(split, _pair_prefix(data_dir, split, src, tgt))]
-    k = 1
-    while combine:
-        try:
-            shards.append((f"{split}{k}", _pair_prefix(data_dir, f"{split}{k}", src, tgt)))
-        except DataError:
-            break
-        k += 1
-    return shards
-
-
-def _pair_prefix(data_dir: str, split: str, src: str, tgt: str) -> str:
-    """`{data_dir}/{split}.{src}-{tgt}.` (or `.{tgt}-{src}.`: the pair binarized the other way)."""
-    for a, b in ((src, tgt), (tgt, src)):
-        candidate = os.path.join(data_dir, f"{split}.{a}-{b}.")
-        if MMapIndexedDataset.exists(candidate + src) or IndexedRawTextDataset.exists(candidate + src):
-            return candidate
-    raise DataError(f"dataset not found: split '{split}' ({split}.{src}-{tgt}.{src}.bin/.idx) in {data_dir}")
 
 
 def _detokenizer_entry(name: str | None) -> Any:
