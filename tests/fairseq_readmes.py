@@ -128,8 +128,12 @@ def classify(line: str) -> Step:
         if parts:
             heads.append(parts[0] if parts[0] != "python" or len(parts) < 2 else f"python {parts[1]}")
     for head in heads:
+        if head == "sacrebleu" and not re.search(r"(--test-set|\s-t)\s", line):
+            continue  # sacrebleu on files of the README's own: runs here
         if head in NOT_RUN:
             return Step(line, False, f"{head}: {NOT_RUN[head]}")
+        if head in ("python cuda_function_gen.py", "python setup.py"):
+            return Step(line, False, f"{head}: builds fairseq's CUDA kernels (fairseq-lite's run on torch ops)")
         if head.startswith("./prepare") or head == "python scripts/spm_encode.py":
             return Step(line, False, f"{head}: prepares downloaded data")
         if head == "python scripts/average_checkpoints":

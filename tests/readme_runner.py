@@ -47,9 +47,11 @@ class Run:
 class Scenario:
     name: str  # examples/<name>/README.md
     replace: dict[str, str] = field(default_factory=dict)  # README text -> stand-in (data paths, typos: said why)
+    block_replace: dict[str, str] = field(default_factory=dict)  # the same, on a block before its lines are split
     before: dict[str, Callable[[Path], None]] = field(default_factory=dict)  # line substring -> stand-in step
     block_order: list[int] | None = None  # to run a block that reads a later block's output after it
     extra_lines: dict[str, list[str]] = field(default_factory=dict)  # after the line with this substring
+    generate_cap: list[str] = field(default_factory=lambda: list(GENERATE_CAP))
 
 
 def _wrapper(real: str, cap: list[str], log: Path) -> str:
@@ -68,7 +70,7 @@ exit $rc
 """
 
 
-def make_bin(workspace: Path) -> Path:
+def make_bin(workspace: Path, generate_cap: list[str]) -> Path:
     """bin/: the fairseq commands (wrapped), python, and fairseq's example scripts a README pipes through."""
     bin_dir = workspace / ".readme-bin"
     bin_dir.mkdir(exist_ok=True)
@@ -76,9 +78,8 @@ def make_bin(workspace: Path) -> Path:
     for name in COMMANDS:
         real = shutil.which(name)
         assert real, f"{name} is not installed: run scripts/setup.sh"
-        cap = TRAIN_CAP if name == "fairseq-train" else GENERATE_CAP if name != "fairseq-preprocess" else []
-        if name == "fairseq-score":
-            cap = []
+        caps = {"fairseq-train": TRAIN_CAP, "fairseq-generate": generate_cap, "fairseq-interactive": generate_cap}
+        cap = caps.get(name, [])
         path = bin_dir / name
         path.write_text(_wrapper(real, cap, log))
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
@@ -96,6 +97,8 @@ def install_example_script(workspace: Path, relative: str, on_path: bool = False
 
 def readme_lines(scenario: Scenario) -> list[tuple[int, str]]:
     blocks = shell_blocks(readme(scenario.name))
+    for old, new in scenario.block_replace.items():
+        blocks = [block.replace(old, new) for block in blocks]
     order = scenario.block_order or list(range(len(blocks)))
     return [(b, line) for b in order for line in logical_lines(blocks[b])]
 
@@ -104,7 +107,7 @@ def run_readme(scenario: Scenario, workspace: Path, timeout: int = 3000) -> Run:
     """Run the README's steps in `workspace`, stopping at the first failure; returns what ran. The shell is one
     session but for the stand-in steps (`before`), which run in Python between its lines: the variables the
     README set (TEXT, SAVE, ...) carry over them."""
-    bin_dir = make_bin(workspace)
+    bin_dir = make_bin(workspace, scenario.generate_cap)
     scripts = workspace / "scripts"
     if not scripts.exists():
         scripts.symlink_to(Path(__file__).resolve().parent.parent / "scripts")  # our average_checkpoints.py
