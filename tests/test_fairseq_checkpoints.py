@@ -11,7 +11,7 @@ import torch
 from test_generate_cli import parse
 
 from fairseq_lite.checkpoint import load_checkpoint_to_cpu, load_model_for_inference
-from fairseq_lite.errors import CheckpointError
+from fairseq_lite.errors import CheckpointError, ConfigError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "fairseq_0.12.2"
 CHECKPOINTS = FIXTURES / "checkpoints"
@@ -390,3 +390,18 @@ def test_constrained_decoding_gives_fairseqs_translations(capsys, mode):
             assert [float(p) for p in mine[1].split()] == pytest.approx(
                 [float(p) for p in fairseqs[1].split()], abs=2e-4
             )
+
+
+def test_print_step_prints_each_hypothesis_decoding_steps(capsys):
+    """--print-step: fairseq-generate's I- line after each hypothesis, the steps its search took (a token per
+    step, eos included); a one-line error where there is no search (--score-reference) or no I- line (interactive)."""
+    from fairseq_cli.generate import main as generate
+
+    argv = [str(FIXTURES / "joined"), "--path", str(MT), "--gen-subset", "valid", "--beam", "2", "--max-len-b", "6"]
+    generate(argv + ["--batch-size", "16", "--cpu", "--print-step"])
+    lines = capsys.readouterr().out.splitlines()
+    steps = {line.split("\t")[0][2:]: int(line.split("\t")[1]) for line in lines if line.startswith("I-")}
+    hypos = {line.split("\t")[0][2:]: line.split("\t")[2] for line in lines if line.startswith("H-")}
+    assert len(steps) == 40 and all(steps[i] == len(hypos[i].split()) + 1 for i in hypos)
+    with pytest.raises(ConfigError, match="--print-step prints fairseq-generate's I- lines"):
+        generate(argv + ["--score-reference", "--print-step"])

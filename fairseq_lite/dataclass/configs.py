@@ -264,6 +264,9 @@ class GenerationConfig(FairseqDataclass):
         choices=["hard", "soft"],
         argparse_const="hard",
     )
+    print_step: bool = cfg_field(
+        False, "print steps: fairseq-generate's I- line, the decoding steps each hypothesis took (its tokens and eos)"
+    )
 
 
 @dataclass

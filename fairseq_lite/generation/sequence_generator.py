@@ -466,6 +466,7 @@ class SequenceGenerator(nn.Module):
                         "attention": None,
                         "alignment": None,
                         "positional_scores": positional[i],
+                        "steps": int(hypo_tokens[i].numel()),  # one decoding step per token, eos included
                     }
                 )
         done = []

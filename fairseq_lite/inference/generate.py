@@ -130,6 +130,8 @@ def _generate(setup: GenerationSetup, out: TextIO) -> dict[str, Any]:
                     sample_id, hypo, tgt_dict, post_process, strip, decode_fn, replace
                 )
                 lines += hypo_lines + alignment_line(sample_id, hypo, cfg.generation.print_alignment)
+                if cfg.generation.print_step:
+                    lines.append(f"I-{sample_id}\t{hypo['steps']}")
                 if has_target and j == 0:
                     # Token-level BLEU compares ids, unless the text was changed by --post-process.
                     if hasattr(scorer, "add") and post_process is None and align_dict is not None:

@@ -131,6 +131,11 @@ def prepare(prog: str, description: str, argv: Sequence[str], groups: Sequence[s
         raise ConfigError(
             "--constraints reads constraints after each input line (tab-separated): use fairseq-interactive"
         )
+    if values.get("generation.print_step") and (values.get("generation.score_reference") or prog != "fairseq-generate"):
+        raise ConfigError(
+            "--print-step prints fairseq-generate's I- lines (the decoding steps of its search): not in "
+            "fairseq-interactive, nor with --score-reference"
+        )
     if prog == "fairseq-interactive" and values.get("generation.score_reference"):
         raise ConfigError("--score-reference scores a reference translation: use fairseq-generate on a binarized split")
 
