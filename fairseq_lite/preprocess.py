@@ -64,9 +64,11 @@ def _splits(args: argparse.Namespace) -> list[tuple[str, str, str]]:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    if args.dataset_impl not in ("mmap", "raw"):
+    if args.dataset_impl not in ("mmap", "raw", "lazy", "cached"):
         known = "is not supported by fairseq-lite" if args.dataset_impl in FAIRSEQ_DATASET_IMPLS else "is unknown"
-        raise ConfigError(f"--dataset-impl {args.dataset_impl!r} {known}; supported formats: mmap, raw")
+        raise ConfigError(f"--dataset-impl {args.dataset_impl!r} {known}; supported formats: mmap, lazy, cached, raw")
+    if args.align_suffix and args.dataset_impl in ("lazy", "cached"):
+        raise ConfigError(f"--align-suffix writes mmap alignments: use --dataset-impl mmap, not {args.dataset_impl}")
     if args.dataset_impl == "raw" and args.only_source:
         raise ConfigError("--dataset-impl raw copies a language pair's text (-s/-t); with --only-source use mmap")
     if args.alignfile:
@@ -183,7 +185,13 @@ def _make_all(lang: str | None, vocab: Dictionary, args: argparse.Namespace) -> 
                     f.write(chunk)
             logger.info(f"[{lang}] {input_file}: copied as text (--dataset-impl raw)")
             continue
-        summary = binarize_file(input_file, vocab, dataset_dest_prefix(args, name, lang), num_workers=args.workers)
+        summary = binarize_file(
+            input_file,
+            vocab,
+            dataset_dest_prefix(args, name, lang),
+            num_workers=args.workers,
+            legacy_format=args.dataset_impl in ("lazy", "cached"),
+        )
         logger.info(f"[{lang}] {input_file}: {summary} (by {vocab.unk_word})")
 
 

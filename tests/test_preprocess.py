@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from fairseq_cli import preprocess
 from fairseq_lite.data import binarizer
@@ -208,7 +209,7 @@ def test_destdir_not_writable(tmp_path, capsys, in_fixtures):
 
 
 @pytest.mark.parametrize(
-    "impl,words", [("lazy", "not supported"), ("bogus", "unknown"), ("raw", "copies a language pair's text")]
+    "impl,words", [("fasta", "not supported"), ("bogus", "unknown"), ("raw", "copies a language pair's text")]
 )
 def test_dataset_impl(impl, words, tmp_path, capsys, in_fixtures):
     err = run_cli(
@@ -304,3 +305,28 @@ def test_rerun_into_fresh_copy_reuses_nothing_stale(tmp_path, in_fixtures):
     (destdir / "train.en-es.en.bin").write_bytes(b"garbage" * 1000)
     preprocess.main(CASES["bi"].split() + ["--destdir", str(destdir)])
     assert_same_as_fixture("bi", destdir)
+
+
+@pytest.mark.parametrize("impl", ["lazy", "cached"])
+def test_lazy_and_cached_write_fairseqs_older_format_byte_for_byte(impl, tmp_path, in_fixtures):
+    """--dataset-impl lazy/cached: fairseq's TorchNet format (lazy/ was written by fairseq 0.12.2 with lazy;
+    cached writes the same files), with two workers merging their parts."""
+    args = ["-s", "en", "-t", "es", "--srcdict", "joined/dict.en.txt", "--tgtdict", "joined/dict.es.txt"]
+    preprocess.cli_main([*args, "--validpref", "inputs/bi.valid", "--workers", "2", "--dataset-impl", impl,
+                         "--destdir", str(tmp_path / "o")])  # fmt: skip
+    for name in ("valid.en-es.en", "valid.en-es.es"):
+        for ext in (".bin", ".idx"):
+            assert (tmp_path / "o" / (name + ext)).read_bytes() == (Path("lazy") / (name + ext)).read_bytes()
+
+
+def test_lazy_data_reads_as_the_same_items_as_mmap(in_fixtures):
+    """A data-bin directory in fairseq's older format (fairseq's lazy/) trains and translates as its mmap
+    twin (joined/, the same sentences and dictionaries)."""
+    from fairseq_lite.data.indexed_dataset_loading import load_indexed_dataset
+
+    for lang in ("en", "es"):
+        old = load_indexed_dataset(f"lazy/valid.en-es.{lang}", None)
+        new = load_indexed_dataset(f"joined/valid.en-es.{lang}", None)
+        assert type(old).__name__ == "IndexedDataset" and len(old) == len(new) == 40
+        assert list(old.sizes) == list(new.sizes)
+        assert all(torch.equal(old[i], new[i].long()) for i in range(len(new)))

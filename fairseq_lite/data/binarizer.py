@@ -28,6 +28,7 @@ from fairseq_lite.data.indexed_dataset import (
     data_file_path,
     index_file_path,
 )
+from fairseq_lite.data.legacy_indexed_dataset import IndexedDatasetBuilder
 from fairseq_lite.data.text_chunks import Tokenizer, fast_tokenizer, file_chunks, read_text_blocks, split_lines
 from fairseq_lite.file_io import scratch_dir
 
@@ -131,10 +132,15 @@ def _binarize_chunk(
     return summary
 
 
+def _builder(path: str, dtype, legacy_format: bool) -> MMapIndexedDatasetBuilder:
+    """fairseq's mmap builder, or (--dataset-impl lazy/cached) its older format's."""
+    return (IndexedDatasetBuilder if legacy_format else MMapIndexedDatasetBuilder)(path, dtype)
+
+
 def _binarize_chunk_to_dataset(
-    output_prefix: str, dtype, path: str, start: int, end: int, *encode_args
+    output_prefix: str, dtype, legacy_format: bool, path: str, start: int, end: int, *encode_args
 ) -> BinarizeSummary:
-    builder = MMapIndexedDatasetBuilder(data_file_path(output_prefix), dtype)
+    builder = _builder(data_file_path(output_prefix), dtype, legacy_format)
     with builder:
         summary = _binarize_chunk(builder, path, start, end, *encode_args)
         builder.finalize(index_file_path(output_prefix))
@@ -151,10 +157,12 @@ def binarize_file(
     reverse_order: bool = False,
     tokenize: Tokenizer | None = None,
     dtype=None,
+    legacy_format: bool = False,
 ) -> BinarizeSummary:
     """Write `output_prefix.bin/.idx` with one item per line of `input_file`; return the counts.
 
-    dtype defaults to fairseq's choice for the dictionary size (uint16 below 65500 symbols).
+    dtype defaults to fairseq's choice for the dictionary size (uint16 below 65500 symbols); `legacy_format`:
+    fairseq's lazy/cached format instead of mmap (int32 ids plus one, whatever dtype says).
     The final files appear only once complete; on any failure nothing is left behind.
     """
     if dtype is None:
@@ -162,7 +170,7 @@ def binarize_file(
     chunks = file_chunks(input_file, num_workers)
     encode_args = (dictionary, append_eos, reverse_order, tokenize)
     summary = BinarizeSummary()
-    builder = MMapIndexedDatasetBuilder(data_file_path(output_prefix), dtype)
+    builder = _builder(data_file_path(output_prefix), dtype, legacy_format)
     pool = None
     scratch = None
     try:
@@ -175,7 +183,7 @@ def binarize_file(
             for i, (start, end) in enumerate(chunks[1:], start=1):
                 prefix = os.path.join(scratch, f"chunk{i}")
                 result = pool.apply_async(
-                    _binarize_chunk_to_dataset, (prefix, dtype, input_file, start, end, *encode_args)
+                    _binarize_chunk_to_dataset, (prefix, dtype, legacy_format, input_file, start, end, *encode_args)
                 )
                 pending.append((prefix, result))
             pool.close()

@@ -263,7 +263,7 @@ class MMapIndexedDatasetBuilder:
         sizes = np.concatenate(self._sizes) if self._sizes else np.empty(0, dtype=np.int32)
         index = AtomicFile(index_file, "wb")
         try:
-            write_index(index, sizes, self._dtype)
+            self._write_index(index, sizes)
             index.sync()
             self._data_file.sync()
             # Drop a stale index first: a crash between the renames below must not leave an old
@@ -279,6 +279,9 @@ class MMapIndexedDatasetBuilder:
             if translated is e:
                 raise
             raise translated from e
+
+    def _write_index(self, f, sizes: np.ndarray) -> None:
+        write_index(f, sizes, self._dtype)
 
     def translate(self, error: BaseException) -> BaseException:
         """A failed write as the error to show: DiskFullError when the disk filled up."""

@@ -1,12 +1,12 @@
 """fairseq's `data_utils.load_indexed_dataset`: open `.bin/.idx` datasets by their path prefix.
 
 fairseq infers the file format from the index's magic bytes and falls back to ``default`` when
-there is nothing to infer from. fairseq-lite reads two formats: ``mmap``, which is what
-fairseq-preprocess writes by default, and ``raw`` (the text itself, encoded with the dictionary when
-read); ``None``, ``"cached"`` and ``"lazy"`` (fairseq's defaults and legacy choices) therefore mean
-"look at the files" (a ``.bin/.idx`` pair, else a text file at the prefix itself), and a legacy or huffman
-index found there is an error saying how to re-binarize. Any other implementation is refused before files
-are read.
+there is nothing to infer from. fairseq-lite reads three formats: ``mmap``, which is what
+fairseq-preprocess writes by default, fairseq's older ``lazy``/``cached`` format (legacy_indexed_dataset.py),
+and ``raw`` (the text itself, encoded with the dictionary when read); ``None``, ``"cached"`` and ``"lazy"``
+therefore mean "look at the files" (a ``.bin/.idx`` pair, else a text file at the prefix itself), and a
+huffman index found there is an error saying how to re-binarize. Any other implementation is refused before
+files are read.
 
 This module imports ``ConcatDataset`` (for ``combine=True``), which depends on ``data_utils``
 through ``FairseqDataset``; ``data_utils`` cannot import it back without an import cycle.
@@ -20,6 +20,7 @@ from typing import Any
 
 from fairseq_lite.data.concat_dataset import ConcatDataset
 from fairseq_lite.data.indexed_dataset import MAGIC, MMapIndexedDataset, index_file_path
+from fairseq_lite.data.legacy_indexed_dataset import IndexedDataset
 from fairseq_lite.data.raw_text_dataset import IndexedRawTextDataset
 from fairseq_lite.errors import ConfigError, DataError, setting
 
@@ -37,7 +38,7 @@ _INFER = (None, "cached", "lazy")
 def _check_impl(value: str | None, what: str) -> None:
     if value not in _INFER and value not in ("mmap", "raw"):
         raise ConfigError(
-            f"{what} is not supported: fairseq-lite reads 'mmap' and 'raw' datasets "
+            f"{what} is not supported: fairseq-lite reads 'mmap', 'lazy'/'cached' and 'raw' datasets "
             "(None, 'cached' or 'lazy' mean: infer it from the files)"
         )
 
@@ -68,9 +69,11 @@ def _load_one(path: str, dataset_impl: str | None, dictionary: Any = None) -> An
         return None  # fairseq's answer for a missing dataset: the caller decides if that is an error
     if dataset_impl != "mmap":
         found = infer_dataset_impl(path)
-        if found in ("cached", "huffman"):
+        if found == "cached":  # fairseq's lazy/cached format (TNTIDX), as older data-bin directories hold it
+            return IndexedDataset(path, fix_lua_indexing=True)
+        if found == "huffman":
             raise DataError(
-                f"{index_file_path(path)} was written by fairseq's '{found}' dataset implementation, which "
+                f"{index_file_path(path)} was written by fairseq's 'huffman' dataset implementation, which "
                 "fairseq-lite does not read; binarize the data again with fairseq-preprocess --dataset-impl mmap"
             )
     # An index with an unknown magic makes MMapIndexedDataset raise its "bad magic" error.
