@@ -1,5 +1,6 @@
-"""Lexical constraints (generation/constraints.py, constrained_search.py): the states that track a
-hypothesis's progress, fairseq's packed format, and beam search that puts every constraint in every output."""
+"""Lexical constraints (generation/constraints.py, LexicallyConstrainedBeamSearch in generation/search.py): the
+states that track a hypothesis's progress, fairseq's packed format, and beam search that puts every constraint
+in every output."""
 
 import pytest
 import torch
@@ -78,3 +79,10 @@ def test_without_constraints_it_is_beam_search():
     ]
     with pytest.raises(ValueError, match="does not support them"):
         SequenceGenerator(model, D, beam_size=2).generate(sample_of(), constraints=pack_constraints([[]] * 3))
+
+
+def test_fairseqs_module_path_of_the_constrained_search():
+    """`from fairseq.search import LexicallyConstrainedBeamSearch`, fairseq's path, with the package renamed."""
+    from fairseq_lite.search import LexicallyConstrainedBeamSearch as FromSearch
+
+    assert FromSearch is LexicallyConstrainedBeamSearch

@@ -9,12 +9,12 @@ import torch
 from torch import Tensor
 
 from fairseq_lite.errors import ConfigError
-from fairseq_lite.generation.constrained_search import LexicallyConstrainedBeamSearch
 from fairseq_lite.generation.search import (
     BeamSearch,
     DiverseBeamSearch,
     DiverseSiblingsSearch,
     LengthConstrainedBeamSearch,
+    LexicallyConstrainedBeamSearch,
     NGramRepeatBlock,
     Sampling,
     Search,
