@@ -33,7 +33,13 @@ def _cached_wheel() -> Path:
     path = cache / WHEEL
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        data = urllib.request.urlopen(WHEEL_URL, timeout=120).read()
+        try:
+            data = urllib.request.urlopen(WHEEL_URL, timeout=120).read()
+        except OSError as e:
+            raise RuntimeError(
+                f"fairseq 0.12.2's READMEs come from its wheel, which could not be fetched ({e}): put it at {path}, "
+                f"or install the reference with ../shared/bench/fairseq_reference.sh (FAIRSEQ_REF)"
+            ) from e
         if hashlib.sha256(data).hexdigest() != WHEEL_SHA256:
             raise RuntimeError(f"{WHEEL_URL}: sha256 differs from PyPI's published {WHEEL_SHA256}")
         tmp = path.with_suffix(".part")

@@ -234,3 +234,24 @@ def test_generate_gives_fairseqs_translations_on_a_fairseq_multilingual_transfor
         for sample_id, score, text in ((h[0][2:], h[1], h[2]) for h in theirs):
             assert ours[sample_id][2] == text
             assert float(ours[sample_id][1]) == pytest.approx(float(score), abs=1e-4)
+
+
+def test_inference_needs_a_direction_and_scores_references(capsys, monkeypatch):
+    """Without -s/-t the task would batch every pair: generate and interactive say so in one line. With them,
+    --score-reference scores the pair's references through the one-pair model."""
+    import io
+
+    from fairseq_cli.generate import main as generate
+    from fairseq_cli.interactive import main as interactive
+
+    flags = ["--path", str(CHECKPOINTS / "multilingual.pt"), "--task", "multilingual_translation"]
+    flags += ["--lang-pairs", "en-es,es-en", "--encoder-langtok", "tgt", "--decoder-langtok", "--cpu"]
+    with pytest.raises(ConfigError, match="no net_input.*--source-lang and --target-lang"):
+        generate([str(JOINED), *flags, "--gen-subset", "valid"])
+    monkeypatch.setattr("sys.stdin", io.StringIO("y dijo Dios\n"))
+    with pytest.raises(ConfigError, match="give task.source_lang.*the direction to translate"):
+        interactive([str(JOINED), *flags])
+    capsys.readouterr()
+    generate([str(JOINED), *flags, "--gen-subset", "valid", "-s", "es", "-t", "en", "--score-reference"])
+    scored = [values for kind, values in parse(capsys.readouterr().out) if kind == "H"]
+    assert len(scored) == 40 and all(float(v[1]) < 0 for v in scored)

@@ -330,3 +330,22 @@ def test_lazy_data_reads_as_the_same_items_as_mmap(in_fixtures):
         assert type(old).__name__ == "IndexedDataset" and len(old) == len(new) == 40
         assert list(old.sizes) == list(new.sizes)
         assert all(torch.equal(old[i], new[i].long()) for i in range(len(new)))
+
+
+def test_lazy_data_passes_the_checks_before_a_run_and_may_be_empty(tmp_path, in_fixtures):
+    """fairseq-train's data checks open the older format as the loaders do; an empty split (an empty .bin)
+    reads as no items, and a truncated index is a one-line error."""
+    from omegaconf import OmegaConf
+
+    from fairseq_lite.data.indexed_dataset_loading import load_indexed_dataset
+    from fairseq_lite.tasks.translation import TranslationConfig, TranslationTask
+
+    cfg = OmegaConf.merge(OmegaConf.structured(TranslationConfig), {"data": "lazy", "train_subset": "train"})
+    TranslationTask.check_data(cfg, None, ["valid"])
+    preprocess.cli_main(["--only-source", "--srcdict", "joined/dict.en.txt", "--trainpref", "inputs/empty.txt",
+                         "--dataset-impl", "lazy", "--destdir", str(tmp_path / "e")])  # fmt: skip
+    assert len(load_indexed_dataset(str(tmp_path / "e" / "train"), None)) == 0
+    idx = tmp_path / "e" / "train.idx"
+    idx.write_bytes(idx.read_bytes()[:-4])
+    with pytest.raises(DataError, match="train.idx is truncated"):
+        load_indexed_dataset(str(tmp_path / "e" / "train"), None)

@@ -7,7 +7,7 @@ import pytest
 from test_cli import command, run
 
 from fairseq_cli.score import main
-from fairseq_lite.errors import DataError
+from fairseq_lite.errors import ConfigError, DataError
 
 SYS = "a b c d\nthe cat sat on the mat\n"
 REF = "a b c d\nthe cat sat on a mat\n"
@@ -38,3 +38,21 @@ def test_sentence_bleu_sacrebleu_stdin_and_errors(files, monkeypatch):
     assert main(["--ref", str(files / "ref.txt"), "--ignore-case"]) == [FAIRSEQS]
     with pytest.raises(DataError, match="--sys has 1 lines and --ref 2"):
         main(["--sys", str(files / "short.txt"), "--ref", str(files / "ref.txt")])
+
+
+def test_bleu_on_token_ids_as_fairseq_scores_them(tmp_path):
+    """fairseq encodes each line into one growing dictionary, eos appended: a reference <unk> never matches,
+    an empty line counts its eos, a trailing </s> is trimmed (the lines fairseq 0.12.2 printed for these files)."""
+    (tmp_path / "s.txt").write_text("a <unk> c d e\nthe cat\n\n")
+    assert main(["-s", str(tmp_path / "s.txt"), "-r", str(tmp_path / "s.txt")]) == [
+        "BLEU4 = 0.00, 87.5/60.0/33.3/0.0 (BP=1.000, ratio=1.000, syslen=8, reflen=8)"
+    ]
+    (tmp_path / "h.txt").write_text("a b c d e\n")
+    (tmp_path / "r.txt").write_text("a b c d e </s>\n")
+    assert main(["-s", str(tmp_path / "h.txt"), "-r", str(tmp_path / "r.txt")]) == [
+        "BLEU4 = 100.00, 100.0/100.0/100.0/100.0 (BP=1.000, ratio=1.000, syslen=5, reflen=5)"
+    ]
+    with pytest.raises(ConfigError, match="--order 5 is invalid"):
+        main(["-s", str(tmp_path / "h.txt"), "-r", str(tmp_path / "r.txt"), "--order", "5"])
+    with pytest.raises(ConfigError, match="--ref - is invalid"):
+        main(["-s", str(tmp_path / "h.txt"), "-r", "-"])

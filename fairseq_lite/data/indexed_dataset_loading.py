@@ -26,7 +26,7 @@ from fairseq_lite.errors import ConfigError, DataError, setting
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_indexed_dataset", "infer_dataset_impl"]
+__all__ = ["check_indexed_dataset", "load_indexed_dataset", "infer_dataset_impl"]
 
 # What fairseq 0.12.2 writes at the start of the `.idx` of its other implementations.
 _LEGACY_MAGIC = b"TNTIDX\x00\x00"  # "lazy" / "cached" (IndexedDataset)
@@ -114,3 +114,12 @@ def load_indexed_dataset(
     if len(datasets) == 1:
         return datasets[0]
     return ConcatDataset(datasets)
+
+
+def check_indexed_dataset(path: str) -> None:
+    """Open the binarized dataset at prefix `path` (mmap, or fairseq's older lazy/cached format) and check its
+    index against its data, as the checks before a run do: a one-line DataError when it is broken."""
+    if infer_dataset_impl(path) == "cached":
+        IndexedDataset(path)
+    else:
+        MMapIndexedDataset(path)  # also says "bad magic" for an index of no format fairseq-lite reads

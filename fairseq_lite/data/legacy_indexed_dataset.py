@@ -5,6 +5,7 @@ Old data-bin directories hold it; fairseq reads it with `fix_lua_indexing=True`,
 by default. "lazy" and "cached" differ only in when fairseq reads the bytes; both are one memory map here.
 """
 
+import os
 import shutil
 import struct
 
@@ -23,18 +24,18 @@ CODES = {np.dtype(v): k for k, v in reversed(list(DTYPES.items()))}
 def read_index(path: str) -> tuple[np.dtype, np.ndarray, np.ndarray, np.ndarray]:
     """(dtype, dim_offsets, data_offsets, sizes) of the index at prefix `path`."""
     with open(index_file_path(path), "rb") as f:
-        if f.read(8) != MAGIC:
-            raise DataError(f"{index_file_path(path)} is not a fairseq 'lazy'/'cached' index (no TNTIDX magic)")
-        (version,) = struct.unpack("<Q", f.read(8))
-        code, element_size = struct.unpack("<QQ", f.read(16))
-        count, num_sizes = struct.unpack("<QQ", f.read(16))
-        if version != 1 or code not in DTYPES:
-            raise DataError(f"{index_file_path(path)}: index version {version}, dtype code {code}: not fairseq's")
-        dim_offsets = np.frombuffer(f.read(8 * (count + 1)), dtype=np.int64)
-        data_offsets = np.frombuffer(f.read(8 * (count + 1)), dtype=np.int64)
-        sizes = np.frombuffer(f.read(8 * num_sizes), dtype=np.int64)
-    if len(sizes) != num_sizes or len(data_offsets) != count + 1:
+        raw = f.read()
+    if raw[:8] != MAGIC:
+        raise DataError(f"{index_file_path(path)} is not a fairseq 'lazy'/'cached' index (no TNTIDX magic)")
+    if len(raw) < 48:
         raise DataError(f"{index_file_path(path)} is truncated")
+    version, code, _, count, num_sizes = struct.unpack("<QQQQQ", raw[8:48])
+    if version != 1 or code not in DTYPES:
+        raise DataError(f"{index_file_path(path)}: index version {version}, dtype code {code}: not fairseq's")
+    if len(raw) != 48 + 8 * (2 * (count + 1) + num_sizes):
+        raise DataError(f"{index_file_path(path)} is truncated (or has bytes after its sizes)")
+    longs = np.frombuffer(raw, dtype=np.int64, offset=48)
+    dim_offsets, data_offsets, sizes = longs[: count + 1], longs[count + 1 : 2 * count + 2], longs[2 * count + 2 :]
     return np.dtype(DTYPES[code]), dim_offsets, data_offsets, sizes
 
 
@@ -42,15 +43,26 @@ class IndexedDataset(torch.utils.data.Dataset):
     """A `lazy`/`cached` dataset of 1-D token sequences, read through a memory map."""
 
     def __init__(self, path: str, fix_lua_indexing: bool = True):
+        self._open(path, fix_lua_indexing)
+
+    def _open(self, path: str, fix_lua_indexing: bool) -> None:
         self.path = path
         self.fix_lua_indexing = fix_lua_indexing
         self.dtype, dim_offsets, self.data_offsets, sizes = read_index(path)
         if not np.array_equal(dim_offsets, np.arange(len(dim_offsets))):
             raise DataError(f"{index_file_path(path)}: items of more than one dimension are not token sequences")
         self.sizes = sizes
-        self._data = np.memmap(data_file_path(path), dtype=self.dtype, mode="r")
-        if len(self._data) < self.data_offsets[-1]:
+        size = os.path.getsize(data_file_path(path))
+        if size < self.data_offsets[-1] * self.dtype.itemsize:
             raise DataError(f"{data_file_path(path)} is shorter than its index says")
+        # an empty split has an empty .bin, which cannot be memory-mapped
+        self._data = np.memmap(data_file_path(path), dtype=self.dtype, mode="r") if size else np.empty(0, self.dtype)
+
+    def __getstate__(self) -> tuple[str, bool]:
+        return self.path, self.fix_lua_indexing  # data loader workers map the files again, not a copy
+
+    def __setstate__(self, state: tuple[str, bool]) -> None:
+        self._open(*state)
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -69,8 +81,6 @@ class IndexedDataset(torch.utils.data.Dataset):
 
     @staticmethod
     def exists(path: str) -> bool:
-        import os
-
         return os.path.exists(index_file_path(path)) and os.path.exists(data_file_path(path))
 
 

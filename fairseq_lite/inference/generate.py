@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 import torch
 
+from fairseq_lite.errors import ConfigError
 from fairseq_lite.file_io import atomic_write
 from fairseq_lite.inference.loading import GenerationSetup
 from fairseq_lite.inference.output import alignment_line, hypothesis_lines, strip_pad
@@ -87,8 +88,13 @@ def _generate(setup: GenerationSetup, out: TextIO) -> dict[str, Any]:
     num_sentences, num_tokens, gen_time = 0, 0, 0.0
     has_target = True
     for sample in itr:
-        if not sample or "net_input" not in sample:
+        if not sample:
             continue
+        if "net_input" not in sample:  # e.g. a multilingual task's batch of every pair, not of one direction
+            raise ConfigError(
+                f"the batches of {subset} have no net_input, so there is nothing to decode; a multilingual task needs "
+                f"the direction: --source-lang and --target-lang"
+            )
         sample = move_to_device(sample, setup.device)
         prefix_tokens = sample["target"][:, :prefix_size] if prefix_size > 0 else None
         start = time.perf_counter()

@@ -263,7 +263,14 @@ class FairseqMultiModel(BaseFairseqModel):
         return build_embedding(shared, embed_dim, pretrained_embed_path)
 
     def forward(self, src_tokens: Tensor, src_lengths: Tensor, prev_output_tokens: Tensor, **kwargs) -> DecoderOut:
-        raise NotImplementedError("a FairseqMultiModel runs one language pair at a time: call model.models[key]")
+        """A model of one pair (one direction, at inference) runs as that pair's model; with several, the caller
+        names the pair: `model.models[key]`."""
+        if len(self.keys) != 1:
+            raise ValueError(
+                f"this FairseqMultiModel has {len(self.keys)} language pairs ({', '.join(self.keys)}): run one, "
+                f"model.models[pair]"
+            )
+        return self.models[self.keys[0]](src_tokens, src_lengths, prev_output_tokens, **kwargs)
 
     def max_positions(self) -> dict[str, tuple[int, int]]:
         return {k: (self.models[k].encoder.max_positions(), self.models[k].decoder.max_positions()) for k in self.keys}

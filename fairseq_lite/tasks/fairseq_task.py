@@ -11,6 +11,7 @@ import torch
 from fairseq_lite.criterions.fairseq_criterion import sum_logs
 from fairseq_lite.data import data_utils
 from fairseq_lite.data.iterators import EpochBatchIterator
+from fairseq_lite.data.language_pair_dataset import LanguagePairDataset
 from fairseq_lite.dataclass.utils import add_registered_args
 from fairseq_lite.errors import DataError, key
 from fairseq_lite.logging import metrics
@@ -178,6 +179,14 @@ class FairseqTask:
         from fairseq_lite.generation import build_generator
 
         return build_generator(self, models, args, seq_gen_cls=seq_gen_cls, **(extra_gen_cls_kwargs or {}), **kwargs)
+
+    def build_dataset_for_inference(self, src_tokens, src_lengths, **kwargs):
+        """The dataset fairseq-interactive batches its lines with: source sentences, padded as the task pads
+        them (a task whose batches carry more overrides it, as the multilingual ones do)."""
+        left_pad = bool(getattr(self.cfg, "left_pad_source", True))
+        return LanguagePairDataset(
+            src_tokens, src_lengths, self.source_dictionary, tgt_dict=self.target_dictionary, left_pad_source=left_pad
+        )
 
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
         """One batch's hypotheses, best first per sentence."""

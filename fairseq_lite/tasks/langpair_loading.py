@@ -73,7 +73,7 @@ def split_shards(data_dir: str, split: str, src: str, tgt: str, combine: bool) -
     return shards
 
 
-def load_split_alignments(data_path: str, split: str, src: str, tgt: str, num_shards: int) -> MMapIndexedDataset | None:
+def load_split_alignments(data_path: str, split: str, src: str, tgt: str, num_shards: int) -> Any:
     """The split's alignments, or None where it has none (fairseq's rule: only a split may lack them)."""
     prefix = alignment_prefix(data_path, split, src, tgt)
     if not MMapIndexedDataset.exists(prefix):
@@ -85,7 +85,7 @@ def load_split_alignments(data_path: str, split: str, src: str, tgt: str, num_sh
             f"{key('task.load_alignments')}: {split} has {num_shards} shards in {data_path} ({split}, "
             f"{split}1, ...); alignments work with one"
         )
-    return MMapIndexedDataset(prefix)
+    return load_indexed_dataset(prefix, None)  # mmap, or fairseq's lazy/cached (ids less one, as fairseq reads them)
 
 
 def load_langpair_dataset(

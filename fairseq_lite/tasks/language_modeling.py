@@ -9,7 +9,7 @@ from omegaconf import II, MISSING
 
 from fairseq_lite.data.dictionary import Dictionary
 from fairseq_lite.data.indexed_dataset import MMapIndexedDataset
-from fairseq_lite.data.indexed_dataset_loading import load_indexed_dataset
+from fairseq_lite.data.indexed_dataset_loading import check_indexed_dataset, load_indexed_dataset
 from fairseq_lite.data.monolingual_dataset import MonolingualDataset
 from fairseq_lite.data.token_block_dataset import TokenBlockDataset
 from fairseq_lite.dataclass import ChoiceEnum, FairseqDataclass, cfg_field
@@ -102,7 +102,7 @@ class LanguageModelingTask(FairseqTask):
         # Training reads one directory per epoch, round robin; validation the first one.
         wanted = [(path, train_subset) for path in paths if train_subset] + [(paths[0], s) for s in valid_subsets]
         for path, split in wanted:
-            MMapIndexedDataset(split_prefix(path, split))  # reads and checks the index, maps the data
+            check_indexed_dataset(split_prefix(path, split))  # reads and checks the index, maps the data
 
     @classmethod
     def setup_task(cls, cfg, **kwargs):

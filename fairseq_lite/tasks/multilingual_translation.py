@@ -213,6 +213,7 @@ class MultilingualTranslationTask(FairseqTask):
         """The inference direction's dataset, language tokens included (one direction: no round robin)."""
         if constraints is not None:
             raise ConfigError("--constraints are not supported with --task multilingual_translation (as in fairseq)")
+        self._require_direction()
         return self.alter_dataset_langtok(
             LanguagePairDataset(src_tokens, src_lengths, self.source_dictionary, tgt_dict=self.target_dictionary),
             src_eos=self.source_dictionary.eos(),
@@ -282,7 +283,15 @@ class MultilingualTranslationTask(FairseqTask):
                 _add_logs(agg_log, log, pair)
             return agg_loss, agg_size, dict(agg_log)
 
+    def _require_direction(self) -> None:
+        if self.training:
+            raise ConfigError(
+                f"give {key('task.source_lang')} and {key('task.target_lang')} (-s/-t): the direction to translate, "
+                f"one of --lang-pairs {','.join(self.lang_pairs)}"
+            )
+
     def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
+        self._require_direction()
         bos = self.get_decoder_langtok(self.cfg.target_lang) if self.cfg.decoder_langtok else None
         with torch.no_grad():
             return generator.generate(sample, prefix_tokens=prefix_tokens, constraints=constraints, bos_token=bos)

@@ -25,11 +25,11 @@ from torch import Tensor
 from fairseq_lite.criterions.fairseq_criterion import sum_logs
 from fairseq_lite.data.dictionary import Dictionary
 from fairseq_lite.data.indexed_dataset import MMapIndexedDataset
+from fairseq_lite.data.indexed_dataset_loading import check_indexed_dataset
 from fairseq_lite.data.language_pair_dataset import LanguagePairDataset
 from fairseq_lite.dataclass import FairseqDataclass, cfg_field
 from fairseq_lite.dataclass.configs import GenerationConfig
 from fairseq_lite.errors import ConfigError, DataError, key, setting
-from fairseq_lite.generation import build_generator, inference_step
 from fairseq_lite.logging import metrics
 from fairseq_lite.registry import TOKENIZER_REGISTRY, component_node, register_task
 from fairseq_lite.tasks.fairseq_task import FairseqTask
@@ -180,7 +180,7 @@ class TranslationTask(FairseqTask):
             prefix = pair_prefix(path, split, src, tgt)
             for lang in (src, tgt):
                 if MMapIndexedDataset.exists(prefix + lang):
-                    MMapIndexedDataset(prefix + lang)  # reads and checks the index, maps the data
+                    check_indexed_dataset(prefix + lang)  # reads and checks the index, maps the data
             if cfg.load_alignments and split == train_subset:
                 align = alignment_prefix(path, split, src, tgt)
                 if not MMapIndexedDataset.exists(align):
@@ -188,7 +188,7 @@ class TranslationTask(FairseqTask):
                         f"{key('task.load_alignments')}: no alignments {os.path.basename(align)}.bin/.idx in "
                         f"{path}; binarize them with fairseq-preprocess --align-suffix"
                     )
-                MMapIndexedDataset(align)
+                check_indexed_dataset(align)
 
     @classmethod
     def validation_metrics(cls, cfg: Any, criterion_metrics: list[str]) -> list[str]:
@@ -284,8 +284,8 @@ class TranslationTask(FairseqTask):
         model.eval()
         # the beam search of fairseq-generate, with eval_bleu_args' options (built once per model, as fairseq)
         if self._bleu_generator is None or self._bleu_generator.model.models[0] is not model:
-            self._bleu_generator = build_generator(self, [model], self.bleu_gen_args)
-        hypos = inference_step(self._bleu_generator, self, sample)
+            self._bleu_generator = self.build_generator([model], self.bleu_gen_args)
+        hypos = self.inference_step(self._bleu_generator, [model], sample)
         hyps, refs = [], []
         for sentence, ref in zip(hypos, sample["target"]):
             hyps.append(decode(sentence[0]["tokens"], "UNKNOWNTOKENINHYP"))

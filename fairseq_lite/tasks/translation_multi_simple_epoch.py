@@ -26,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 from fairseq_lite.data.data_utils import numpy_seed
 from fairseq_lite.data.dictionary import Dictionary
 from fairseq_lite.data.indexed_dataset import MMapIndexedDataset
+from fairseq_lite.data.indexed_dataset_loading import check_indexed_dataset
 from fairseq_lite.data.iterators import EpochBatchIterator
 from fairseq_lite.data.language_pair_dataset import LanguagePairDataset
 from fairseq_lite.data.list_dataset import ListDataset
@@ -264,7 +265,7 @@ class TranslationMultiSimpleEpochTask(FairseqTask):
                 for lang in (src, tgt):
                     prefix = os.path.join(path, f"{split}.{a}-{b}.{lang}")
                     if MMapIndexedDataset.exists(prefix):
-                        MMapIndexedDataset(prefix)  # reads and checks the index
+                        check_indexed_dataset(prefix)  # reads and checks the index
                 return
         # another shard directory may lack the pair: fairseq reads a pair's shards from the paths that have it
 
