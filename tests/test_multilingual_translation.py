@@ -255,3 +255,13 @@ def test_inference_needs_a_direction_and_scores_references(capsys, monkeypatch):
     generate([str(JOINED), *flags, "--gen-subset", "valid", "-s", "es", "-t", "en", "--score-reference"])
     scored = [values for kind, values in parse(capsys.readouterr().out) if kind == "H"]
     assert len(scored) == 40 and all(float(v[1]) < 0 for v in scored)
+
+
+def test_too_long_pairs_are_named_per_pair(tmp_path):
+    """A validation pair longer than max_positions is a one-line error naming its language pair and sample."""
+    from fairseq_lite.errors import DataError
+
+    task = MultilingualTranslationTask.setup_task(task_cfg(max_source_positions=12))
+    task.load_dataset("valid")
+    with pytest.raises(DataError, match=r"samples are longer than .* of (en-es|es-en) \(e\.g\. its sample #\d+, size"):
+        task.get_batch_iterator(task.dataset("valid"), max_tokens=1000, max_positions=task.max_positions())

@@ -83,6 +83,7 @@ class RoundRobinZipDatasets(FairseqDataset):
             self.ordered_indices()
         limits = max_positions if isinstance(max_positions, dict) else {k: max_positions for k in self.datasets}
         ignored_some = False
+        self._ignored: dict[str, list[int]] = {}
         for key, ds in self.datasets.items():
             kept, ignored = ds.filter_indices_by_size(self._ordered_indices[key], limits.get(key))
             if len(kept) == 0:
@@ -90,11 +91,19 @@ class RoundRobinZipDatasets(FairseqDataset):
             self._ordered_indices[key] = kept
             if len(ignored) > 0:
                 ignored_some = True
+                self._ignored[key] = list(ignored)
                 logger.warning(
                     f"{len(ignored)} samples from {key} have invalid sizes and will be skipped, "
                     f"max_positions={limits.get(key)}, first few sample ids={list(ignored[:10])}"
                 )
         return np.arange(len(self), dtype=np.int64), [0] if ignored_some else []
+
+    def describe_ignored(self) -> str:
+        """What the last filter_indices_by_size left out, per dataset (the zipped indices cannot name them)."""
+        return "; ".join(
+            f"{len(ids)} of {key} (e.g. its sample #{ids[0]}, size {self.datasets[key].size(ids[0])})"
+            for key, ids in getattr(self, "_ignored", {}).items()
+        )
 
     @property
     def supports_prefetch(self) -> bool:

@@ -135,9 +135,12 @@ class FairseqTask:
         indices, ignored = dataset.filter_indices_by_size(indices, max_positions)
         if len(ignored) > 0:
             if not ignore_invalid_inputs:
+                # a dataset of several (a round-robin zip of language pairs) says which of its parts were too long
+                what = getattr(dataset, "describe_ignored", None)
+                example = what() if what else f"e.g. sample #{ignored[0]} (size {dataset.size(ignored[0])})"
+                count = "some" if what else str(len(ignored))
                 raise DataError(
-                    f"{len(ignored)} samples are longer than max_positions={max_positions}, e.g. "
-                    f"sample #{ignored[0]} (size {dataset.size(ignored[0])}); skip them with "
+                    f"{count} samples are longer than max_positions={max_positions}, {example}; skip them with "
                     f"{key('dataset.skip_invalid_size_inputs_valid_test')}"
                 )
             logger.warning(

@@ -239,6 +239,12 @@ class MultilingualTranslationTask(FairseqTask):
     def build_model(self, model_cfg: Any) -> Any:
         from fairseq_lite.models.fairseq_model import FairseqMultiModel
 
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            if torch.distributed.get_world_size() > 1:
+                raise ConfigError(
+                    f"{key('task._name')}=multilingual_translation trains on one process here: its per-pair steps "
+                    f"would bypass DistributedDataParallel's gradient sync; train on one GPU with --update-freq"
+                )
         model = super().build_model(model_cfg)
         if not isinstance(model, FairseqMultiModel):
             raise ConfigError(
