@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from readme_runner import Scenario, install_example_script, readme_lines, run_readme
 from test_cli import command
-from test_cli import run as test_cli_run
+from test_cli import run as run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 TSV = ROOT / "examples" / "translation" / "data" / "kjv_rv1909.en-es.subset.tsv"
@@ -138,7 +138,7 @@ def test_translation_readme(tmp_path):
 
 def preprocess(workspace: Path, *args: str) -> None:
     """Our fairseq-preprocess, for a data directory a README expects ready-made (another README makes it)."""
-    test_cli_run([command("fairseq-preprocess"), *args], cwd=workspace, timeout=600)
+    run_command([command("fairseq-preprocess"), *args], cwd=workspace, timeout=600)
 
 
 def test_scaling_nmt_readme(tmp_path):
@@ -293,7 +293,7 @@ def test_constrained_decoding_readme(tmp_path):
     train += ["--encoder-embed-dim", "16", "--decoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32"]
     train += ["--decoder-ffn-embed-dim", "32", "--encoder-attention-heads", "2", "--decoder-attention-heads", "2"]
     train += ["--max-tokens", "500", "--max-update", "2", "--save-dir", "model", "--disable-validation"]
-    test_cli_run(train, cwd=tmp_path, timeout=600)
+    run_command(train, cwd=tmp_path, timeout=600)
     (model_dir / "checkpoint_last.pt").rename(model_dir / "model1.pt")
     for script in ("normalize.py", "tok.py"):
         install_example_script(tmp_path, f"constrained_decoding/{script}", on_path=True)
