@@ -258,16 +258,21 @@ class FConvEncoder(FairseqEncoder):
         return {"encoder_out": (x, y), "encoder_padding_mask": encoder_padding_mask}
 
     def reorder_encoder_out(self, encoder_out: dict[str, Any], new_order: Tensor) -> dict[str, Any]:
-        # Batch-first throughout (not the transformer's time-first layout).
-        mask = encoder_out["encoder_padding_mask"]
-        return {
-            **encoder_out,
-            "encoder_out": tuple(eo.index_select(0, new_order) for eo in encoder_out["encoder_out"]),
-            "encoder_padding_mask": None if mask is None else mask.index_select(0, new_order),
-        }
+        return reorder_conv_encoder_out(encoder_out, new_order)
 
     def max_positions(self) -> int:
         return self.embed_positions.max_positions
+
+
+def reorder_conv_encoder_out(encoder_out: dict[str, Any], new_order: Tensor) -> dict[str, Any]:
+    """Rows `new_order` of a convolutional encoder's output ({"encoder_out": (x, y), "encoder_padding_mask"}),
+    batch-first throughout (not the transformer's time-first layout); fconv_self_att's encoder shares it."""
+    mask = encoder_out["encoder_padding_mask"]
+    return {
+        **encoder_out,
+        "encoder_out": tuple(eo.index_select(0, new_order) for eo in encoder_out["encoder_out"]),
+        "encoder_padding_mask": None if mask is None else mask.index_select(0, new_order),
+    }
 
 
 # Named architectures: each fills only the values the user left unset, then chains to the base.

@@ -33,7 +33,7 @@ from fairseq_lite.dataclass.base import FairseqDataclass, cfg_field
 from fairseq_lite.errors import CheckpointError, ConfigError, key, setting
 from fairseq_lite.models.composite_encoder import CompositeEncoder
 from fairseq_lite.models.fairseq_model import FairseqEncoder, FairseqEncoderDecoderModel
-from fairseq_lite.models.fconv import DEFAULT_MAX_POSITIONS, check_positions
+from fairseq_lite.models.fconv import DEFAULT_MAX_POSITIONS, check_positions, reorder_conv_encoder_out
 from fairseq_lite.models.fconv_decoder import ConvSpec
 from fairseq_lite.models.fconv_self_att_decoder import (  # noqa: F401  (fairseq's names, importable from here)
     ConvTBC,
@@ -309,12 +309,7 @@ class FConvEncoder(FairseqEncoder):
         return {"encoder_out": (x, y), "encoder_padding_mask": encoder_padding_mask}
 
     def reorder_encoder_out(self, encoder_out: dict[str, Any], new_order: Tensor) -> dict[str, Any]:
-        mask = encoder_out["encoder_padding_mask"]
-        return {
-            **encoder_out,
-            "encoder_out": tuple(eo.index_select(0, new_order) for eo in encoder_out["encoder_out"]),
-            "encoder_padding_mask": None if mask is None else mask.index_select(0, new_order),
-        }
+        return reorder_conv_encoder_out(encoder_out, new_order)
 
     def max_positions(self) -> int:
         return self.embed_positions.max_positions

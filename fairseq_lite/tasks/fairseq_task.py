@@ -186,7 +186,9 @@ class FairseqTask:
     def build_dataset_for_inference(self, src_tokens, src_lengths, **kwargs):
         """The dataset fairseq-interactive batches its lines with: source sentences, padded as the task pads
         them (a task whose batches carry more overrides it, as the multilingual ones do)."""
-        left_pad = bool(getattr(self.cfg, "left_pad_source", True))
+        left_pad = getattr(self.cfg, "left_pad_source", True)
+        if isinstance(left_pad, str):  # a legacy task's flag, parsed by fairseq as a string ("True"/"False")
+            left_pad = left_pad.strip().lower() in ("true", "1")
         return LanguagePairDataset(
             src_tokens, src_lengths, self.source_dictionary, tgt_dict=self.target_dictionary, left_pad_source=left_pad
         )
